@@ -1,0 +1,36 @@
+"""vistok: Hugging Face-native discrete image tokenizers and token-based generators.
+
+Importing vistok registers every family with AutoConfig, AutoModel and AutoImageProcessor.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .image_processing import VistokImageProcessor
+from .modeling import (
+    OneDPieceConfig,
+    OneDPieceModel,
+    TiTokConfig,
+    TiTokModel,
+    VisualTokenizerEncoderOutput,
+    VisualTokenizerMixin,
+    VisualTokenizerOutput,
+)
+
+__version__ = "0.1.0"
+
+_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel))
+for _config, _model in _TOKENIZERS:
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
+    AutoImageProcessor.register(_config, slow_image_processor_class=VistokImageProcessor, exist_ok=True)
+
+__all__ = [
+    "VistokImageProcessor",
+    "VisualTokenizerMixin",
+    "VisualTokenizerEncoderOutput",
+    "VisualTokenizerOutput",
+    "TiTokConfig",
+    "TiTokModel",
+    "OneDPieceConfig",
+    "OneDPieceModel",
+]

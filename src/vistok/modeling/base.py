@@ -1,0 +1,163 @@
+"""The VisualTokenizer contract shared by every tokenizer family.
+
+A tokenizer is a transformers ``PreTrainedModel`` that also inherits :class:`VisualTokenizerMixin`.
+The mixin validates inputs once, for every family, and fixes the output types; a family implements
+``_encode``, ``_decode_latents`` and ``_token_ids_to_latents``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+TOKEN_LAYOUTS = ("1d", "2d", "multiscale", "continuous")
+
+
+@dataclass
+class VisualTokenizerEncoderOutput(ModelOutput):
+    """What ``encode`` returns.
+
+    token_ids: ``[B, N]`` (1D), ``[B, h, w]`` (2D) or ``[B, L]`` (multi-scale); ``None`` for continuous models.
+    latents: the quantized vectors (or the posterior sample of a continuous model), tokens-first:
+        ``[B, N, C]`` for 1D layouts.
+    latent_mean / latent_logvar: the posterior of a continuous (KL) model.
+    quantizer_loss / commitment_loss / codebook_loss / kl_loss: the regulariser's training terms.
+    """
+
+    token_ids: torch.LongTensor | None = None
+    latents: torch.FloatTensor | None = None
+    latent_mean: torch.FloatTensor | None = None
+    latent_logvar: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
+    kl_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class VisualTokenizerOutput(ModelOutput):
+    """What ``forward`` returns: the reconstruction and the terms training needs."""
+
+    reconstruction: torch.FloatTensor | None = None
+    token_ids: torch.LongTensor | None = None
+    latents: torch.FloatTensor | None = None
+    latent_mean: torch.FloatTensor | None = None
+    latent_logvar: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
+    kl_loss: torch.FloatTensor | None = None
+
+
+class VisualTokenizerMixin:
+    """``encode`` / ``decode`` / ``decode_latents`` with the checks every family shares.
+
+    Config fields read here: ``image_size``, ``num_tokens``, ``codebook_size``, ``token_layout``,
+    ``variable_length`` and ``pixel_range``.
+    """
+
+    main_input_name = "pixel_values"
+
+    # A family implements three hooks:
+    #   _encode(pixel_values, **kwargs) -> VisualTokenizerEncoderOutput   (all N tokens)
+    #   _token_ids_to_latents(token_ids) -> latents [B, n, C]
+    #   _decode_latents(latents) -> pixels
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def is_continuous(self) -> bool:
+        return self.config.token_layout == "continuous"
+
+    def encode(self, pixel_values: torch.Tensor, num_tokens: int | None = None, **kwargs) -> VisualTokenizerEncoderOutput:
+        """Tokenize images in the model's pixel range; ``num_tokens`` keeps a prefix (1D variable-length)."""
+        self.check_pixel_values(pixel_values)
+        num_tokens = self.check_num_tokens(num_tokens)
+        out = self._encode(pixel_values.to(self.dtype), **kwargs)
+        if num_tokens < self.config.num_tokens:
+            for name in ("token_ids", "latents", "latent_mean", "latent_logvar"):
+                value = getattr(out, name)
+                if value is not None:
+                    out[name] = value[:, :num_tokens]
+        return out
+
+    def decode(self, token_ids: torch.LongTensor) -> torch.Tensor:
+        """Pixels (unclamped, as the original decoder computes them) from token ids or a prefix of them."""
+        if self.is_continuous:
+            raise ValueError(f"{type(self).__name__} is continuous (KL); decode its latents with decode_latents()")
+        self.check_token_ids(token_ids)
+        return self._decode_latents(self._token_ids_to_latents(token_ids))
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels from the continuous latents ``[B, N, C]`` that ``encode`` returned."""
+        self.check_latents(latents)
+        return self._decode_latents(latents.to(self.dtype))
+
+    # -- validation ---------------------------------------------------------------------------
+    def check_pixel_values(self, pixel_values) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor of shape [B, 3, H, W], got {type(pixel_values).__name__}")
+        if not pixel_values.is_floating_point():
+            raise TypeError(f"pixel_values must be a floating-point tensor in {tuple(self.config.pixel_range)}, got {pixel_values.dtype}")
+        if pixel_values.ndim != 4:
+            raise ValueError(f"pixel_values must have shape [B, 3, H, W], got {tuple(pixel_values.shape)}")
+        batch, channels, height, width = pixel_values.shape
+        if batch == 0:
+            raise ValueError("pixel_values is an empty batch: expected at least one image")
+        if channels != 3:
+            raise ValueError(f"pixel_values must have 3 (RGB) channels, got {channels}")
+        size = self.config.image_size
+        if (height, width) != (size, size):
+            raise ValueError(
+                f"{type(self).__name__} takes {size}x{size} images, got {height}x{width}; "
+                "resize with the model's image processor first"
+            )
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or inf values")
+
+    def check_num_tokens(self, num_tokens: int | None) -> int:
+        maximum = self.config.num_tokens
+        if num_tokens is None:
+            return maximum
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int):
+            raise TypeError(f"num_tokens must be an int in 1..{maximum}, got {num_tokens!r}")
+        if self.config.variable_length:
+            if not 1 <= num_tokens <= maximum:
+                raise ValueError(f"num_tokens must be in 1..{maximum}, got {num_tokens}")
+        elif num_tokens != maximum:
+            raise ValueError(
+                f"{type(self).__name__} is a fixed-length tokenizer: num_tokens must be {maximum}, got {num_tokens}"
+            )
+        return num_tokens
+
+    def check_token_ids(self, token_ids) -> None:
+        if not isinstance(token_ids, torch.Tensor):
+            raise TypeError(f"token_ids must be a torch.LongTensor, got {type(token_ids).__name__}")
+        if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
+            raise TypeError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
+        if self.config.token_layout == "1d":
+            if token_ids.ndim != 2:
+                raise ValueError(f"token_ids must have shape [B, N], got {tuple(token_ids.shape)}")
+            self.check_num_tokens(int(token_ids.shape[1]))
+        if token_ids.shape[0] == 0:
+            raise ValueError("token_ids is an empty batch: expected at least one sequence")
+        size = self.config.codebook_size
+        if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) >= size):
+            raise ValueError(
+                f"token_ids must lie in [0, {size - 1}] (codebook_size={size}), "
+                f"got values in [{int(token_ids.min())}, {int(token_ids.max())}]"
+            )
+
+    def check_latents(self, latents) -> None:
+        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+            raise TypeError("latents must be a floating-point torch.Tensor of shape [B, N, C]")
+        if latents.ndim != 3 or latents.shape[-1] != self.config.token_dim:
+            raise ValueError(
+                f"latents must have shape [B, N, {self.config.token_dim}], got {tuple(latents.shape)}"
+            )
+        if latents.shape[0] == 0:
+            raise ValueError("latents is an empty batch: expected at least one sequence")
+        self.check_num_tokens(int(latents.shape[1]))
+        if not torch.isfinite(latents).all():
+            raise ValueError("latents contains NaN or inf values")

@@ -1,0 +1,5 @@
+from .base import QuantizerOutput
+from .gaussian import DiagonalGaussianPosterior
+from .vq import VectorQuantizer
+
+__all__ = ["QuantizerOutput", "VectorQuantizer", "DiagonalGaussianPosterior"]
