@@ -94,6 +94,37 @@ class VisualTokenizerMixin:
         self.check_latents(latents)
         return self._decode_latents(latents.to(self.dtype))
 
+    # -- hub ----------------------------------------------------------------------------------
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+        image_processor=None,
+        model_card=None,
+    ) -> str:
+        """Upload the tokenizer with its image processor and a vistok model card; returns the commit URL.
+
+        Takes transformers' ``push_to_hub`` arguments, plus ``image_processor`` (default: a
+        ``VistokImageProcessor`` for the config's ``image_size``/``pixel_range``) and ``model_card``
+        (README text; default: the card of the local folder the model came from, else a minimal one).
+        """
+        from ..hub.push import push_tokenizer_to_hub
+
+        return push_tokenizer_to_hub(
+            self, repo_id, image_processor=image_processor, model_card=model_card,
+            max_shard_size=max_shard_size, tags=tags, commit_message=commit_message,
+            commit_description=commit_description, private=private, token=token,
+            revision=revision, create_pr=create_pr,
+        )
+
     # -- validation ---------------------------------------------------------------------------
     def check_pixel_values(self, pixel_values) -> None:
         if not isinstance(pixel_values, torch.Tensor):
