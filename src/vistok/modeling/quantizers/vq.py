@@ -90,6 +90,9 @@ class VectorQuantizer(Quantizer):
     def codes_to_indices(self, codes: torch.Tensor) -> torch.LongTensor:
         """Indices of the nearest codes — for codes from ``indices_to_codes`` the original indices."""
         self.check_input(codes)
+        if self.codebook_dim != self.dim:  # invert project_out: search the projected codebook
+            table = self._project_out(self.codebook()).float()
+            return nearest_code(codes.float().reshape(-1, self.dim), table).view(codes.shape[:-1])
         flat = self._to_lookup_space(codes).reshape(-1, self.codebook_dim)
         return nearest_code(flat, self.codebook()).view(codes.shape[:-1])
 
