@@ -1,4 +1,8 @@
+import os
 import sys
+
+# Triton kernels run on CPU tensors in the interpreter; it must be set before anything imports triton.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -10,3 +10,6 @@ from .ema import ema_codebook_update
 from .nearest_code import nearest_code
 
 __all__ = ["nearest_code", "ema_codebook_update", "kernel_backend", "triton_available"]
+from .lfq_entropy import codebook_entropy
+
+__all__ += ["codebook_entropy"]

@@ -1,5 +1,17 @@
-from .base import QuantizerOutput
+"""Quantizers, one contract (see base.py): forward(z) -> QuantizerOutput, indices_to_codes, codes_to_indices."""
+
+from .base import ProjectedQuantizer, Quantizer, QuantizerOutput, usage_statistics
+from .bsq import BSQ, BinaryQuantizer
+from .fsq import FSQ
 from .gaussian import DiagonalGaussianPosterior
+from .lfq import LFQ, bits_to_indices, indices_to_bits, merge_indices, split_indices
+from .multiscale import MultiScaleResidualQuantizer
+from .residual import ResidualVQ
 from .vq import VectorQuantizer
 
-__all__ = ["QuantizerOutput", "VectorQuantizer", "DiagonalGaussianPosterior"]
+__all__ = [
+    "Quantizer", "ProjectedQuantizer", "QuantizerOutput", "usage_statistics",
+    "VectorQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer",
+    "FSQ", "LFQ", "BSQ", "BinaryQuantizer", "split_indices", "merge_indices", "bits_to_indices", "indices_to_bits",
+    "DiagonalGaussianPosterior",
+]

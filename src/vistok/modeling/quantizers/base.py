@@ -31,16 +31,27 @@ class QuantizerOutput:
     codebook_usage: torch.Tensor | None = None
 
 
+# Above this many codes, usage statistics count the distinct indices instead of a full histogram.
+HISTOGRAM_MAX_CODES = 2**24
+
+
 def usage_statistics(indices: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perplexity, fraction of codes used) of a batch of indices; O(codebook_size) memory."""
+    """(perplexity, fraction of codes used) of a batch of indices: a histogram up to 2^24 codes,
+    distinct-index counting (O(number of indices) memory) above."""
     flat = indices.reshape(-1)
     if flat.numel() == 0:
         zero = torch.zeros((), device=indices.device)
         return zero, zero
-    counts = torch.bincount(flat, minlength=codebook_size).float()
+    if codebook_size <= HISTOGRAM_MAX_CODES:
+        counts = torch.bincount(flat, minlength=codebook_size).float()
+        used = (counts > 0).float().mean()
+        counts = counts[counts > 0]
+    else:
+        counts = torch.unique(flat, return_counts=True)[1].float()
+        used = torch.tensor(counts.numel() / codebook_size, device=indices.device)
     probs = counts / flat.numel()
-    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
-    return entropy.exp(), (counts > 0).float().mean()
+    entropy = -(probs * torch.log(probs)).sum()
+    return entropy.exp(), used
 
 
 class Quantizer(nn.Module):
@@ -62,3 +73,46 @@ class Quantizer(nn.Module):
             raise ValueError(
                 f"indices must lie in [0, {self.codebook_size - 1}], got [{int(indices.min())}, {int(indices.max())}]"
             )
+
+
+class ProjectedQuantizer(Quantizer):
+    """A quantizer of ``[..., dim]`` vectors whose codes live in a ``codebook_dim``-dimensional space,
+    behind ``project_in``/``project_out`` Linear layers when the two differ.
+
+    ``codes_to_indices`` maps output-space codes back by the least-squares inverse of
+    ``project_out`` (exact for codes from ``indices_to_codes`` when ``dim >= codebook_dim``).
+    Without projections the output keeps the input's dtype; with them it has the projection's.
+    """
+
+    def __init__(self, dim: int, codebook_dim: int):
+        super().__init__()
+        if dim < 1 or codebook_dim < 1:
+            raise ValueError(f"dim and the code dimension must be positive, got {dim} and {codebook_dim}")
+        self.dim, self.codebook_dim = dim, codebook_dim
+        if self.has_projections:
+            self.project_in = nn.Linear(dim, codebook_dim)
+            self.project_out = nn.Linear(codebook_dim, dim)
+
+    @property
+    def has_projections(self) -> bool:
+        return self.dim != self.codebook_dim
+
+    def _to_code_space(self, z: torch.Tensor) -> torch.Tensor:
+        """fp32 ``[..., codebook_dim]``."""
+        if self.has_projections:
+            z = self.project_in(z.to(self.project_in.weight.dtype))
+        return z.float()
+
+    def _from_code_space(self, codes: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        if self.has_projections:
+            return self.project_out(codes.to(self.project_out.weight.dtype))
+        return codes if dtype is None else codes.to(dtype)
+
+    def _codes_to_code_space(self, codes: torch.Tensor) -> torch.Tensor:
+        """Output-space codes ``[..., dim]`` -> fp32 code-space vectors (least squares through project_out)."""
+        self.check_input(codes)
+        if not self.has_projections:
+            return codes.float()
+        weight = self.project_out.weight.detach().double()  # [dim, codebook_dim]
+        bias = self.project_out.bias.detach().double()
+        return ((codes.detach().double() - bias) @ torch.linalg.pinv(weight).T).float()
