@@ -1,0 +1,66 @@
+"""Shared benchmark plumbing: machine/version info, and peak-memory measurement in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    except OSError:
+        mem_kb = 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 2**20, 1), "platform": platform.platform()}
+
+
+def versions(*packages: str) -> dict:
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _status_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss() -> int:
+    """Reset the process's RSS high-water mark (Linux clear_refs 5); returns the current RSS in KiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kb("VmRSS")
+
+
+def peak_rss_since_reset_kb(baseline_kb: int) -> int:
+    return _status_kb("VmHWM") - baseline_kb
+
+
+def run_child(script: str, args: list[str], timeout: float, env: dict | None = None) -> dict:
+    """Run one measurement in a fresh interpreter (so peaks do not mix); its last stdout line is JSON."""
+    try:
+        proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [l for l in proc.stdout.strip().splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        reason = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
+        return {"error": f"{reason}: {' | '.join(tail)[-400:]}"}
+    return json.loads(lines[-1])
