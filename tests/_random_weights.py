@@ -20,7 +20,7 @@ def random_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torc
         shape = tuple(shapes[key])
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         name = key.rsplit(".", 1)[-1]
-        is_norm = any(part.startswith(("ln", "norm")) for part in key.split("."))
+        is_norm = any(part.lower().startswith(("ln", "norm", "layernorm")) for part in key.split("."))
         if name == "bias":
             value = 0.02 * noise
         elif is_norm and len(shape) == 1:

@@ -6,6 +6,7 @@ Importing vistok registers every family with AutoConfig, AutoModel and AutoImage
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .image_processing import VistokImageProcessor
+from .modeling.maskgit import MaskGITConfig, MaskGITTransformer
 from .modeling import (
     OneDPieceConfig,
     OneDPieceModel,
@@ -16,6 +17,8 @@ from .modeling import (
     VisualTokenizerOutput,
 )
 
+from .pipelines import MaskGITPipeline
+
 __version__ = "0.1.0"
 
 _TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel))
@@ -23,6 +26,8 @@ for _config, _model in _TOKENIZERS:
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
     AutoImageProcessor.register(_config, slow_image_processor_class=VistokImageProcessor, exist_ok=True)
+AutoConfig.register(MaskGITConfig.model_type, MaskGITConfig, exist_ok=True)
+AutoModel.register(MaskGITConfig, MaskGITTransformer, exist_ok=True)
 
 __all__ = [
     "VistokImageProcessor",
@@ -33,4 +38,7 @@ __all__ = [
     "TiTokModel",
     "OneDPieceConfig",
     "OneDPieceModel",
+    "MaskGITConfig",
+    "MaskGITTransformer",
+    "MaskGITPipeline",
 ]

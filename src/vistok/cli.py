@@ -11,11 +11,11 @@ def _convert_parser(sub) -> None:
 
     convert = sub.add_parser("convert", help="convert an original checkpoint to a vistok folder")
     families = convert.add_subparsers(dest="family", required=True, metavar="FAMILY")
-    for family, (_, presets) in CONVERTERS.items():
+    for family, (_, presets, kind) in CONVERTERS.items():
         lines = "\n".join(f"  {name:<22} {p.hub_id}" for name, p in presets.items())
         parser = families.add_parser(
             family,
-            help=f"{family} tokenizer",
+            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a MaskGITPipeline folder" if kind == "generator" else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description=f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
             "shapes; the original config supplies the rest.",
@@ -27,8 +27,13 @@ def _convert_parser(sub) -> None:
         parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (must not exist or be empty)")
         parser.add_argument("--config", metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")
         parser.add_argument("--preset", choices=sorted(presets), help="a released checkpoint's settings and card data")
-        parser.add_argument("--pixel-decoder", metavar="BIN",
-                            help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints without pixel_* weights")
+        if kind == "tokenizer":
+            parser.add_argument("--pixel-decoder", metavar="BIN",
+                                help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints without pixel_* weights")
+        else:
+            parser.add_argument("--tokenizer", required=True, metavar="SRC",
+                                help="the generator's tokenizer: a converted vistok folder, or an original release (converted on the way)")
+            parser.add_argument("--tokenizer-config", metavar="YAML", help="original config for a bare tokenizer checkpoint file")
         parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
         parser.add_argument("--push-to-hub", metavar="REPO", help="upload the converted folder to this hub repo")
 
@@ -48,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             from .conversion import CONVERTERS
 
-            convert, _ = CONVERTERS[args.family]
-            out = convert(args.original, args.output, config=args.config, preset=args.preset,
-                          pixel_decoder=args.pixel_decoder, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
+            convert, _, kind = CONVERTERS[args.family]
+            options = dict(config=args.config, preset=args.preset, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
+            if kind == "tokenizer":
+                options["pixel_decoder"] = args.pixel_decoder
+            else:
+                options.update(tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)
+            out = convert(args.original, args.output, **options)
             print(f"wrote {out}")
         elif args.command == "push":
             from .hub import push_folder

@@ -1,13 +1,24 @@
 """Converters: original release checkpoint -> vistok ``save_pretrained`` folder with processor and card."""
 
 from .common import ConversionError
+from .maskgit import GENERATOR_HUB_IDS
+from .maskgit import convert as convert_maskgit
 from .titok import PRESETS as TITOK_PRESETS
 from .titok import convert as convert_titok
 
-# family name on the command line -> (convert function, presets)
+
+def _presets(hub_ids: dict) -> dict:
+    return {name: type("Preset", (), {"hub_id": hub})() for name, hub in hub_ids.items()}
+
+
+# command-line family -> (convert(source, output, **options), {preset name: object with .hub_id}, kind)
 CONVERTERS = {
-    "titok": (lambda *a, **k: convert_titok("titok", *a, **k), TITOK_PRESETS["titok"]),
-    "one-d-piece": (lambda *a, **k: convert_titok("one-d-piece", *a, **k), TITOK_PRESETS["one-d-piece"]),
+    "titok": (lambda *a, **k: convert_titok("titok", *a, **k), TITOK_PRESETS["titok"], "tokenizer"),
+    "one-d-piece": (lambda *a, **k: convert_titok("one-d-piece", *a, **k), TITOK_PRESETS["one-d-piece"], "tokenizer"),
+    "titok-maskgit": (lambda *a, **k: convert_maskgit("titok", *a, **k),
+                      _presets({k: v for k, v in GENERATOR_HUB_IDS.items() if k.startswith("titok")}), "generator"),
+    "one-d-piece-maskgit": (lambda *a, **k: convert_maskgit("one-d-piece", *a, **k),
+                            _presets({k: v for k, v in GENERATOR_HUB_IDS.items() if k.startswith("one-d-piece")}), "generator"),
 }
 
-__all__ = ["CONVERTERS", "ConversionError", "convert_titok"]
+__all__ = ["CONVERTERS", "ConversionError", "convert_titok", "convert_maskgit"]

@@ -21,7 +21,7 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 class Attention(nn.Module):
     """Multi-head self-attention with separate q/k/v projections (converters split fused in_proj weights)."""
 
-    def __init__(self, config, hidden_size: int, num_heads: int):
+    def __init__(self, config, hidden_size: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
@@ -30,9 +30,9 @@ class Attention(nn.Module):
         self.head_dim = hidden_size // num_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
-        self.q_proj = nn.Linear(hidden_size, hidden_size)
-        self.k_proj = nn.Linear(hidden_size, hidden_size)
-        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,15 +62,21 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(GradientCheckpointingLayer):
-    """x + attn(ln1(x)); x + mlp(ln2(x)) — the open_clip ResidualAttentionBlock TiTok uses."""
+    """x + attn(ln1(x)); x + mlp(ln2(x)) — open_clip's ResidualAttentionBlock (TiTok) and, with
+    ``skip=True``, U-ViT's long-skip block: x = skip_linear([x, skip]) first."""
 
-    def __init__(self, config, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-5):
+    def __init__(self, config, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-5,
+                 qkv_bias: bool = True, skip: bool = False):
         super().__init__()
+        self.skip_linear = nn.Linear(2 * hidden_size, hidden_size) if skip else None
         self.layer_norm1 = nn.LayerNorm(hidden_size, eps=eps)
-        self.self_attn = Attention(config, hidden_size, num_heads)
+        self.self_attn = Attention(config, hidden_size, num_heads, qkv_bias=qkv_bias)
         self.layer_norm2 = nn.LayerNorm(hidden_size, eps=eps)
         self.mlp = MLP(hidden_size, int(hidden_size * mlp_ratio))
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                skip: torch.Tensor | None = None) -> torch.Tensor:
+        if self.skip_linear is not None:
+            hidden_states = self.skip_linear(torch.cat([hidden_states, skip], dim=-1))
         hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask)
         return hidden_states + self.mlp(self.layer_norm2(hidden_states))

@@ -1,0 +1,4 @@
+from .base import VistokPipeline
+from .maskgit import MaskGITPipeline
+
+__all__ = ["VistokPipeline", "MaskGITPipeline"]

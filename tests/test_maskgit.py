@@ -1,0 +1,148 @@
+"""MaskGIT generators and MaskGITPipeline: parity with the original ImageBert / UViTBert and their
+``generate`` (tests/fixtures/README.md, "maskgit/"), the pipeline contract, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import vistok
+from vistok import MaskGITPipeline, TiTokConfig, TiTokModel
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError, convert_maskgit
+from _random_weights import random_state_dict
+
+FIXTURES = Path(__file__).parent / "fixtures" / "maskgit"
+VARIANTS = ("imagebert", "uvitbert")
+
+
+def load(name):
+    return json.loads((FIXTURES / f"{name}.json").read_text()), load_file(str(FIXTURES / f"{name}.safetensors"))
+
+
+def write_release(meta, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    save_file(random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(meta["original_config"]))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer_folder(tmp_path_factory):
+    """A tiny random single-stage TiTok with the fixtures' 64 codes and 8 tokens."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tok")
+    TiTokModel(TiTokConfig(image_size=32, num_tokens=8, codebook_size=64, token_dim=8, use_l2_norm=False, is_legacy=False,
+                           encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1, decoder_hidden_size=64,
+                           decoder_num_layers=1, decoder_num_heads=1)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory, tokenizer_folder):
+    root = tmp_path_factory.mktemp("maskgit")
+    out = {}
+    for name in VARIANTS:
+        meta, expected = load(name)
+        release = write_release(meta, root / f"{name}-original")
+        folder = root / f"{name}-pipeline"
+        assert cli_main(["convert", "titok-maskgit", "--original", str(release), "--tokenizer", str(tokenizer_folder),
+                         "--output", str(folder)]) == 0
+        out[name] = (MaskGITPipeline.from_pretrained(folder), meta, expected, folder)
+    return out
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_logits_match_original(pipelines, name):
+    pipe, meta, expected, _ = pipelines[name]
+    labels = torch.tensor(meta["condition"])
+    with torch.no_grad():
+        cond = pipe.transformer(expected["input_ids"], labels).logits
+        uncond = pipe.transformer(expected["input_ids"], labels, drop_labels=torch.ones(3, dtype=torch.bool)).logits
+    torch.testing.assert_close(cond, expected["logits_cond"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(uncond, expected["logits_uncond"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("setting", ["constant", "linear", "power_cosine", "no_guidance"])
+def test_seeded_samples_equal_original_generate(pipelines, name, setting):
+    pipe, meta, expected, _ = pipelines[name]
+    s = meta["settings"][setting]
+    ids = pipe.sample_tokens(
+        meta["condition"], num_inference_steps=s["num_sample_steps"], guidance_scale=s["guidance_scale"],
+        guidance_schedule=s["guidance_decay"], guidance_scale_pow=s["guidance_scale_pow"],
+        randomize_temperature=s["randomize_temperature"], softmax_temperature_annealing=s["softmax_temperature_annealing"],
+        generator=torch.Generator().manual_seed(s["seed"]),
+    )
+    assert torch.equal(ids, expected[f"generated_{setting}"])
+
+
+def test_pipeline_outputs_and_defaults(pipelines):
+    pipe, meta, expected, folder = pipelines["imagebert"]
+    config = pipe.transformer.config
+    assert config.backbone == "bert" and config.num_classes == 10 and config.num_tokens == 8
+    assert config.sampling_defaults["num_inference_steps"] == 4  # the release config's num_steps
+    assert "library_name: vistok" in (folder / "README.md").read_text()
+    out = pipe(class_labels=[1, 2], generator=torch.Generator().manual_seed(0))
+    assert len(out.images) == 2 and isinstance(out.images[0], PIL.Image.Image) and out.images[0].size == (32, 32)
+    arr = pipe(class_labels=[1], output_type="np", generator=torch.Generator().manual_seed(0)).images
+    assert arr.shape == (1, 32, 32, 3) and arr.min() >= 0 and arr.max() <= 1
+    (pt,) = pipe(class_labels=[1], output_type="pt", return_dict=False, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), arr, atol=1e-6)
+    again = pipe(class_labels=[1], output_type="np", generator=torch.Generator().manual_seed(0)).images
+    np.testing.assert_array_equal(arr, again)
+
+
+def test_variable_length_generation(tmp_path, pipelines):
+    """One-D-Piece-style: a variable-length tokenizer decodes a shorter sampled prefix."""
+    pipe, meta, _, _ = pipelines["uvitbert"]
+    from vistok import OneDPieceConfig, OneDPieceModel
+
+    tok = OneDPieceModel(OneDPieceConfig(image_size=16, num_tokens=8, codebook_size=64, token_dim=8, use_l2_norm=False,
+                                         encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1,
+                                         decoder_hidden_size=64, decoder_num_layers=1, decoder_num_heads=1,
+                                         pixel_hidden_channels=32, pixel_embed_dim=32, pixel_channel_mult=[1, 1, 1, 1, 2])).eval()
+    short = MaskGITPipeline(image_tokenizer=tok, transformer=pipe.transformer)
+    ids = short.sample_tokens([3], num_tokens=5, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (1, 5) and int(ids.max()) < 64
+    assert short(class_labels=[3], num_tokens=5, num_inference_steps=3, output_type="pt").images.shape == (1, 3, 16, 16)
+
+
+def test_bad_input(pipelines, tokenizer_folder):
+    pipe, *_ = pipelines["imagebert"]
+    with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 9\]"):
+        pipe(class_labels=[10])
+    with pytest.raises(ValueError, match="num_inference_steps must be an int >= 1"):
+        pipe(class_labels=[1], num_inference_steps=0)
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        pipe(class_labels=[1], guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="guidance_schedule must be one of"):
+        pipe(class_labels=[1], guidance_schedule="cosine")
+    with pytest.raises(ValueError, match="num_tokens must be in 1..8"):
+        pipe(class_labels=[1], num_tokens=9)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(class_labels=[1], output_type="latent")
+    other = TiTokModel(TiTokConfig(image_size=32, num_tokens=8, codebook_size=32, token_dim=8, use_l2_norm=False, is_legacy=False,
+                                   encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1, decoder_hidden_size=64,
+                                   decoder_num_layers=1, decoder_num_heads=1))
+    with pytest.raises(ValueError, match="predicts 64 codes but the tokenizer's codebook has 32"):
+        MaskGITPipeline(image_tokenizer=other, transformer=pipe.transformer)
+
+
+def test_converter_refuses_mismatched_tokenizer_and_leaves_nothing(tmp_path):
+    meta, _ = load("imagebert")
+    release = write_release(meta, tmp_path / "orig")
+    tok = tmp_path / "tok32"
+    TiTokModel(TiTokConfig(image_size=32, num_tokens=8, codebook_size=32, token_dim=8, use_l2_norm=False, is_legacy=False,
+                           encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1, decoder_hidden_size=64,
+                           decoder_num_layers=1, decoder_num_heads=1)).save_pretrained(tok)
+    with pytest.raises(ConversionError, match="64 codes but the tokenizer's codebook has 32"):
+        convert_maskgit("titok", str(release), str(tmp_path / "out"), tokenizer=str(tok))
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orig", "tok32"]
