@@ -146,3 +146,70 @@ def test_converter_refuses_mismatched_tokenizer_and_leaves_nothing(tmp_path):
         convert_maskgit("titok", str(release), str(tmp_path / "out"), tokenizer=str(tok))
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orig", "tok32"]
+
+
+def test_one_d_piece_generator_converts_with_its_original_tokenizer(tmp_path):
+    """`vistok convert one-d-piece-maskgit` converts the original tokenizer release on the way."""
+    from _titok_fixtures import load_fixture, write_release_folder
+    from transformers import BertConfig, BertModel
+
+    tok_meta, _ = load_fixture("one_d_piece")  # 16 tokens over 4096 codes
+    tokenizer_release = write_release_folder(tok_meta, tmp_path / "odp-tokenizer")
+    generator_cfg = {"model_type": "ViT", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 128, "dropout": 0.1, "attn_drop": 0.1, "num_steps": 5, "image_seq_len": 16,
+                     "condition_num_classes": 10, "randomize_temperature": 3.0, "guidance_scale": 12.5,
+                     "guidance_decay": "power-cosine"}
+    bert = BertModel(BertConfig(vocab_size=4096 + 12, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=128, max_position_embeddings=17), add_pooling_layer=False)
+    state = {f"model.{k}": v for k, v in bert.state_dict().items()}
+    state.update({"model.lm_head.weight": torch.randn(4096, 64) * 0.02, "model.lm_head.bias": torch.zeros(4096)})
+    release = tmp_path / "odp-generator"
+    release.mkdir()
+    save_file(state, str(release / "model.safetensors"))
+    (release / "config.json").write_text(json.dumps({"model": {"vq_model": {"codebook_size": 4096}, "generator": generator_cfg}}))
+    out = tmp_path / "pipeline"
+    assert cli_main(["convert", "one-d-piece-maskgit", "--original", str(release), "--tokenizer", str(tokenizer_release),
+                     "--output", str(out)]) == 0
+    pipe = MaskGITPipeline.from_pretrained(out)
+    assert type(pipe.image_tokenizer).__name__ == "OneDPieceModel" and pipe.image_tokenizer.config.variable_length
+    defaults = pipe.transformer.config.sampling_defaults
+    assert (defaults["num_inference_steps"], defaults["guidance_schedule"], defaults["softmax_temperature_annealing"]) == (5, "power-cosine", False)
+    images = pipe(class_labels=[0], num_tokens=4, num_inference_steps=2, output_type="pt").images
+    assert images.shape == (1, 3, 64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odp-generator", "odp-tokenizer", "pipeline"]
+
+
+def _seed_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
+    """Lay ``folder`` out as huggingface_hub's cache holds a downloaded snapshot."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_from_pretrained_by_repo_id_offline(pipelines, tmp_path, monkeypatch):
+    pipe, meta, _, folder = pipelines["uvitbert"]
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    _seed_hub_cache(tmp_path / "cache", "someone/maskgit-tiny", folder)
+    loaded = MaskGITPipeline.from_pretrained("someone/maskgit-tiny", cache_dir=tmp_path / "cache")
+    seed = torch.Generator().manual_seed(3)
+    assert torch.equal(loaded.sample_tokens([1, 2], num_inference_steps=3, generator=seed),
+                       pipe.sample_tokens([1, 2], num_inference_steps=3, generator=torch.Generator().manual_seed(3)))
+
+
+def test_pipeline_push_to_hub_round_trip(pipelines, hub_server):
+    pipe, *_ = pipelines["imagebert"]
+    pipe.push_to_hub("me/maskgit-tiny")
+    uploaded = hub_server.root / "me" / "maskgit-tiny"
+    assert (uploaded / "model_index.json").is_file()
+    assert (uploaded / "transformer" / "model.safetensors").is_file() and (uploaded / "image_tokenizer" / "config.json").is_file()
+    assert "Released sampling settings" in (uploaded / "README.md").read_text()  # the converted folder's card
+    again = MaskGITPipeline.from_pretrained(uploaded)
+    a = again.sample_tokens([4], num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    b = pipe.sample_tokens([4], num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)

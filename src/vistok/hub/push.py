@@ -200,18 +200,43 @@ def push_tokenizer_to_hub(
         from ..image_processing import VistokImageProcessor
 
         image_processor = VistokImageProcessor(size=config.image_size, pixel_range=config.pixel_range)
-    if model_card is None:
-        source = getattr(model, "name_or_path", "") or ""
-        readme = Path(source) / "README.md" if source and os.path.isdir(source) else None
-        if readme is not None and readme.is_file():
-            model_card = _add_tags(readme.read_text(encoding="utf-8"), tags)
-        else:
-            model_card = default_model_card(model, repo_id, tags)
-    else:
-        model_card = _add_tags(model_card, tags)
+    model_card = _resolve_card(model, model_card, tags, lambda: default_model_card(model, repo_id, tags))
 
     with tempfile.TemporaryDirectory(prefix="vistok-push-") as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         image_processor.save_pretrained(tmp)
         Path(tmp, "README.md").write_text(model_card, encoding="utf-8")
+        return push_folder(tmp, repo_id, **push_kwargs)
+
+
+def _resolve_card(obj, model_card, tags, default) -> str:
+    """The card to upload: the given text, else the README.md of the local folder ``obj`` was loaded
+    from, else ``default()``; ``tags`` are merged into its front matter."""
+    if model_card is not None:
+        return _add_tags(model_card, tags)
+    source = getattr(obj, "name_or_path", "") or ""
+    readme = Path(source) / "README.md" if source and os.path.isdir(source) else None
+    if readme is not None and readme.is_file():
+        return _add_tags(readme.read_text(encoding="utf-8"), tags)
+    return default()
+
+
+def push_pipeline_to_hub(pipeline, repo_id: str, *, model_card=None, tags: list[str] | None = None, **push_kwargs) -> str:
+    """Save a vistok diffusers pipeline (all components, safetensors) with its card and push it."""
+    unknown = sorted(set(push_kwargs) - _PUSH_KWARGS)
+    if unknown:
+        raise TypeError(f"unexpected argument(s) {unknown}; push options are {sorted(_PUSH_KWARGS)}")
+    _check_repo_id(repo_id)
+    push_kwargs.setdefault("commit_message", None)
+    if push_kwargs["commit_message"] is None:
+        push_kwargs["commit_message"] = f"Upload {type(pipeline).__name__}"
+    all_tags = ["vistok", "image-generation"] + [t for t in (tags or []) if t not in ("vistok", "image-generation")]
+    front = yaml.safe_dump({"library_name": "vistok", "pipeline_tag": "unconditional-image-generation", "tags": all_tags}, sort_keys=False)
+    usage = (f"```python\nimport vistok\nfrom vistok import {type(pipeline).__name__}\n\n"
+             f'pipe = {type(pipeline).__name__}.from_pretrained("{repo_id}")\nimages = pipe(class_labels=[0]).images\n```\n')
+    card = _resolve_card(pipeline, model_card, tags,
+                         lambda: f"---\n{front}---\n\n# {repo_id.split('/')[-1]}\n\nA vistok {type(pipeline).__name__}.\n\n{usage}")
+    with tempfile.TemporaryDirectory(prefix="vistok-push-") as tmp:
+        pipeline.save_pretrained(tmp)
+        Path(tmp, "README.md").write_text(card, encoding="utf-8")
         return push_folder(tmp, repo_id, **push_kwargs)

@@ -27,6 +27,15 @@ class VistokPipeline(DiffusionPipeline):
                                           **{k: kwargs.pop(k) for k in download_keys if k in kwargs}))
         return super().from_pretrained(str(path), **kwargs)
 
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
+                    model_card: str | None = None, tags: list[str] | None = None) -> str:
+        """Upload every component (safetensors) and the card of the folder it came from; returns the commit URL."""
+        from ..hub import push_pipeline_to_hub
+
+        return push_pipeline_to_hub(self, repo_id, model_card=model_card, tags=tags, commit_message=commit_message,
+                                    private=private, token=token, revision=revision, create_pr=create_pr)
+
     def images_from_pixels(self, pixels: torch.Tensor, pixel_range, output_type: str, return_dict: bool):
         images = VistokImageProcessor(size=pixels.shape[-1], pixel_range=pixel_range).postprocess(pixels, output_type=output_type)
         if output_type == "pt":
