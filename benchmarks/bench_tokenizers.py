@@ -35,11 +35,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import json
-import math
 import os
 import platform
 import statistics
@@ -47,8 +43,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_REPO / "tests"), str(_REPO / "tests" / "fixtures")]
+from _random_weights import random_state_dict  # noqa: E402  (the parity fixtures' weights)
+from upstream_stubs import install_stubs  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tokenizers_cpu.json"
@@ -91,52 +91,9 @@ MEMORY_METHOD = (
 # --------------------------------------------------------------------------------------------
 
 
-class _Dummy:
-    """Stand-in for anything from a stubbed package; fails loudly only if actually called."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        raise RuntimeError("stubbed dependency was called")
-
-    def __getattr__(self, name):
-        return _Dummy()
-
-
-class _StubModule(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _Dummy
-
-
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, roots):
-        self.roots = set(roots)
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname.split(".")[0] in self.roots:
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StubModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
 def import_original(upstream: Path, family: str):
     """The original model class (TiTok or OneDPiece) from an upstream checkout."""
-    import transformers  # noqa: F401  (before stubbing, so its availability checks are real)
-
-    optional = ["torchvision", "timm", "open_clip", "scipy", "kornia", "lpips", "requests", "wandb", "accelerate"]
-    missing = [name for name in optional if importlib.util.find_spec(name) is None]
-    if missing:
-        sys.meta_path.insert(0, _StubFinder(missing))
+    missing = install_stubs(extra=("accelerate",))
     sys.path.insert(0, str(upstream))
     if family == "one-d-piece":
         from modeling.one_d_piece import OneDPiece
@@ -145,26 +102,6 @@ def import_original(upstream: Path, family: str):
     from modeling.titok import TiTok
 
     return TiTok, missing
-
-
-def random_weights(shapes: dict, seed: int) -> dict:
-    """Deterministic weights with sane scales (norms ~1, small biases, fan-in scaled matrices), so the
-    random model uses many codes instead of collapsing onto one."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = tuple(shapes[key])
-        noise = torch.randn(shape, generator=generator)
-        is_norm = any(part.startswith(("ln", "norm")) for part in key.split("."))
-        if key.endswith("bias"):
-            state[key] = 0.02 * noise
-        elif is_norm and len(shape) == 1:
-            state[key] = 1.0 + 0.1 * noise
-        else:
-            state[key] = noise / math.sqrt(math.prod(shape[1:]) if len(shape) > 1 else shape[0])
-    return state
 
 
 def build_models(name: str, upstream: Path, which=("original", "vistok")):
@@ -190,7 +127,7 @@ def build_models(name: str, upstream: Path, which=("original", "vistok")):
     torch.manual_seed(spec["seed"])
     original = model_cls(config)
     shapes = {k: list(v.shape) for k, v in original.state_dict().items()}
-    original.load_state_dict(random_weights(shapes, spec["seed"]), strict=True)
+    original.load_state_dict(random_state_dict(shapes, spec["seed"]), strict=True)
     original.eval()
     state = original.state_dict()
 
