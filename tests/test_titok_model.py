@@ -113,3 +113,27 @@ def test_stage1_legacy_checkpoint_takes_pixel_decoder(tmp_path):
     with torch.no_grad():
         rec = model.decode(expected["token_ids"])
     torch.testing.assert_close(rec, expected["reconstruction"], atol=1e-4, rtol=0)
+
+
+def test_convert_from_hub_repo_id_uses_the_local_cache_offline(tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    from _titok_fixtures import write_release_folder
+
+    meta, expected = load_fixture("titok_vq")
+    release = write_release_folder(meta, tmp_path / "release")
+    repo = tmp_path / "cache" / "models--yucornetto--tokenizer_titok_bl64_vq8k_imagenet"
+    shutil.copytree(release, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    out = convert_titok("titok", "yucornetto/tokenizer_titok_bl64_vq8k_imagenet", str(tmp_path / "out"))
+    card = (out / "README.md").read_text()
+    assert "base_model: yucornetto/tokenizer_titok_bl64_vq8k_imagenet" in card and "2.06" in card  # preset metrics
+    model = AutoModel.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(expected["pixel_values"]).token_ids, expected["token_ids"])
