@@ -58,6 +58,7 @@ def test_torch_path_is_chunked(monkeypatch):
 
     module = sys.modules["vistok.kernels.nearest_code"]  # the package attribute of that name is the function
     monkeypatch.setattr(module, "TORCH_CHUNK_BYTES", 4 * 7 * 10)  # 10 rows per chunk for 7 codes
+    monkeypatch.setattr(module, "TORCH_MIN_ROWS", 1)
     g = torch.Generator().manual_seed(0)
     z, codebook = torch.randn(95, 4, generator=g), torch.randn(7, 4, generator=g)
     assert torch.equal(nearest_code_torch(z, codebook), torch.cdist(z, codebook).argmin(1))

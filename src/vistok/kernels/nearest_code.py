@@ -11,8 +11,10 @@ import torch
 
 from .dispatch import kernel_backend
 
-# Bytes of distances the torch path holds at once: bounds peak memory independently of N and K.
+# The torch path holds distances for max(TORCH_CHUNK_BYTES worth, TORCH_MIN_ROWS) rows at a time:
+# peak memory no longer grows with the number of rows, and blocks stay large enough for efficient GEMMs.
 TORCH_CHUNK_BYTES = 16 * 2**20
+TORCH_MIN_ROWS = 1024
 
 
 def _check(z: torch.Tensor, codebook: torch.Tensor) -> None:
@@ -25,13 +27,16 @@ def _check(z: torch.Tensor, codebook: torch.Tensor) -> None:
 def nearest_code_torch(z: torch.Tensor, codebook: torch.Tensor) -> torch.LongTensor:
     z, codebook = z.float(), codebook.float()
     codebook_sq = codebook.pow(2).sum(dim=1)
-    rows = max(1, TORCH_CHUNK_BYTES // (4 * codebook.shape[0]))
+    codebook_t = codebook.T.contiguous()
+    rows = max(1, min(z.shape[0], max(TORCH_MIN_ROWS, TORCH_CHUNK_BYTES // (4 * codebook.shape[0]))))
+    distances = torch.empty(rows, codebook.shape[0], device=z.device)  # reused: no per-chunk allocation
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     for start in range(0, z.shape[0], rows):
         chunk = z[start : start + rows]
-        distances = torch.addmm(codebook_sq, chunk, codebook.T, alpha=-2.0)
-        distances += chunk.pow(2).sum(dim=1, keepdim=True)
-        torch.argmin(distances, dim=1, out=out[start : start + rows])
+        block = distances[: chunk.shape[0]]
+        torch.addmm(codebook_sq, chunk, codebook_t, alpha=-2.0, out=block)
+        block += chunk.pow(2).sum(dim=1, keepdim=True)
+        torch.argmin(block, dim=1, out=out[start : start + chunk.shape[0]])
     return out
 
 
