@@ -27,7 +27,16 @@ VQ_CASES = [(k, d) for k in (4096, 16384) for d in (8, 12, 32, 64)]
 LFQ_BITS = (16, 18)
 
 
+# Address-space cap for the baseline library's processes: a clean MemoryError instead of the
+# machine's OOM killer (vector-quantize-pytorch's LFQ materialises tokens x 2^bits matrices).
+BASELINE_MEMORY_CAP = 12 * 2**30
+
+
 def _child(case: str, method: str, repeats: int, device: str) -> dict:
+    if method == "vector-quantize-pytorch" and device == "cpu":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (BASELINE_MEMORY_CAP, BASELINE_MEMORY_CAP))
     import torch
 
     torch.set_num_threads(2)
@@ -69,7 +78,8 @@ def _child(case: str, method: str, repeats: int, device: str) -> dict:
         grad = True
     elif kind == "lfq":
         bits = int(params[0])
-        z = torch.randn(1, TOKENS, bits, requires_grad=True)
+        tokens = int(params[1]) if len(params) > 1 else TOKENS
+        z = torch.randn(1, tokens, bits, requires_grad=True)
         if method == "vistok":
             from vistok.modeling.quantizers import LFQ
 
@@ -133,6 +143,8 @@ def main() -> None:
     plan += [("fsq", m, 3) for m in ("vistok", "vector-quantize-pytorch")]
     bits = LFQ_BITS[:1] if args.quick else LFQ_BITS
     plan += [(f"lfq:{b}", m, 1 if b == 18 else 2) for b in bits for m in ("vistok", "vector-quantize-pytorch")]
+    # a size the baseline can finish (reference notes: ~7 GiB), for a like-for-like time
+    plan += [("lfq:16:4096", m, 1) for m in ("vistok", "vector-quantize-pytorch")]
 
     results = []
     for case, method, repeats in plan:

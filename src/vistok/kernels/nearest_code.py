@@ -1,8 +1,7 @@
 """Nearest codebook entry for each row, without the rows x codes distance matrix.
 
-Both paths compute ``argmin_k |c_k|^2 - 2 z.c_k`` (plus ``|z|^2`` on the torch path, which keeps
-near-ties resolving exactly as the original taming/TiTok quantizers do) with ties going to the lowest
-index, as ``torch.cdist(z, c).argmin(1)`` does.
+Both paths compute ``argmin_k |c_k|^2 - 2 z.c_k`` (``|z|^2`` cannot change the argmin) with ties going
+to the lowest index, as ``torch.cdist(z, c).argmin(1)`` does.
 """
 
 from __future__ import annotations
@@ -24,22 +23,24 @@ def _check(z: torch.Tensor, codebook: torch.Tensor) -> None:
         raise ValueError("the codebook is empty")
 
 
+@torch.no_grad()
 def nearest_code_torch(z: torch.Tensor, codebook: torch.Tensor) -> torch.LongTensor:
     z, codebook = z.float(), codebook.float()
-    codebook_sq = codebook.pow(2).sum(dim=1)
-    codebook_t = codebook.T.contiguous()
+    # One GEMM per block gives |c|^2 - 2 z.c directly: [z, 1] @ [-2c, |c|^2]^T (|z|^2 cannot change the argmin).
+    table = torch.cat([-2.0 * codebook, codebook.pow(2).sum(dim=1, keepdim=True)], dim=1).T.contiguous()
     rows = max(1, min(z.shape[0], max(TORCH_MIN_ROWS, TORCH_CHUNK_BYTES // (4 * codebook.shape[0]))))
-    distances = torch.empty(rows, codebook.shape[0], device=z.device)  # reused: no per-chunk allocation
+    distances = torch.empty(rows, codebook.shape[0], device=z.device)  # reused: no per-block allocation
+    augmented = torch.ones(rows, z.shape[1] + 1, device=z.device)
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     for start in range(0, z.shape[0], rows):
-        chunk = z[start : start + rows]
-        block = distances[: chunk.shape[0]]
-        torch.addmm(codebook_sq, chunk, codebook_t, alpha=-2.0, out=block)
-        block += chunk.pow(2).sum(dim=1, keepdim=True)
-        torch.argmin(block, dim=1, out=out[start : start + chunk.shape[0]])
+        n = min(rows, z.shape[0] - start)
+        augmented[:n, :-1] = z[start : start + n]
+        torch.mm(augmented[:n], table, out=distances[:n])
+        torch.argmin(distances[:n], dim=1, out=out[start : start + n])
     return out
 
 
+@torch.no_grad()  # indices carry no gradient
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor, backend: str | None = None) -> torch.LongTensor:
     """Indices ``[M]`` of the nearest rows of ``codebook [K, D]`` to the rows of ``z [M, D]`` (fp32 math)."""
     _check(z, codebook)
