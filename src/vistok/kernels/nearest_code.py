@@ -12,7 +12,7 @@ from .dispatch import kernel_backend
 
 # The torch path holds distances for max(TORCH_CHUNK_BYTES worth, TORCH_MIN_ROWS) rows at a time:
 # peak memory no longer grows with the number of rows, and blocks stay large enough for efficient GEMMs.
-TORCH_CHUNK_BYTES = 16 * 2**20
+TORCH_CHUNK_BYTES = 24 * 2**20
 TORCH_MIN_ROWS = 1024
 
 
