@@ -225,16 +225,18 @@ def _worker_time(model: str, upstream: Path, batches: list[int], repeats: dict, 
         for r in range(repeats[batch]):
             order = list(impls) if r % 2 == 0 else list(impls)[::-1]
             for attempt in range(MAX_ATTEMPTS):
+                waited = _wait_for(OTHER_BENCHMARKS)  # start every pair on a quiet machine
+                if waited < 0 or waited >= 5:
+                    row.setdefault("waited_before_pair_s", []).append(round(waited, 1))
                 ids, times, cpu = {}, {}, {name: [] for name in impls}
                 for name in order:
                     times[name], ids[name] = _timed(lambda: _run(impls[name], original, pipe, batch, settings, seed=1000 + r),
                                                     cpu[name])
                 if min(v[0] for v in cpu.values()) >= MIN_CPU_PER_WALL or attempt == MAX_ATTEMPTS - 1:
                     break
-                # another process took CPU during this pair: drop it, let the machine settle, redo it
+                # another process took CPU during this pair: drop it and redo it once the machine is quiet
                 row["rejected_contended"].append({"repeat": r, "times_s": times, "cpu_per_wall": cpu})
                 print(json.dumps({"contended": model, "batch": batch, "repeat": r, "cpu_per_wall": cpu}), file=sys.stderr, flush=True)
-                time.sleep(30)
             for name in impls:
                 row["times_s"][name].append(round(times[name], 4))
                 row["cpu_per_wall"][name].extend(cpu[name])
@@ -472,7 +474,8 @@ def main() -> None:
                        f"{args.repeats} repeats per batch, interleaved (alternating order), same seed per repeat for both; "
                        "median -> images/s; torch.inference_mode, torch.set_num_threads(2); cpu_per_wall = process CPU seconds per "
                        "wall second of each timed call (about 2 when uncontended); a repeat pair where either call had "
-                       f"< {MIN_CPU_PER_WALL} is dropped (rejected_contended) and redone after 30 s, up to {MAX_ATTEMPTS} attempts"),
+                       f"< {MIN_CPU_PER_WALL} is dropped (rejected_contended) and redone, up to {MAX_ATTEMPTS} attempts; every pair "
+                       f"starts only when no other benchmark runs and the machine is < {BUSY_LIMIT:.0%} busy"),
             "compile": ("separate fresh process: pipe.transformer = torch.compile(transformer, dynamic=False); the first full "
                         "sampling call compiles (batch B and 2B graphs): compile_s = first call - steady-state median; "
                         "steady state interleaved with the eager original in the same process; every process starts with an empty "
