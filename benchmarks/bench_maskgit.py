@@ -436,8 +436,10 @@ def main() -> None:
                 row.update(compile_images_per_s=c["vistok-compile"]["images_per_s"], compile_ratio=c["ratio_vs_original"],
                            compile_s=c["compile_s"], compile_first_call_s=c["first_call_s"],
                            compile_ids_equal=all(c["ids_equal"]))
+            elif comp.get("error") or c.get("error"):
+                row["compile_error"] = comp.get("error") or c.get("error")
             elif comp:
-                row["compile_error"] = comp.get("error") or c.get("error") or "no timing"
+                row["compile"] = "not measured at this batch size (see --compile-all-batches)"
             if model == "titok-s128" and "original" in e and settings["num_inference_steps"] != 64:
                 scale = settings["num_inference_steps"] / 64
                 row["extrapolated_64_steps"] = {"original_images_per_s": round(e["original"]["images_per_s"] * scale, 4),
