@@ -13,12 +13,7 @@ import torch
 
 from ..modeling.maskgit import GUIDANCE_SCHEDULES, MaskGITTransformer
 from .base import VistokPipeline
-
-
-def _gumbel(shape, generator, device) -> torch.Tensor:
-    # the original: -log(-log(u)) with u = zeros.uniform_(0, 1) and logs clamped at 1e-20
-    noise = torch.rand(shape, generator=generator, device=device)
-    return -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
+from .sampling import gumbel_noise_from_uniform
 
 
 class MaskGITPipeline(VistokPipeline):
@@ -101,14 +96,14 @@ class MaskGITPipeline(VistokPipeline):
             if anneal:
                 logits = logits / (0.5 + 0.8 * (1 - ratio))
 
-            sampled = (logits + temperature * _gumbel(logits.shape, generator, device)).argmax(dim=-1)
+            sampled = (logits + temperature * gumbel_noise_from_uniform(logits.shape, generator, device)).argmax(dim=-1)
             sampled_logits = torch.gather(logits, -1, sampled[..., None]).squeeze(-1)
             sampled = torch.where(is_mask, sampled, ids)
             sampled_logits = torch.where(is_mask, sampled_logits, torch.full_like(sampled_logits, math.inf))
             # arccos schedule; the count of the first sample applies to the whole batch, as in the original
             mask_len = math.floor(length * (math.acos(ratio) / (math.pi / 2)))
             mask_len = max(1, min(int(is_mask[0].sum()) - 1, mask_len))
-            confidence = sampled_logits + temperature * _gumbel(sampled_logits.shape, generator, device)
+            confidence = sampled_logits + temperature * gumbel_noise_from_uniform(sampled_logits.shape, generator, device)
             cut_off = confidence.sort(dim=-1).values[:, mask_len - 1 : mask_len]
             if step == steps - 1:
                 ids = sampled

@@ -1,0 +1,59 @@
+"""Sampling helpers shared by the generator pipelines.
+
+Each helper reproduces one upstream formulation exactly (same operations, same random draws), because
+seeded samples must equal the original sampler's. Where two upstreams compute "the same" filter in
+different ways, both live here under names that say which is which.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gumbel_noise_from_uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Gumbel noise as -log(-log(u)), u ~ U[0, 1), logs clamped at 1e-20 (bytedance/1d-tokenizer MaskGIT)."""
+    noise = torch.rand(shape, generator=generator, device=device)
+    return -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
+
+
+def filter_top_k(logits: torch.Tensor, top_k: int, filter_value: float = -float("inf")) -> torch.Tensor:
+    """Set every logit below the k-th largest of its row to ``filter_value`` (in place; returns ``logits``).
+
+    ``top_k <= 0`` or ``top_k >= vocab`` leaves the logits unchanged.
+    """
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1)[0][..., -1:]
+        logits.masked_fill_(logits < kth, filter_value)
+    return logits
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float, filter_value: float = -float("inf")) -> torch.Tensor:
+    """Nucleus filter in the transformers/LlamaGen formulation (in place; returns ``logits``).
+
+    Sorts descending and removes tokens whose cumulative probability exceeds ``top_p``, shifted by one so
+    the token that crosses the threshold is kept. ``top_p >= 1`` leaves the logits unchanged.
+    """
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, sorted_indices = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+    remove = cumulative > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    logits.masked_fill_(remove.scatter(-1, sorted_indices, remove), filter_value)
+    return logits
+
+
+def filter_top_p_ascending(logits: torch.Tensor, top_p: float, filter_value: float = -float("inf")) -> torch.Tensor:
+    """Nucleus filter in the VAR formulation (in place; returns ``logits``).
+
+    Sorts ascending and removes the low tail whose cumulative probability is ``<= 1 - top_p``, always
+    keeping the most likely token. ``top_p <= 0`` leaves the logits unchanged (VAR's "off" value).
+    """
+    if top_p <= 0:
+        return logits
+    sorted_logits, sorted_indices = logits.sort(dim=-1, descending=False)
+    remove = sorted_logits.softmax(dim=-1).cumsum_(dim=-1) <= (1 - top_p)
+    remove[..., -1:] = False
+    logits.masked_fill_(remove.scatter(-1, sorted_indices, remove), filter_value)
+    return logits
