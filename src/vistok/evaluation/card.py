@@ -19,8 +19,7 @@ def eval_results(report: dict) -> list:
 
     source = report.get("source") or {}
     dataset = source.get("dataset") or (Path(source["images"]).name if source.get("images") else "samples")
-    common = dict(dataset_type=str(dataset), dataset_name=str(dataset), dataset_split=source.get("split"),
-                  source_name="vistok eval")
+    common = dict(dataset_type=str(dataset), dataset_name=str(dataset), dataset_split=source.get("split"))
     entries = []
     if report["kind"] == "tokenizer":
         for row in report["results"]:
