@@ -6,8 +6,9 @@ the local cache when offline), a local imagefolder (class subfolders become labe
 checked up front, so a bad path or column name fails before any training starts.
 
 ``ImageTransform`` turns a batch of PIL images into model pixels (random-resized crop and flip for
-training, shorter-edge resize and center crop for evaluation). Its randomness comes from torch's
-global generator, which accelerate checkpoints, so resumed runs draw the same crops.
+training, shorter-edge resize and center crop for evaluation). When the batch carries an example index
+column, each example's crop and flip come from a generator seeded by (seed, epoch, index), so they do not
+depend on batch order, prefetching or resumption; otherwise they come from torch's global generator.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class ImageTransform:
     def __init__(self, image_size: int, pixel_range=(0.0, 1.0), *, train: bool = True, crop_scale=(0.8, 1.0),
                  crop_ratio=(3 / 4, 4 / 3), random_flip: bool = True, image_column: str = "image",
                  label_column: str | None = None, caption_column: str | None = None,
-                 passthrough_columns: tuple[str, ...] = ()):
+                 passthrough_columns: tuple[str, ...] = (), index_column: str = "__vistok_index__", seed: int = 0):
         low, high = (float(v) for v in crop_scale)
         if not 0 < low <= high <= 1:
             raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {crop_scale!r}")
@@ -111,20 +112,21 @@ class ImageTransform:
         self.crop_scale, self.crop_ratio, self.random_flip = (low, high), tuple(float(v) for v in crop_ratio), random_flip
         self.image_column, self.label_column, self.caption_column = image_column, label_column, caption_column
         self.passthrough_columns = tuple(passthrough_columns)
+        self.index_column, self.seed, self.epoch = index_column, seed, 0
 
-    def _random_resized_crop(self, image: PIL.Image.Image) -> PIL.Image.Image:
+    def _random_resized_crop(self, image: PIL.Image.Image, generator: torch.Generator | None) -> PIL.Image.Image:
         width, height = image.size
         area = width * height
         log_ratio = (math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]))
         for _ in range(10):
-            draws = torch.rand(2)
+            draws = torch.rand(2, generator=generator)
             target_area = area * (self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * float(draws[0]))
             ratio = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * float(draws[1]))
             w = int(round(math.sqrt(target_area * ratio)))
             h = int(round(math.sqrt(target_area / ratio)))
             if 0 < w <= width and 0 < h <= height:
-                top = int(torch.randint(0, height - h + 1, (1,)))
-                left = int(torch.randint(0, width - w + 1, (1,)))
+                top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+                left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
                 break
         else:  # fall back to the largest center crop of an allowed ratio
             side = min(width, height)
@@ -133,21 +135,24 @@ class ImageTransform:
         crop = image.crop((left, top, left + w, top + h))
         return crop.resize((self.image_size, self.image_size), PIL.Image.BICUBIC)
 
-    def pixels(self, images) -> torch.Tensor:
+    def pixels(self, images, indices=None) -> torch.Tensor:
         out = []
-        for image in images:
+        for n, image in enumerate(images):
+            generator = None
+            if indices is not None:
+                generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, int(indices[n]))) & 0x7FFF_FFFF_FFFF)
             if not isinstance(image, PIL.Image.Image):
                 raise TypeError(f"the {self.image_column!r} column must hold images, got {type(image).__name__}")
             image = image.convert("RGB")
             if self.train:
-                image = self._random_resized_crop(image)
-                if self.random_flip and float(torch.rand(())) < 0.5:
+                image = self._random_resized_crop(image, generator)
+                if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
                     image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
             out.append(self.processor(images=[image], return_tensors="pt").pixel_values[0])
         return torch.stack(out)
 
     def __call__(self, batch: dict) -> dict:
-        out = {"pixel_values": self.pixels(batch[self.image_column])}
+        out = {"pixel_values": self.pixels(batch[self.image_column], batch.get(self.index_column))}
         if self.label_column is not None:
             out["labels"] = torch.as_tensor(batch[self.label_column], dtype=torch.long)
         if self.caption_column is not None:
