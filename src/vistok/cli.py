@@ -67,9 +67,37 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
+def _train_and_tokenize_parsers(sub) -> None:
+    train = sub.add_parser("train", help="train a tokenizer or generator with accelerate (see `vistok train tokenizer -h`)",
+                           add_help=False)
+    train.add_argument("kind", choices=["tokenizer", "generator"])
+    tokenize = sub.add_parser("tokenize", help="write the token ids of an image dataset to a dataset folder")
+    tokenize.add_argument("--tokenizer", required=True, metavar="SRC", help="a vistok tokenizer folder or hub id")
+    tokenize.add_argument("--dataset", required=True, metavar="SRC", help="hub dataset id, imagefolder or save_to_disk folder")
+    tokenize.add_argument("--output", required=True, metavar="DIR", help="dataset folder to write (save_to_disk)")
+    tokenize.add_argument("--split", default="train")
+    tokenize.add_argument("--image-column", default="image")
+    tokenize.add_argument("--label-column", default=None)
+    tokenize.add_argument("--caption-column", default=None)
+    tokenize.add_argument("--batch-size", type=int, default=32)
+    tokenize.add_argument("--num-tokens", type=int, default=None, help="keep this many tokens (variable-length tokenizers)")
+    tokenize.add_argument("--overwrite", action="store_true")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in ("tokenizer", "generator"):
+        # the training commands own their arguments: --config plus any --section.key override
+        from .training.cli import run_training
+
+        if argv[1] == "tokenizer":
+            from .training.tokenizer import TokenizerTrainer as trainer_cls
+        else:
+            from .training.generator import GeneratorTrainer as trainer_cls
+        return run_training(argv[1], trainer_cls, argv[2:])
     parser = argparse.ArgumentParser(prog="vistok", description="vistok: discrete image tokenizers for the HF stack")
     sub = parser.add_subparsers(dest="command", required=True)
+    _train_and_tokenize_parsers(sub)
     _convert_parser(sub)
     _eval_parser(sub)
     push = sub.add_parser("push", help="upload a vistok folder (weights, config, processor config, card) to the hub")
@@ -90,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 options.update(tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)
             out = convert(args.original, args.output, **options)
+            print(f"wrote {out}")
+        elif args.command == "tokenize":
+            from .training.tokenize import tokenize_dataset
+
+            out = tokenize_dataset(args.tokenizer, args.dataset, args.output, split=args.split,
+                                   image_column=args.image_column, label_column=args.label_column,
+                                   caption_column=args.caption_column, batch_size=args.batch_size,
+                                   num_tokens=args.num_tokens, overwrite=args.overwrite)
             print(f"wrote {out}")
         elif args.command == "push":
             from .hub import push_folder

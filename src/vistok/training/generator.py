@@ -1,0 +1,144 @@
+"""Generator training: `vistok train generator --config CFG.yaml [--section.key=value ...]`.
+
+Also runs as ``accelerate launch -m vistok.training.generator --config ...`` or under ``torchrun``.
+MaskGIT objective as in bytedance/1d-tokenizer: per sample a mask ratio from the arccos (or cosine)
+schedule, at least one masked token, cross-entropy with label smoothing on the masked tokens only,
+and class-label dropout (the model config's ``class_label_dropout``) for classifier-free guidance.
+Tokens come from a frozen tokenizer applied on the fly (``loss.tokenizer``) or from a dataset column
+written by ``vistok tokenize`` (``data.token_column``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .models import GENERATOR_FAMILIES, build_model
+from .trainer import Trainer
+
+
+def mask_ratio(timesteps: torch.Tensor, schedule: str) -> torch.Tensor:
+    """Fraction of tokens to mask at uniform ``timesteps`` in [0, 1): arccos (MaskGIT training) or cosine."""
+    if schedule == "arccos":
+        return torch.acos(timesteps) / (math.pi * 0.5)
+    return torch.cos(timesteps * math.pi * 0.5)
+
+
+def mask_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: str = "arccos"):
+    """(masked input, boolean mask) with round(N * ratio) >= 1 random positions masked per sample."""
+    batch, length = tokens.shape
+    timesteps = torch.rand(batch, device=tokens.device)
+    ratio = mask_ratio(timesteps, schedule).clamp(1e-6, 1.0)
+    count = (length * ratio).round().clamp(min=1)
+    order = torch.rand(batch, length, device=tokens.device).argsort(dim=-1)
+    mask = order < count[:, None]
+    return torch.where(mask, mask_token_id, tokens), mask
+
+
+class GeneratorTrainer(Trainer):
+    kind = "generator"
+
+    def build_models(self) -> None:
+        import vistok  # noqa: F401
+        from transformers import AutoModel
+
+        loss, data = self.config.loss, self.config.data
+        self.tokenizer = None
+        derived = {}
+        if loss.tokenizer:
+            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
+            self.tokenizer.to(self.accelerator.device)
+            if getattr(self.tokenizer.config, "token_layout", None) != "1d":
+                raise ValueError(f"loss.tokenizer must be a 1D discrete tokenizer for MaskGIT, got "
+                                 f"token_layout={getattr(self.tokenizer.config, 'token_layout', None)!r}")
+            derived.update(codebook_size=self.tokenizer.config.codebook_size, num_tokens=self.tokenizer.config.num_tokens)
+        features = getattr(self.dataset, "features", None) or {}
+        label_feature = features.get(data.label_column) if data.label_column else None
+        if label_feature is not None and hasattr(label_feature, "num_classes"):
+            derived["num_classes"] = label_feature.num_classes
+        overrides = {k: v for k, v in derived.items() if k not in self.config.model.config}
+        self.model = build_model(self.config.model, GENERATOR_FAMILIES, "generator", **overrides)
+        cfg = self.model.config
+        if self.tokenizer is not None and cfg.codebook_size != self.tokenizer.config.codebook_size:
+            raise ValueError(f"model.config.codebook_size={cfg.codebook_size} but the tokenizer's codebook has "
+                             f"{self.tokenizer.config.codebook_size} codes")
+        if data.label_column is None:
+            raise ValueError("MaskGIT generators are class-conditional: set data.label_column")
+        self.model.train()
+
+    def image_size_and_range(self):
+        if self.tokenizer is None:
+            raise ValueError("an image dataset needs loss.tokenizer to turn images into tokens")
+        return self.tokenizer.config.image_size, tuple(self.tokenizer.config.pixel_range)
+
+    def _tokens(self, batch: dict) -> torch.LongTensor:
+        column = self.config.data.token_column
+        if column is not None:
+            tokens = torch.as_tensor(batch[column], device=self.accelerator.device).long()
+        else:
+            with torch.no_grad():
+                tokens = self.tokenizer.encode(batch["pixel_values"].to(self.accelerator.device)).token_ids
+        num_tokens = self.accelerator.unwrap_model(self.model).config.num_tokens
+        if tokens.ndim != 2 or tokens.shape[1] < num_tokens:
+            raise ValueError(f"training tokens must have shape [B, >= {num_tokens}], got {tuple(tokens.shape)}")
+        return tokens[:, :num_tokens]
+
+    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        model_config = self.accelerator.unwrap_model(self.model).config
+        tokens = self._tokens(batch)
+        labels = batch["labels"].to(tokens.device)
+        if int(labels.min()) < 0 or int(labels.max()) >= model_config.num_classes:
+            raise ValueError(f"class labels must lie in [0, {model_config.num_classes - 1}], got {labels.tolist()}")
+        inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
+        logits = self.model(input_ids=inputs, class_labels=labels).logits
+        loss = F.cross_entropy(logits[mask].float(), tokens[mask], label_smoothing=self.config.loss.label_smoothing)
+        self.accelerator.backward(loss)
+        self.step_optimizer(0)
+        with torch.no_grad():
+            accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
+        return {"loss": loss.detach(), "masked_accuracy": accuracy}
+
+    def _pipeline(self):
+        from ..pipelines.maskgit import MaskGITPipeline
+
+        return MaskGITPipeline(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval())
+
+    @torch.no_grad()
+    def save_images(self, path: Path) -> None:
+        if self.tokenizer is None:
+            return
+        from .images import save_grid
+
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        pipe = self._pipeline()
+        labels = list(range(min(8, pipe.transformer.config.num_classes)))
+        pixels = pipe(class_labels=labels, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        model.train(was_training)
+        save_grid([pixels], path)
+
+    def export(self, path: Path) -> None:
+        from .cards import render_training_card
+
+        if self.tokenizer is None:
+            model = self.averaged_model()
+            model.save_pretrained(path)
+        else:
+            pipe = self._pipeline()
+            pipe.save_pretrained(path)
+            model = pipe.transformer
+        (path / "README.md").write_text(render_training_card(self, model.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import run_training
+
+    return run_training("generator", GeneratorTrainer, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Model construction for training, exponential moving averages and the PatchGAN discriminator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+# config family name -> registered model_type; a fixed table, so configs never name code to import
+TOKENIZER_FAMILIES = {"titok": "vistok_titok", "one-d-piece": "vistok_one_d_piece"}
+GENERATOR_FAMILIES = {"maskgit": "vistok_maskgit"}
+
+
+def build_model(section, families: dict, kind: str, **config_overrides):
+    """A fresh model of ``section.family`` from ``section.config``, or ``section.pretrained`` to fine-tune."""
+    import vistok  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoConfig, AutoModel
+
+    if section.pretrained:
+        model = AutoModel.from_pretrained(section.pretrained)
+        if model.config.model_type not in families.values():
+            raise ValueError(f"model.pretrained={section.pretrained!r} is a {model.config.model_type}; a {kind} "
+                             f"run takes one of {sorted(families.values())}")
+        return model
+    if section.family not in families:
+        raise ValueError(f"model.family={section.family!r} is not a {kind} family; choose one of {sorted(families)}")
+    config = AutoConfig.for_model(families[section.family], **{**section.config, **config_overrides})
+    return AutoModel.from_config(config)
+
+
+class EMAWeights:
+    """fp32 exponential moving average of a module's floating-point parameters."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().float().clone() for name, p in module.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for name, p in module.named_parameters():
+            self.shadow[name].lerp_(p.detach().float(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        for name, p in module.named_parameters():
+            p.copy_(self.shadow[name].to(p.dtype))
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.shadow.items()}, str(path))
+
+    def load(self, path: Path) -> None:
+        loaded = load_file(str(path))
+        if set(loaded) != set(self.shadow):
+            raise ValueError(f"{path} holds EMA weights of a different model")
+        self.shadow = {k: v.float() for k, v in loaded.items()}
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator (pix2pix/taming-transformers layout) giving one logit per image patch."""
+
+    def __init__(self, channels: int = 64, num_layers: int = 3, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        width = channels
+        for n in range(1, num_layers + 1):
+            out = channels * min(2**n, 8)
+            stride = 2 if n < num_layers else 1
+            layers += [nn.Conv2d(width, out, 4, stride, 1, bias=False), nn.GroupNorm(32 if out % 32 == 0 else 1, out),
+                       nn.LeakyReLU(0.2)]
+            width = out
+        layers.append(nn.Conv2d(width, 1, 4, 1, 1))
+        self.layers = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.layers(pixels)
+
+
+def last_decoder_weight(model: nn.Module) -> torch.Tensor:
+    """The weight the adaptive GAN weight is balanced on: the tokenizer's own choice, else its last matrix/conv."""
+    if hasattr(model, "last_decoder_layer_weight"):
+        return model.last_decoder_layer_weight()
+    return [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad][-1]

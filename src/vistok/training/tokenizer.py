@@ -1,0 +1,150 @@
+"""Tokenizer training: `vistok train tokenizer --config CFG.yaml [--section.key=value ...]`.
+
+Also runs as ``accelerate launch -m vistok.training.tokenizer --config ...`` or under ``torchrun``.
+Objective: L1/L2 reconstruction, the quantizer's own loss terms, optional LPIPS, and an optional
+PatchGAN (hinge loss, VQGAN's adaptive weight, switched on at ``discriminator_start``). Variable-length
+1D tokenizers train with tail-token drop: their forward decodes a random prefix in training mode.
+Works for any family implementing the VisualTokenizer contract (forward -> reconstruction + losses).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .models import TOKENIZER_FAMILIES, PatchDiscriminator, build_model, last_decoder_weight
+from .trainer import Trainer
+
+
+class TokenizerTrainer(Trainer):
+    kind = "tokenizer"
+
+    def build_models(self) -> None:
+        loss = self.config.loss
+        self.model = build_model(self.config.model, TOKENIZER_FAMILIES, "tokenizer")
+        self.model.train()
+        self.discriminator = None
+        if loss.discriminator_weight > 0:
+            self.discriminator = PatchDiscriminator(loss.discriminator_channels, loss.discriminator_layers)
+        self.perceptual = None
+        if loss.perceptual_weight > 0:
+            from ..evaluation.lpips import load_lpips
+
+            self.perceptual = load_lpips(loss.lpips_weights).requires_grad_(False).eval()
+        self._fixed_batch = None
+
+    def image_size_and_range(self):
+        return self.model.config.image_size, tuple(self.model.config.pixel_range)
+
+    def trainable_modules(self):
+        modules = {"model": self.model}
+        if self.discriminator is not None:
+            modules["discriminator"] = self.discriminator
+        return modules
+
+    def learning_rate_for(self, name: str) -> float:
+        if name == "discriminator" and self.config.loss.discriminator_learning_rate is not None:
+            return self.config.loss.discriminator_learning_rate
+        return self.config.training.learning_rate
+
+    def _to_unit_range(self, pixels: torch.Tensor) -> torch.Tensor:
+        low, high = self.model_config.pixel_range
+        return (pixels - low) / (high - low)
+
+    @property
+    def model_config(self):
+        return self.accelerator.unwrap_model(self.model).config
+
+    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        acc, loss_cfg = self.accelerator, self.config.loss
+        pixels = batch["pixel_values"]
+        if self._fixed_batch is None:
+            self._fixed_batch = pixels[:8].detach().clone()
+        gan_on = self.discriminator is not None and self.step >= loss_cfg.discriminator_start
+        out = self.model(pixels)
+        reconstruction = out.reconstruction.float()
+        if loss_cfg.reconstruction == "l1":
+            rec_loss = (reconstruction - pixels).abs().mean()
+        else:
+            rec_loss = F.mse_loss(reconstruction, pixels)
+        terms = {"reconstruction_loss": rec_loss}
+        nll = loss_cfg.reconstruction_weight * rec_loss
+        if self.perceptual is not None:
+            # LPIPS takes [-1, 1]
+            perceptual = self.perceptual(self._to_unit_range(reconstruction) * 2 - 1, self._to_unit_range(pixels) * 2 - 1).mean()
+            terms["perceptual_loss"] = perceptual
+            nll = nll + loss_cfg.perceptual_weight * perceptual
+        total = nll
+        for name in ("quantizer_loss", "kl_loss"):
+            value = getattr(out, name, None)
+            if value is not None:
+                terms[name] = value
+                total = total + loss_cfg.quantizer_weight * value
+        if gan_on:
+            # the discriminator's weights are constants here: this term trains only the tokenizer
+            disc = self.accelerator.unwrap_model(self.discriminator)
+            frozen = {name: p.detach() for name, p in disc.named_parameters()}
+            generator_loss = -torch.func.functional_call(disc, frozen, (reconstruction,)).mean()
+            weight = torch.tensor(loss_cfg.discriminator_weight, device=pixels.device)
+            if loss_cfg.adaptive_weight:
+                weight = weight * self._adaptive_weight(nll, generator_loss)
+            terms["generator_loss"] = generator_loss
+            total = total + weight * generator_loss
+        acc.backward(total)
+        self.step_optimizer(0)
+        if gan_on:
+            logits_real = self.discriminator(pixels.detach())
+            logits_fake = self.discriminator(reconstruction.detach())
+            d_loss = 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+            terms["discriminator_loss"] = d_loss
+            acc.backward(d_loss)
+            self.step_optimizer(1)
+        return {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def _adaptive_weight(self, nll: torch.Tensor, generator_loss: torch.Tensor) -> torch.Tensor:
+        last = last_decoder_weight(self.accelerator.unwrap_model(self.model))
+        nll_grad = torch.autograd.grad(nll, last, retain_graph=True)[0]
+        gan_grad = torch.autograd.grad(generator_loss, last, retain_graph=True)[0]
+        return (nll_grad.norm() / (gan_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+    @torch.no_grad()
+    def save_images(self, path: Path) -> None:
+        from .images import save_grid
+
+        model = self.averaged_model()
+        was_training = model.training
+        model.eval()
+        pixels = self._fixed_batch
+        rows = [pixels]
+        counts = [model.config.num_tokens]
+        if model.config.variable_length:
+            counts = sorted({max(1, model.config.num_tokens // 2**i) for i in range(4)})
+        for k in counts:
+            if model.is_continuous:
+                rows.append(model.decode_latents(model.encode(pixels, num_tokens=k).latents))
+            else:
+                rows.append(model.decode(model.encode(pixels, num_tokens=k).token_ids))
+        model.train(was_training)
+        save_grid([self._to_unit_range(r) for r in rows], path)
+
+    def export(self, path: Path) -> None:
+        from ..image_processing import VistokImageProcessor
+        from .cards import render_training_card
+
+        model = self.averaged_model()
+        model.save_pretrained(path)
+        VistokImageProcessor(size=model.config.image_size, pixel_range=model.config.pixel_range).save_pretrained(path)
+        (path / "README.md").write_text(render_training_card(self, model.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import run_training
+
+    return run_training("tokenizer", TokenizerTrainer, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Training: tokenizer and MaskGIT objectives, 2 processes, exact resume, faults, export."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vistok.training import list_checkpoints, load_train_config
+from vistok.training.cli import run_training
+from vistok.training.config import parse_overrides
+from vistok.training.generator import GeneratorTrainer, mask_tokens
+from vistok.training.tokenizer import TokenizerTrainer
+
+TINY_TOKENIZER = {
+    "family": "one-d-piece",
+    "config": dict(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=8, codebook_size=64, token_dim=4,
+                   is_legacy=False, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+                   decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2),
+}
+
+
+@pytest.fixture(scope="module")
+def imagefolder(tmp_path_factory):
+    """Six smooth colour images in two classes: learnable in a few steps."""
+    root = tmp_path_factory.mktemp("images")
+    yy, xx = np.mgrid[0:24, 0:24] / 23.0
+    for label, name in enumerate(("red", "blue")):
+        (root / name).mkdir()
+        for i in range(3):
+            image = np.stack([xx * (1 - label), yy * 0.5 + 0.1 * i, (1 - xx) * label], axis=-1)
+            PIL.Image.fromarray((image * 255).astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def tokenizer_config(out, dataset, **training):
+    return load_train_config("tokenizer", overrides={
+        "model": TINY_TOKENIZER, "data": {"dataset": str(dataset), "crop_scale": [0.6, 1.0]},
+        "training": {"output_dir": str(out), "batch_size": 2, "learning_rate": 3e-3, "log_every": 1,
+                     "image_every": 1000, "checkpointing_steps": 1000, **training},
+        "loss": {"reconstruction": "l2"}})
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_config_overrides_and_errors(tmp_path):
+    assert parse_overrides(["--training.learning_rate=1e-4", "--data.crop_scale", "[0.5, 1.0]", "--loss.x.y=true"]) == {
+        "training": {"learning_rate": 1e-4}, "data": {"crop_scale": [0.5, 1.0]}, "loss": {"x": {"y": True}}}
+    with pytest.raises(ValueError, match="unknown key\\(s\\) \\['max_step'\\] in training; valid keys are"):
+        load_train_config("tokenizer", overrides=["--training.max_step=3", "--data.dataset=x"])
+    with pytest.raises(ValueError, match="data.dataset is required"):
+        load_train_config("tokenizer")
+    with pytest.raises(ValueError, match="training.mixed_precision must be"):
+        load_train_config("tokenizer", overrides=["--training.mixed_precision=fp8", "--data.dataset=x"])
+    with pytest.raises(ValueError, match="loss.tokenizer"):
+        load_train_config("generator", overrides=["--data.dataset=x"])
+    with pytest.raises(ValueError, match="expected an override like"):
+        parse_overrides(["max_steps=3"])
+
+
+def test_bad_dataset_or_column_fails_before_training(tmp_path, imagefolder):
+    with pytest.raises(ValueError, match="does not exist"):
+        TokenizerTrainer(tokenizer_config(tmp_path / "a", tmp_path / "missing", max_steps=2)).train()
+    config = tokenizer_config(tmp_path / "b", imagefolder, max_steps=2)
+    config.data.image_column = "picture"
+    with pytest.raises(ValueError, match="image_column='picture' is not a column"):
+        TokenizerTrainer(config).train()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert run_training("tokenizer", TokenizerTrainer, ["--data.dataset", str(tmp_path / "missing")]) == 2
+
+
+def test_tokenizer_trains_resumes_exactly_after_sigterm_and_exports(tmp_path, imagefolder):
+    # uninterrupted: 8 optimizer steps of 2 micro-batches, 3 batches per epoch
+    common = dict(max_steps=8, gradient_accumulation_steps=2, ema_decay=0.9, checkpointing_steps=4)
+    full = TokenizerTrainer(tokenizer_config(tmp_path / "full", imagefolder, **common)).train()
+    assert full["step"] == 8 and not full["interrupted"]
+
+    def terminate_at_5(trainer, step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # SIGTERM at step 5 (mid-epoch): checkpoint, clean return; then resume from the newest checkpoint
+    cut = TokenizerTrainer(tokenizer_config(tmp_path / "cut", imagefolder, **common), step_callback=terminate_at_5).train()
+    assert cut["interrupted"] and cut["step"] == 5
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["checkpoint-4", "checkpoint-5"]
+    assert not (tmp_path / "cut" / "final").exists()
+    resumed = TokenizerTrainer(tokenizer_config(tmp_path / "cut", imagefolder, resume_from_checkpoint="latest", **common)).train()
+    assert resumed["start_step"] == 5 and resumed["step"] == 8
+    a, b = weights(tmp_path / "full" / "final"), weights(tmp_path / "cut" / "final")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # EMA weights, bit for bit
+    a, b = weights(tmp_path / "full" / "checkpoints" / "checkpoint-8"), weights(tmp_path / "cut" / "checkpoints" / "checkpoint-8")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # the export loads with the Auto classes and reconstructs
+    import vistok  # noqa: F401
+    from transformers import AutoImageProcessor, AutoModel
+
+    model = AutoModel.from_pretrained(tmp_path / "full" / "final").eval()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "full" / "final")
+    pixels = processor(images=[PIL.Image.open(next(imagefolder.glob("red/*.png")))], return_tensors="pt").pixel_values
+    assert model.decode(model.encode(pixels, num_tokens=3).token_ids).shape == (1, 3, 16, 16)
+    card = (tmp_path / "full" / "final" / "README.md").read_text()
+    assert "vistok train tokenizer" in card and "max_steps: 8" in card
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 8 and np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, imagefolder, monkeypatch):
+    trainer = TokenizerTrainer(tokenizer_config(tmp_path, imagefolder, max_steps=4, checkpointing_steps=2))
+    original = trainer.accelerator.save_state
+
+    def crash_on_second(output_dir, **kwargs):
+        if trainer.step == 4:
+            (os.path.join(output_dir, "model.safetensors") and open(os.path.join(output_dir, "model.safetensors"), "w").write("half"))
+            raise OSError("disk full")
+        return original(output_dir, **kwargs)
+
+    monkeypatch.setattr(trainer.accelerator, "save_state", crash_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.train()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert weights(tmp_path / "checkpoints" / "checkpoint-2")  # still a readable checkpoint
+
+
+def test_non_finite_loss_stops_naming_the_step(tmp_path, imagefolder):
+    def poison(trainer, step):
+        if step == 3:  # the weights diverge in step 3, after checkpoint-2
+            with torch.no_grad():
+                next(trainer.accelerator.unwrap_model(trainer.model).parameters()).fill_(float("nan"))
+
+    config = tokenizer_config(tmp_path, imagefolder, max_steps=6, checkpointing_steps=2)
+    with pytest.raises(Exception, match="non-finite loss at optimizer step 4") as err:
+        TokenizerTrainer(config, step_callback=poison).train()
+    assert "checkpoint-2" in str(err.value)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "checkpoints" / "checkpoint-2").values())
+
+
+def test_gan_phase_and_streaming(tmp_path, imagefolder):
+    config = tokenizer_config(tmp_path, imagefolder, max_steps=3, export=False)
+    config.loss.discriminator_weight = 0.5
+    config.loss.discriminator_start = 1
+    config.loss.discriminator_channels = 8
+    config.loss.discriminator_layers = 1  # 16-pixel images
+    config.data.streaming = True
+    summary = TokenizerTrainer(config).train()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert summary["step"] == 3 and "discriminator_loss" not in records[0]
+    assert all("discriminator_loss" in r and "generator_loss" in r for r in records[1:])
+    assert (tmp_path / "checkpoints" / "checkpoint-3" / "model_1.safetensors").is_file()  # the discriminator
+
+
+TWO_RANK_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_training import tokenizer_config
+from vistok.training.tokenizer import TokenizerTrainer
+
+out, dataset = sys.argv[1], sys.argv[2]
+trainer = TokenizerTrainer(tokenizer_config(out, dataset, max_steps=10, export=False))
+trainer.train()
+acc = trainer.accelerator
+flat = torch.cat([p.detach().flatten() for p in acc.unwrap_model(trainer.model).parameters()])
+torch.save({{"ranks": acc.num_processes, "weights": flat}}, f"{{out}}/rank{{acc.process_index}}.pt")
+"""
+
+
+def test_two_process_ddp_keeps_ranks_identical_and_lowers_the_loss(tmp_path, imagefolder):
+    # torchrun starts fresh processes (forking a pytest process that already ran torch can deadlock OpenMP)
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANK_SCRIPT.format(tests=os.path.dirname(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(29500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["ranks"] == 2 and torch.equal(ranks[0]["weights"], ranks[1]["weights"])
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 10 and np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_mask_tokens_follows_the_arccos_schedule():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 10, (512, 16))
+    inputs, mask = mask_tokens(tokens, 99, "arccos")
+    assert (mask.sum(1) >= 1).all() and torch.equal(inputs[mask], torch.full_like(inputs[mask], 99))
+    assert torch.equal(inputs[~mask], tokens[~mask])
+    # E[acos(t) / (pi/2)] over t ~ U(0, 1) = 2/pi
+    assert abs(mask.float().mean().item() - 2 / np.pi) < 0.03
+
+
+def test_maskgit_generator_trains_from_images_and_from_tokenized_data(tmp_path, imagefolder):
+    from vistok import MaskGITPipeline
+    from vistok.training.tokenize import tokenize_dataset
+
+    TokenizerTrainer(tokenizer_config(tmp_path / "tok", imagefolder, max_steps=2)).train()
+    tokenizer = tmp_path / "tok" / "final"
+    generator_model = {"family": "maskgit", "config": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                           intermediate_size=64)}
+    base = {"batch_size": 2, "max_steps": 3, "log_every": 1, "image_every": 3, "learning_rate": 1e-3}
+    config = load_train_config("generator", overrides={
+        "model": generator_model, "data": {"dataset": str(imagefolder), "label_column": "label"},
+        "training": {"output_dir": str(tmp_path / "gen"), **base}, "loss": {"tokenizer": str(tokenizer)}})
+    GeneratorTrainer(config).train()
+    pipe = MaskGITPipeline.from_pretrained(tmp_path / "gen" / "final")
+    assert pipe.transformer.config.num_classes == 2 and pipe.transformer.config.codebook_size == 64
+    images = pipe(class_labels=[0, 1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (2, 16, 16, 3)
+    assert (tmp_path / "gen" / "images" / "step-0000003.png").is_file()
+
+    tokenized = tokenize_dataset(str(tokenizer), str(imagefolder), str(tmp_path / "tokens"), label_column="label")
+    with pytest.raises(ValueError, match="already exists"):
+        tokenize_dataset(str(tokenizer), str(imagefolder), str(tmp_path / "tokens"), label_column="label")
+    config = load_train_config("generator", overrides={
+        "model": generator_model,
+        "data": {"dataset": str(tokenized), "image_column": None, "label_column": "label", "token_column": "token_ids"},
+        "training": {"output_dir": str(tmp_path / "gen2"), **base}, "loss": {"tokenizer": str(tokenizer)}})
+    summary = GeneratorTrainer(config).train()
+    assert summary["step"] == 3 and (tmp_path / "gen2" / "final" / "model_index.json").is_file()
