@@ -473,3 +473,27 @@ def test_vistok_eval_on_a_pipeline_folder_gfid_against_its_own_statistics_is_zer
                      "--reference-stats", str(first / "sample_statistics.npz")]) == 0
     assert json.loads((third / "results.json").read_text())["gfid"] > 1e-6
     assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "x"), "--images", str(tmp_path)]) == 2
+
+
+def test_vistok_eval_reads_a_saved_dataset_with_a_chosen_split_and_column(tmp_path, one_d_piece_folder):
+    import datasets
+
+    write_images(tmp_path / "images", 4)
+    pictures = [PIL.Image.open(p).convert("RGB") for p in sorted((tmp_path / "images").iterdir())]
+    ds = datasets.Dataset.from_dict({"picture": pictures, "label": [0, 1, 0, 1]},
+                                    features=datasets.Features({"picture": datasets.Image(), "label": datasets.Value("int64")}))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    out = tmp_path / "eval"
+    assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "test",
+                     "--image-column", "picture", "--num-images", "3", "--token-counts", "4", "--output", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["num_images"] == 3 and report["source"]["split"] == "test"
+    # the same images from the folder give the same numbers
+    folder_out = tmp_path / "eval_folder"
+    assert cli_main(["eval", str(one_d_piece_folder), "--images", str(tmp_path / "images"), "--num-images", "3",
+                     "--token-counts", "4", "--output", str(folder_out)]) == 0
+    from_folder = json.loads((folder_out / "results.json").read_text())
+    assert report["results"][0]["psnr"] == pytest.approx(from_folder["results"][0]["psnr"], rel=1e-9)
+    assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "train",
+                     "--image-column", "picture", "--output", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
