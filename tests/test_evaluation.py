@@ -472,6 +472,18 @@ def test_vistok_eval_on_a_pipeline_folder_gfid_against_its_own_statistics_is_zer
                      "--inception-weights", str(fake_inception), "--seed", "4",
                      "--reference-stats", str(first / "sample_statistics.npz")]) == 0
     assert json.loads((third / "results.json").read_text())["gfid"] > 1e-6
+    # an ADM-style batch of uint8 images (arr_0) as the reference: featurised on the fly
+    samples = MaskGITPipeline.from_pretrained(pipeline_folder)(class_labels=[0, 1, 2, 3], output_type="np",
+                                                               generator=torch.Generator().manual_seed(3)).images
+    np.savez(tmp_path / "adm_batch.npz", arr_0=(samples * 255).round().astype(np.uint8))
+    fourth = tmp_path / "fourth"
+    assert cli_main(["eval", str(pipeline_folder), "--output", str(fourth), "--num-images", "4", "--batch-size", "4",
+                     "--inception-weights", str(fake_inception), "--seed", "3",
+                     "--reference-stats", str(tmp_path / "adm_batch.npz")]) == 0
+    assert abs(json.loads((fourth / "results.json").read_text())["gfid"]) < 1e-6
+    np.savez(tmp_path / "wrong.npz", mean=np.zeros(3))
+    assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "fifth"), "--num-images", "4",
+                     "--inception-weights", str(fake_inception), "--reference-stats", str(tmp_path / "wrong.npz")]) == 2
     assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "x"), "--images", str(tmp_path)]) == 2
 
 
@@ -494,6 +506,12 @@ def test_vistok_eval_reads_a_saved_dataset_with_a_chosen_split_and_column(tmp_pa
                      "--token-counts", "4", "--output", str(folder_out)]) == 0
     from_folder = json.loads((folder_out / "results.json").read_text())
     assert report["results"][0]["psnr"] == pytest.approx(from_folder["results"][0]["psnr"], rel=1e-9)
+    streamed = tmp_path / "eval_streamed"
+    assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "test",
+                     "--image-column", "picture", "--streaming", "--num-images", "3", "--token-counts", "4",
+                     "--output", str(streamed)]) == 0
+    assert json.loads((streamed / "results.json").read_text())["results"][0]["psnr"] == pytest.approx(
+        from_folder["results"][0]["psnr"], rel=1e-9)
     assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "train",
                      "--image-column", "picture", "--output", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()

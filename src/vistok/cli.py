@@ -51,6 +51,7 @@ def _eval_parser(sub) -> None:
     source.add_argument("--images", metavar="DIR", help="a plain folder of image files (searched recursively)")
     parser.add_argument("--split", default="validation", help="dataset split (default: validation)")
     parser.add_argument("--image-column", default="image", help="dataset image column (default: image)")
+    parser.add_argument("--streaming", action="store_true", help="stream the dataset (needs --num-images)")
     parser.add_argument("--num-images", type=int, help="images to reconstruct (default: all) / samples to generate (default: 50)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--token-counts", type=int, nargs="+", metavar="K",
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation import run_eval
 
             report = run_eval(args.model, args.output, images=args.images, dataset=args.dataset, split=args.split,
-                              image_column=args.image_column, num_images=args.num_images, batch_size=args.batch_size,
+                              image_column=args.image_column, streaming=args.streaming, num_images=args.num_images,
+                              batch_size=args.batch_size,
                               token_counts=args.token_counts, inception_weights=args.inception_weights,
                               lpips_weights=args.lpips_weights, lpips_heads=args.lpips_heads,
                               reference_stats=args.reference_stats, class_labels=args.class_labels, seed=args.seed,

@@ -12,6 +12,7 @@ Metrics whose network weights are missing are skipped, with the reason in the JS
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -50,7 +51,8 @@ def image_folder_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def iterate_images(*, images=None, dataset=None, split="validation", image_column="image", num_images=None):
+def iterate_images(*, images=None, dataset=None, split="validation", image_column="image", num_images=None,
+                   streaming=False):
     """PIL images from a plain folder (``images``) or any dataset form ``vistok.data.load_image_dataset`` takes."""
     import PIL.Image
 
@@ -68,12 +70,18 @@ def iterate_images(*, images=None, dataset=None, split="validation", image_colum
         return generate(), count
     from ..data import load_image_dataset
 
-    ds = load_image_dataset(dataset, split=split, image_column=image_column, streaming=False)
-    count = len(ds) if num_images is None else min(num_images, len(ds))
+    ds = load_image_dataset(dataset, split=split, image_column=image_column, streaming=streaming)
+    if streaming:
+        if num_images is None:
+            raise ValueError("a streamed dataset has no length: give --num-images")
+        rows, count = itertools.islice(iter(ds), num_images), num_images
+    else:
+        count = len(ds) if num_images is None else min(num_images, len(ds))
+        rows = (ds[index] for index in range(count))
 
     def generate():
-        for index in range(count):
-            image = ds[index][image_column]
+        for row in rows:
+            image = row[image_column]
             if not hasattr(image, "convert"):
                 raise TypeError(f"the {image_column!r} column must hold images, got {type(image).__name__}")
             yield image.convert("RGB")
@@ -208,7 +216,8 @@ class _Scores:
 
 # -- tokenizer evaluation ---------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", image_column="image", num_images=None,
+def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", image_column="image", streaming=False,
+                       num_images=None,
                        batch_size=8, token_counts=None, folder=None, inception_weights=None, lpips_weights=None,
                        lpips_heads=None, rate_distortion=True, progress=True) -> tuple[dict, dict]:
     """Returns (results, artefacts): the JSON-ready dict and the arrays the figures are drawn from."""
@@ -225,7 +234,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     processor = _processor_for(model, folder)
     low, high = processor.pixel_range
     stream, total = iterate_images(images=images, dataset=dataset, split=split, image_column=image_column,
-                                   num_images=num_images)
+                                   num_images=num_images, streaming=streaming)
     if total < 2:
         raise ValueError(f"need at least 2 images to evaluate, found {total}")
     skipped: dict[str, str] = {}
@@ -416,7 +425,7 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
 
 # -- orchestration ----------------------------------------------------------------------------------------
 def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None, dataset=None, split="validation",
-             image_column="image", num_images=None, batch_size=8, token_counts=None, inception_weights=None,
+             image_column="image", streaming=False, num_images=None, batch_size=8, token_counts=None, inception_weights=None,
              lpips_weights=None, lpips_heads=None, reference_stats=None, class_labels=None, seed=0,
              device=None, card=None, overwrite=False, progress=True) -> dict:
     """Evaluate ``model`` (a folder or hub id) and write ``results.json`` + PNGs into ``output``.
@@ -432,7 +441,8 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
         files = {"json": "results.json"}
         if kind == "tokenizer":
             report, grid = evaluate_tokenizer(
-                loaded, images=images, dataset=dataset, split=split, image_column=image_column, num_images=num_images,
+                loaded, images=images, dataset=dataset, split=split, image_column=image_column, streaming=streaming,
+                num_images=num_images,
                 batch_size=batch_size, token_counts=token_counts, folder=folder, inception_weights=inception_weights,
                 lpips_weights=lpips_weights, lpips_heads=lpips_heads, progress=progress)
             reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png")
