@@ -353,8 +353,8 @@ def test_rate_distortion_is_monotone_for_a_tokenizer_whose_quality_rises_with_to
     assert [r["num_tokens"] for r in rows] == [3, 6, 15, 30, 63]
     assert [r["bytes_per_image"] for r in rows] == [3.0, 6.0, 15.0, 30.0, 63.0]  # log2(256) / 8 = 1 byte a token
     psnrs, ssims = [r["psnr"] for r in rows], [r["ssim"] for r in rows]
-    assert all(b > a for a, b in zip(psnrs, psnrs[1:])), psnrs
-    assert all(b > a for a, b in zip(ssims, ssims[1:])), ssims
+    assert all(b > a for a, b in zip(psnrs, psnrs[1:])), psnrs  # guaranteed by construction (MSE never grows)
+    assert ssims[-1] > ssims[0] + 0.1, ssims  # SSIM has no such guarantee, only the overall trend
     assert rows[-1]["codes_used"] > rows[0]["codes_used"]
     # JPEG/WebP curves: mean PSNR rises with quality over the measured grid end to end
     for codec in ("jpeg", "webp"):
@@ -404,7 +404,7 @@ def test_vistok_eval_on_a_one_d_piece_folder_writes_json_pngs_and_card(tmp_path,
     assert "lpips" in report["skipped"] and "--lpips-weights" in report["skipped"]["lpips"]
     assert report["conventions"]["ssim"].startswith("Gaussian window 11")
     with PIL.Image.open(out / "reconstructions.png") as grid:
-        assert grid.size[0] > 3 * 32 and grid.size[1] > 4 * 32  # original + 2 token counts, 4 rows
+        assert grid.size[0] > 3 * 96 and grid.size[1] > 4 * 96  # original + 2 token counts, 4 rows, 32 px tiles x3
     pytest.importorskip("matplotlib")
     with PIL.Image.open(out / "rate_distortion.png") as plot:
         assert plot.size[0] > 500

@@ -448,7 +448,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
             reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png")
             files["reconstructions"] = "reconstructions.png"
             if report["rate_distortion"] is not None and not report["token_layout"] == "continuous":
-                curves = {"vistok": report["results"], **report["rate_distortion"]}
+                curves = {Path(str(model)).name or "tokenizer": report["results"], **report["rate_distortion"]}
                 keys = ("psnr", "lpips") if report["lpips_backbone"] else ("psnr", "ssim")
                 try:
                     plot_rate_distortion(curves, scratch / "rate_distortion.png",

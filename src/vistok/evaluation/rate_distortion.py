@@ -54,7 +54,11 @@ def codec_round_trip(images: np.ndarray, codec: str, quality: int) -> tuple[np.n
 
 
 def plot_rate_distortion(curves: dict, path: Path, title: str, distortion_keys=("psnr", "lpips")) -> Path:
-    """Two panels (PSNR and LPIPS, or SSIM when LPIPS was skipped) against bytes per image, log x."""
+    """Two panels (PSNR and LPIPS, or SSIM when LPIPS was skipped) against bytes per image, log x.
+
+    ``curves`` maps a label to points with ``bytes_per_image`` and the distortion keys; the labels
+    "jpeg" and "webp" are drawn dashed, the tokenizer solid.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,33 +85,41 @@ def plot_rate_distortion(curves: dict, path: Path, title: str, distortion_keys=(
     return path
 
 
+GRID_MIN_TILE = 96  # small images are enlarged (nearest neighbour) so pixels and labels stay readable
+
+
+def _tile(image: np.ndarray) -> PIL.Image.Image:
+    tile = PIL.Image.fromarray(image, "RGB")
+    scale = max(1, math.ceil(GRID_MIN_TILE / max(tile.size)))
+    return tile.resize((tile.width * scale, tile.height * scale), PIL.Image.NEAREST) if scale > 1 else tile
+
+
 def reconstruction_grid(originals: np.ndarray, reconstructions: dict[int, np.ndarray], path: Path) -> Path:
     """PNG grid: one row per image, the original then the reconstruction at each token count (increasing)."""
     counts = sorted(reconstructions)
-    rows, height, width = originals.shape[0], originals.shape[1], originals.shape[2]
+    rows = [[_tile(originals[r])] + [_tile(reconstructions[k][r]) for k in counts] for r in range(originals.shape[0])]
+    width, height = rows[0][0].size
     label_height, pad = 14, 2
-    grid = PIL.Image.new("RGB", ((len(counts) + 1) * (width + pad) + pad, label_height + rows * (height + pad) + pad),
+    grid = PIL.Image.new("RGB", ((len(counts) + 1) * (width + pad) + pad, label_height + len(rows) * (height + pad) + pad),
                          "white")
     draw = PIL.ImageDraw.Draw(grid)
-    labels = ["original"] + [f"{k} tokens" for k in counts]
-    for column, label in enumerate(labels):
+    for column, label in enumerate(["original"] + [f"{k} tokens" for k in counts]):
         draw.text((pad + column * (width + pad), 1), label, fill="black")
-    for row in range(rows):
-        top = label_height + pad + row * (height + pad)
-        images = [originals[row]] + [reconstructions[k][row] for k in counts]
-        for column, image in enumerate(images):
-            grid.paste(PIL.Image.fromarray(image, "RGB"), (pad + column * (width + pad), top))
+    for row, tiles in enumerate(rows):
+        for column, tile in enumerate(tiles):
+            grid.paste(tile, (pad + column * (width + pad), label_height + pad + row * (height + pad)))
     grid.save(path)
     return path
 
 
 def sample_grid(samples: np.ndarray, path: Path, columns: int = 4) -> Path:
     """PNG grid of generated samples ``[N, H, W, 3]`` uint8, ``columns`` per row."""
-    count, height, width = samples.shape[:3]
-    rows, pad = math.ceil(count / columns), 2
-    grid = PIL.Image.new("RGB", (min(count, columns) * (width + pad) + pad, rows * (height + pad) + pad), "white")
-    for index, image in enumerate(samples):
+    tiles = [_tile(image) for image in samples]
+    (width, height), pad = tiles[0].size, 2
+    rows = math.ceil(len(tiles) / columns)
+    grid = PIL.Image.new("RGB", (min(len(tiles), columns) * (width + pad) + pad, rows * (height + pad) + pad), "white")
+    for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
-        grid.paste(PIL.Image.fromarray(image, "RGB"), (pad + column * (width + pad), pad + row * (height + pad)))
+        grid.paste(tile, (pad + column * (width + pad), pad + row * (height + pad)))
     grid.save(path)
     return path
