@@ -76,6 +76,8 @@ class InceptionFeatureExtractor:
         # NVIDIA's model resizes and normalises inside and can return its softmax; fid-helper's cannot.
         self.takes_uint8_range = "return_features" in arguments
         self.has_classifier = self.takes_uint8_range
+        # StyleGAN's IS drops the softmax bias to match the original TF Inception score; do the same when offered.
+        self.classifier_kwargs = {"no_output_bias": True} if "no_output_bias" in arguments else {}
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "InceptionFeatureExtractor":
@@ -116,7 +118,7 @@ class InceptionFeatureExtractor:
         x = (images.detach().float().clamp(0, 1) * 255.0).round().to(self.device)
         if self.takes_uint8_range:
             features = self.module(x, return_features=True)
-            probs = self.module(x)
+            probs = self.module(x, **self.classifier_kwargs)
             logits = torch.log(probs.double().clamp_min(1e-30))
         else:
             x = tf_bilinear_resize(x, INCEPTION_SIZE)
