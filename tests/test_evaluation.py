@@ -18,7 +18,8 @@ import vistok
 from vistok import MaskGITPipeline, OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel
 from vistok.cli import main as cli_main
 from vistok.evaluation import (LPIPS, InceptionFeatureExtractor, codebook_statistics, evaluate_tokenizer,
-                               feature_statistics, frechet_distance, inception_score, psnr, ssim, token_bytes)
+                               feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim,
+                               token_bytes)
 from vistok.evaluation.inception import packaged_inception_weights, tf_bilinear_resize
 from vistok.evaluation.rate_distortion import codec_round_trip
 from vistok.modeling.base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
@@ -98,6 +99,23 @@ def test_inception_score_limits():
     assert inception_score(confident, splits=1)[0] == pytest.approx(5.0, rel=1e-6)
     with pytest.raises(ValueError, match="splits"):
         inception_score(uniform, splits=21)
+
+
+def test_precision_recall_against_a_brute_force_reference():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(30, 5)), rng.normal(loc=0.7, size=(25, 5))
+
+    def reference(a, b, k):  # fraction of b inside some ball around a's points, radius = k-th neighbour among a
+        radii = [sorted(np.linalg.norm(a - p, axis=1))[k] for p in a]
+        return np.mean([any(np.linalg.norm(q - p) <= r for p, r in zip(a, radii)) for q in b])
+
+    precision, recall = precision_recall(real, fake, k=3)
+    assert precision == pytest.approx(reference(real, fake, 3)) and recall == pytest.approx(reference(fake, real, 3))
+    assert 0 < precision < 1 and 0 < recall < 1
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)
+    assert precision_recall(real, real + 100.0, k=3) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="k must be"):
+        precision_recall(real[:3], fake, k=3)
 
 
 def test_codebook_statistics_and_token_bytes():
@@ -480,7 +498,9 @@ def test_vistok_eval_on_a_pipeline_folder_gfid_against_its_own_statistics_is_zer
     assert cli_main(["eval", str(pipeline_folder), "--output", str(fourth), "--num-images", "4", "--batch-size", "4",
                      "--inception-weights", str(fake_inception), "--seed", "3",
                      "--reference-stats", str(tmp_path / "adm_batch.npz")]) == 0
-    assert abs(json.loads((fourth / "results.json").read_text())["gfid"]) < 1e-6
+    fourth_report = json.loads((fourth / "results.json").read_text())
+    assert abs(fourth_report["gfid"]) < 1e-6
+    assert fourth_report["precision"] == 1.0 and fourth_report["recall"] == 1.0  # the same images on both sides
     np.savez(tmp_path / "wrong.npz", mean=np.zeros(3))
     assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "fifth"), "--num-images", "4",
                      "--inception-weights", str(fake_inception), "--reference-stats", str(tmp_path / "wrong.npz")]) == 2

@@ -3,7 +3,8 @@
 from .evaluate import evaluate_pipeline, evaluate_tokenizer, load_reference_statistics, run_eval
 from .inception import InceptionFeatureExtractor
 from .lpips import LPIPS
-from .metrics import codebook_statistics, feature_statistics, frechet_distance, inception_score, psnr, ssim
+from .metrics import (codebook_statistics, feature_statistics, frechet_distance, inception_score, precision_recall, psnr,
+                      ssim)
 from .rate_distortion import token_bytes
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "frechet_distance",
     "feature_statistics",
     "inception_score",
+    "precision_recall",
     "codebook_statistics",
     "token_bytes",
 ]

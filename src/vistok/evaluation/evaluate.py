@@ -338,22 +338,27 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
 
 
 # -- pipeline evaluation ----------------------------------------------------------------------------------
-def load_reference_statistics(path: str | os.PathLike, inception=None, batch_size=50) -> tuple[np.ndarray, np.ndarray]:
-    """``mu``/``sigma`` from an ADM / pytorch-fid / torch-fidelity style ``.npz``; a file with only
-    ``arr_0`` (uint8 ``[N, H, W, 3]`` images, the ADM sample batch layout) is featurised with ``inception``."""
+def load_reference_statistics(path: str | os.PathLike, inception=None, batch_size=50):
+    """``(mu, sigma, features)`` from an ADM / pytorch-fid / torch-fidelity style ``.npz``.
+
+    ``mu``/``sigma`` are used as stored when present. ``arr_0`` (uint8 ``[N, H, W, 3]`` images, the ADM
+    reference batch layout) is featurised with ``inception`` when given — for the statistics when the
+    file has none, and for precision/recall; ``features`` is None otherwise."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"reference statistics {str(path)!r} do not exist")
     with np.load(path, allow_pickle=False) as data:
-        if "mu" in data and "sigma" in data:
-            return np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+        features = None
         if "arr_0" in data and inception is not None:
             images = data["arr_0"]
             if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
                 raise ValueError(f"{path}: arr_0 must be uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
-            features = [inception(from_uint8(images[i:i + batch_size]).float()).features
-                        for i in range(0, len(images), batch_size)]
-            return metrics.feature_statistics(torch.cat(features).numpy())
+            features = torch.cat([inception(from_uint8(images[i:i + batch_size]).float()).features
+                                  for i in range(0, len(images), batch_size)]).numpy()
+        if "mu" in data and "sigma" in data:
+            return np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64), features
+        if features is not None:
+            return (*metrics.feature_statistics(features), features)
         raise ValueError(f"{path} has keys {sorted(data.files)}; expected 'mu' and 'sigma' (ADM, pytorch-fid or "
                          "torch-fidelity statistics) or 'arr_0' images")
 
@@ -410,10 +415,16 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
         mu, sigma = metrics.feature_statistics(sample_features)
         report["sample_statistics"] = {"mu": mu, "sigma": sigma}  # written as an .npz, not into the JSON
         if reference_stats is None:
-            skipped["gfid"] = "no --reference-stats NPZ given"
+            skipped["gfid"] = skipped["precision_recall"] = "no --reference-stats NPZ given"
         else:
-            ref_mu, ref_sigma = load_reference_statistics(reference_stats, inception)
+            ref_mu, ref_sigma, ref_features = load_reference_statistics(reference_stats, inception)
             report["gfid"] = metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma)
+            k = 3
+            if ref_features is not None and min(len(ref_features), len(sample_features)) > k:
+                report["precision"], report["recall"] = metrics.precision_recall(ref_features, sample_features, k=k)
+            else:
+                skipped["precision_recall"] = ("needs reference images (arr_0 in the --reference-stats NPZ) and more "
+                                               f"than {k} samples per side")
         if logits:
             all_logits = torch.cat(logits).numpy()
             report["inception_score"], report["inception_score_std"] = metrics.inception_score(
