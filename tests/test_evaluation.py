@@ -535,3 +535,21 @@ def test_vistok_eval_reads_a_saved_dataset_with_a_chosen_split_and_column(tmp_pa
     assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "train",
                      "--image-column", "picture", "--output", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_vistok_eval_by_hub_repo_id_from_the_offline_cache(tmp_path, one_d_piece_folder, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "cache"
+    repo = cache / "models--someone--odp-tiny"
+    shutil.copytree(one_d_piece_folder, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    images = write_images(tmp_path / "images", 2)
+    out = tmp_path / "eval"
+    assert cli_main(["eval", "someone/odp-tiny", "--images", str(images), "--token-counts", "8", "--output", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["model"] == "someone/odp-tiny"
