@@ -460,6 +460,9 @@ def test_vistok_eval_skips_fid_with_a_reason_and_refuses_bad_input(tmp_path, one
     assert not bad.exists()
     assert cli_main(["eval", str(one_d_piece_folder), "--images", str(tmp_path / "none"), "--output", str(bad)]) == 2
     assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(out)]) == 2  # not empty
+    for flag in ("--inception-weights", "--lpips-weights"):  # an explicit path must exist (no silent skip)
+        assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(bad),
+                         flag, str(tmp_path / "missing.pt")]) == 2
     assert not bad.exists()
 
 
@@ -561,5 +564,10 @@ def test_vistok_eval_by_hub_repo_id_from_the_offline_cache(tmp_path, one_d_piece
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     images = write_images(tmp_path / "images", 2)
     out = tmp_path / "eval"
-    assert cli_main(["eval", "someone/odp-tiny", "--images", str(images), "--token-counts", "8", "--output", str(out)]) == 0
-    assert json.loads((out / "results.json").read_text())["model"] == "someone/odp-tiny"
+    torch.save(_torchvision_state("alex", 0), tmp_path / "alexnet.pth")
+    torch.save(_heads("alex", 1), tmp_path / "alex_heads.pth")
+    assert cli_main(["eval", "someone/odp-tiny", "--images", str(images), "--token-counts", "8", "--output", str(out),
+                     "--lpips-weights", str(tmp_path / "alexnet.pth"), "--lpips-heads", str(tmp_path / "alex_heads.pth")]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["model"] == "someone/odp-tiny" and report["lpips_backbone"] == "alex" and "lpips" not in report["skipped"]
+    assert report["results"][0]["lpips"] > 0 and all(p["lpips"] > 0 for p in report["rate_distortion"]["webp"])

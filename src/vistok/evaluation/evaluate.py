@@ -159,6 +159,7 @@ def _check_token_counts(config, token_counts) -> list[int]:
 
 # -- optional networks ------------------------------------------------------------------------------------
 def _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped: dict):
+    """Missing *default* weights skip a metric (reason in ``skipped``); a path given explicitly must load."""
     from .inception import InceptionFeatureExtractor
     from .lpips import LPIPS
 
@@ -166,6 +167,8 @@ def _load_networks(inception_weights, lpips_weights, lpips_heads, device, skippe
     try:
         inception = InceptionFeatureExtractor.load(inception_weights, device=device)
     except FileNotFoundError as err:
+        if inception_weights is not None:
+            raise
         skipped["fid"] = str(err)
     if inception is not None and not inception.has_classifier:
         skipped["inception_score"] = (f"{inception.source} has no classifier head (pool3 features only); pass NVIDIA's "
@@ -174,9 +177,13 @@ def _load_networks(inception_weights, lpips_weights, lpips_heads, device, skippe
         skipped["lpips"] = ("no LPIPS backbone: pass --lpips-weights with a torchvision AlexNet or VGG16 state dict "
                             "(e.g. alexnet-owt-7be5be79.pth); no package ships these weights")
     else:
+        if not Path(lpips_weights).expanduser().is_file():
+            raise FileNotFoundError(f"--lpips-weights {str(lpips_weights)!r} does not exist")
         try:
             lpips = LPIPS.load(lpips_weights, lpips_heads).to(device)
-        except FileNotFoundError as err:
+        except FileNotFoundError as err:  # only the default heads can be missing here
+            if lpips_heads is not None:
+                raise
             skipped["lpips"] = str(err)
     return inception, lpips
 
