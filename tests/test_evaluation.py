@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
-import vistok
 from vistok import MaskGITPipeline, OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel
 from vistok.cli import main as cli_main
 from vistok.evaluation import (LPIPS, InceptionFeatureExtractor, codebook_statistics, evaluate_tokenizer,

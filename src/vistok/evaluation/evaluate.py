@@ -3,9 +3,10 @@
 Tokenizer: every image is encoded once with all tokens; for each requested token count k (any prefix
 for variable-length 1D tokenizers) the prefix is decoded and scored — PSNR, SSIM, LPIPS, rFID (and IS
 when the Inception model has a classifier), codebook usage and entropy of the ids, encode/decode
-throughput, bytes per image — and the same images go through JPEG and WebP for the rate–distortion
-plot. Pipeline: ``num_images`` samples (class labels cycled over all classes, seeded) scored with gFID
-against a reference statistics file and IS.
+throughput, bytes per image — and the first ``rate_distortion_images`` images also go through JPEG and
+WebP for the rate–distortion plot. Pipeline: ``num_images`` samples (class labels cycled over all
+classes, seeded) scored with gFID against a reference statistics file, IS, and precision/recall when the
+reference file carries images.
 
 Metrics whose network weights are missing are skipped, with the reason in the JSON's ``skipped``.
 """
@@ -23,8 +24,8 @@ import numpy as np
 import torch
 
 from . import metrics
-from .rate_distortion import CODECS, QUALITIES, codec_round_trip, from_uint8, plot_rate_distortion, reconstruction_grid, \
-    to_uint8, token_bytes
+from .rate_distortion import (CODECS, QUALITIES, codec_round_trip, from_uint8, plot_rate_distortion, reconstruction_grid,
+                              sample_grid, to_uint8, token_bytes)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 GRID_IMAGES = 4
@@ -464,9 +465,9 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
 
 # -- orchestration ----------------------------------------------------------------------------------------
 def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None, dataset=None, split="validation",
-             image_column="image", streaming=False, num_images=None, rate_distortion_images=256, batch_size=8, token_counts=None, inception_weights=None,
-             lpips_weights=None, lpips_heads=None, reference_stats=None, class_labels=None, seed=0,
-             device=None, card=None, overwrite=False, progress=True) -> dict:
+             image_column="image", streaming=False, num_images=None, rate_distortion_images=256, batch_size=8,
+             token_counts=None, inception_weights=None, lpips_weights=None, lpips_heads=None, reference_stats=None,
+             class_labels=None, seed=0, device=None, card=None, overwrite=False, progress=True) -> dict:
     """Evaluate ``model`` (a folder or hub id) and write ``results.json`` + PNGs into ``output``.
 
     Nothing is written unless the whole evaluation succeeds.
@@ -507,8 +508,6 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
             if stats is not None:
                 np.savez(scratch / "sample_statistics.npz", mu=stats["mu"], sigma=stats["sigma"])
                 files["sample_statistics"] = "sample_statistics.npz"
-            from .rate_distortion import sample_grid
-
             sample_grid(samples, scratch / "samples.png")
             files["samples"] = "samples.png"
         report["model"] = str(model)
