@@ -420,7 +420,8 @@ def test_vistok_eval_on_a_one_d_piece_folder_writes_json_pngs_and_card(tmp_path,
     card.write_text("---\nlicense: apache-2.0\n---\n\n# tiny\n")
     out = tmp_path / "eval"
     assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(out), "--batch-size", "2",
-                     "--token-counts", "2", "8", "--inception-weights", str(fake_inception), "--card", str(card)]) == 0
+                     "--token-counts", "2", "8", "--rd-images", "3", "--inception-weights", str(fake_inception),
+                     "--card", str(card)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["kind"] == "tokenizer" and report["num_images"] == 5
     assert [r["num_tokens"] for r in report["results"]] == [2, 8]
@@ -529,18 +530,18 @@ def test_vistok_eval_reads_a_saved_dataset_with_a_chosen_split_and_column(tmp_pa
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
     out = tmp_path / "eval"
     assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "test",
-                     "--image-column", "picture", "--num-images", "3", "--token-counts", "4", "--output", str(out)]) == 0
+                     "--image-column", "picture", "--num-images", "3", "--token-counts", "4", "--rd-images", "0", "--output", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["num_images"] == 3 and report["source"]["split"] == "test"
     # the same images from the folder give the same numbers
     folder_out = tmp_path / "eval_folder"
     assert cli_main(["eval", str(one_d_piece_folder), "--images", str(tmp_path / "images"), "--num-images", "3",
-                     "--token-counts", "4", "--output", str(folder_out)]) == 0
+                     "--token-counts", "4", "--rd-images", "0", "--output", str(folder_out)]) == 0
     from_folder = json.loads((folder_out / "results.json").read_text())
     assert report["results"][0]["psnr"] == pytest.approx(from_folder["results"][0]["psnr"], rel=1e-9)
     streamed = tmp_path / "eval_streamed"
     assert cli_main(["eval", str(one_d_piece_folder), "--dataset", str(tmp_path / "saved"), "--split", "test",
-                     "--image-column", "picture", "--streaming", "--num-images", "3", "--token-counts", "4",
+                     "--image-column", "picture", "--streaming", "--num-images", "3", "--token-counts", "4", "--rd-images", "0",
                      "--output", str(streamed)]) == 0
     assert json.loads((streamed / "results.json").read_text())["results"][0]["psnr"] == pytest.approx(
         from_folder["results"][0]["psnr"], rel=1e-9)
@@ -566,6 +567,7 @@ def test_vistok_eval_by_hub_repo_id_from_the_offline_cache(tmp_path, one_d_piece
     torch.save(_torchvision_state("alex", 0), tmp_path / "alexnet.pth")
     torch.save(_heads("alex", 1), tmp_path / "alex_heads.pth")
     assert cli_main(["eval", "someone/odp-tiny", "--images", str(images), "--token-counts", "8", "--output", str(out),
+                     "--rd-images", "1",
                      "--lpips-weights", str(tmp_path / "alexnet.pth"), "--lpips-heads", str(tmp_path / "alex_heads.pth")]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["model"] == "someone/odp-tiny" and report["lpips_backbone"] == "alex" and "lpips" not in report["skipped"]
