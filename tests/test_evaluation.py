@@ -274,6 +274,23 @@ def test_lpips_loads_torchvision_layout_and_matches_a_functional_reference(tmp_p
     torch.testing.assert_close(lpips(x, y), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_equals_the_lpips_package(tmp_path, reference, net):
+    """Distances the lpips 0.1.4 package computed with the same seeded random weights (make_eval_fixtures.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_eval_fixtures import lpips_random_weights
+
+    data, values = reference
+    backbone, heads = lpips_random_weights(net)
+    torch.save(backbone, tmp_path / "backbone.pth")
+    torch.save(heads, tmp_path / "heads.pth")
+    lpips = LPIPS.load(tmp_path / "backbone.pth", tmp_path / "heads.pth")
+    distances = lpips(to_unit(data["lpips_a"]), to_unit(data["lpips_b"]))
+    np.testing.assert_allclose(distances.numpy(), values["lpips"][net], rtol=1e-5)
+
+
 def test_lpips_refuses_bad_files(tmp_path):
     torch.save({"features.0.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="11x11 \\(AlexNet\\) or 3x3 \\(VGG16\\)"):
