@@ -510,11 +510,16 @@ def test_vistok_eval_on_a_pipeline_folder_gfid_against_its_own_statistics_is_zer
     assert report["kind"] == "pipeline" and "gfid" in report["skipped"] and report["inception_score"] >= 1.0
     assert (first / "samples.png").is_file() and (first / "sample_statistics.npz").is_file()
     second = tmp_path / "second"
+    (tmp_path / "card").mkdir()
     assert cli_main(["eval", str(pipeline_folder), "--output", str(second), "--num-images", "6", "--batch-size", "4",
                      "--inception-weights", str(fake_inception), "--seed", "3",
-                     "--reference-stats", str(first / "sample_statistics.npz")]) == 0
+                     "--reference-stats", str(first / "sample_statistics.npz"), "--card", str(tmp_path / "card")]) == 0
     again = json.loads((second / "results.json").read_text())
     assert abs(again["gfid"]) < 1e-6  # same seed and batch size: the same samples
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "card" / "README.md")  # a folder gets (here a new) README.md
+    assert {r.metric_name for r in card.data.eval_results} == {"gFID", "IS"}
     third = tmp_path / "third"
     assert cli_main(["eval", str(pipeline_folder), "--output", str(third), "--num-images", "6",
                      "--inception-weights", str(fake_inception), "--seed", "4",
