@@ -234,6 +234,10 @@ def test_lpips_loads_torchvision_layout_and_matches_a_functional_reference(tmp_p
     x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
     assert torch.allclose(lpips(x, x), torch.zeros(2))
     assert torch.allclose(lpips(x, y), lpips(y, x)) and (lpips(x, y) > 0).all()
+    # differentiable (tokenizer training uses it as a loss), weights frozen
+    x_grad = x.clone().requires_grad_(True)
+    lpips(x_grad, y).sum().backward()
+    assert x_grad.grad.abs().sum() > 0 and all(p.grad is None for p in lpips.parameters())
 
     # reference written from the paper's recipe with functional ops on the raw torchvision keys
     shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)

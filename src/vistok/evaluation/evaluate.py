@@ -199,7 +199,7 @@ class _Scores:
         self.psnr.append(metrics.psnr(images, originals))
         self.ssim.append(metrics.ssim(images, originals))
         if lpips is not None:
-            self.lpips.append(lpips(images, originals).double())
+            self.lpips.append(lpips(images, originals).double().cpu())
         if inception is not None:
             out = inception(images)
             self.features.append(out.features)

@@ -148,8 +148,9 @@ class LPIPS(nn.Module):
                 out.append(x)
         return out
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``[B]`` distances on the module's device. Differentiable in ``x`` and ``y`` (the training loss
+        uses it); the weights are frozen."""
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"LPIPS takes two image batches [B, 3, H, W] of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         device = self.shift.device
@@ -159,5 +160,5 @@ class LPIPS(nn.Module):
         for head, fx, fy in zip(self.heads, self._taps(x), self._taps(y)):
             fx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             fy = fy / (fy.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total += head((fx - fy) ** 2).mean(dim=(1, 2, 3))
-        return total.cpu()
+            total = total + head((fx - fy) ** 2).mean(dim=(1, 2, 3))
+        return total
