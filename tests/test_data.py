@@ -75,3 +75,14 @@ def test_hub_dataset_id_loads_from_the_local_hub_cache_offline(imagefolder, tmp_
     assert isinstance(ds[0]["image"], PIL.Image.Image)
     with pytest.raises(ValueError, match="not in the local hub cache"):
         load_image_dataset("someone/not-cached")
+
+
+def test_imagefolder_metadata_captions(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        PIL.Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "0.png", "text": "a red square"}\n'
+                                             '{"file_name": "1.png", "text": "noise"}\n')
+    ds = load_image_dataset(tmp_path, caption_column="text")
+    batch = ImageTransform(16, caption_column="text", train=False)(ds[:2])
+    assert batch["captions"] == ["a red square", "noise"] and batch["pixel_values"].shape == (2, 3, 16, 16)
