@@ -56,3 +56,33 @@ def test_bad_sources_and_columns_fail_early(imagefolder):
         load_image_dataset(imagefolder, split="validation")
     with pytest.raises(ValueError, match="crop_scale"):
         ImageTransform(32, crop_scale=(0.0, 1.0))
+
+
+def test_hub_dataset_id_loads_from_the_local_hub_cache_offline(imagefolder, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    cache = tmp_path / "hub"
+    repo, commit = cache / "datasets--someone--tiny-images", "0" * 40
+    (repo / "snapshots" / commit / "data").mkdir(parents=True)
+    load_image_dataset(imagefolder, label_column="label").to_parquet(
+        str(repo / "snapshots" / commit / "data" / "train-00000-of-00001.parquet"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    ds = load_image_dataset("someone/tiny-images", label_column="label")
+    assert len(ds) == 6 and ds.features["label"].names == ["cat", "dog"]
+    assert isinstance(ds[0]["image"], PIL.Image.Image)
+    with pytest.raises(ValueError, match="not in the local hub cache"):
+        load_image_dataset("someone/not-cached")
+
+
+def test_imagefolder_metadata_captions(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        PIL.Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "0.png", "text": "a red square"}\n'
+                                             '{"file_name": "1.png", "text": "noise"}\n')
+    ds = load_image_dataset(tmp_path, caption_column="text")
+    batch = ImageTransform(16, caption_column="text", train=False)(ds[:2])
+    assert batch["captions"] == ["a red square", "noise"] and batch["pixel_values"].shape == (2, 3, 16, 16)

@@ -26,6 +26,16 @@ TINY_TOKENIZER = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one AcceleratorState per process; each test's run sets its own mixed precision."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
 @pytest.fixture(scope="module")
 def imagefolder(tmp_path_factory):
     """Six smooth colour images in two classes: learnable in a few steps."""
@@ -165,8 +175,10 @@ sys.path.insert(0, {tests!r})
 from test_training import tokenizer_config
 from vistok.training.tokenizer import TokenizerTrainer
 
-out, dataset = sys.argv[1], sys.argv[2]
-trainer = TokenizerTrainer(tokenizer_config(out, dataset, max_steps=10, export=False))
+out, dataset, streaming = sys.argv[1], sys.argv[2], sys.argv[3] == "stream"
+config = tokenizer_config(out, dataset, max_steps=10 if not streaming else 4, export=False)
+config.data.streaming = streaming
+trainer = TokenizerTrainer(config)
 trainer.train()
 acc = trainer.accelerator
 flat = torch.cat([p.detach().flatten() for p in acc.unwrap_model(trainer.model).parameters()])
@@ -180,7 +192,7 @@ def test_two_process_ddp_keeps_ranks_identical_and_lowers_the_loss(tmp_path, ima
     script.write_text(TWO_RANK_SCRIPT.format(tests=os.path.dirname(__file__)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(29500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder)],
+                          str(29500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder), "map"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -227,3 +239,28 @@ def test_maskgit_generator_trains_from_images_and_from_tokenized_data(tmp_path, 
         "training": {"output_dir": str(tmp_path / "gen2"), **base}, "loss": {"tokenizer": str(tokenizer)}})
     summary = GeneratorTrainer(config).train()
     assert summary["step"] == 3 and (tmp_path / "gen2" / "final" / "model_index.json").is_file()
+
+
+def test_two_process_streaming_shards_by_node(tmp_path, imagefolder):
+    # 6 images in uneven stream shards over 2 ranks: epochs end together instead of hanging
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANK_SCRIPT.format(tests=os.path.dirname(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(30500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder), "stream"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(ranks[0]["weights"], ranks[1]["weights"])
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and records[-1]["epoch"] >= 1
+
+
+def test_tensorboard_bf16_and_gradient_checkpointing(tmp_path, imagefolder):
+    config = tokenizer_config(tmp_path, imagefolder, max_steps=2, export=False, mixed_precision="bf16",
+                              gradient_checkpointing=True, report_to=["jsonl", "tensorboard"])
+    trainer = TokenizerTrainer(config)
+    summary = trainer.train()
+    assert summary["step"] == 2 and np.isfinite(summary["last"]["loss"])
+    assert trainer.accelerator.unwrap_model(trainer.model).is_gradient_checkpointing
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))

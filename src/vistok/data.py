@@ -57,7 +57,7 @@ def load_image_dataset(source: str | os.PathLike, *, split: str = "train", strea
             or not set(source_str) <= _HUB_ID_CHARS:
         raise ValueError(f"dataset {source_str} does not exist: expected an existing folder or a hub dataset id like 'owner/name'")
     else:
-        ds = _load(datasets, source_str, source_str, split, streaming)
+        ds = _load_hub_dataset(datasets, source_str, split, streaming)
 
     columns = _column_names(ds)
     for role, name in (("image_column", image_column), ("label_column", label_column),
@@ -65,6 +65,26 @@ def load_image_dataset(source: str | os.PathLike, *, split: str = "train", strea
         if name is not None and columns is not None and name not in columns:
             raise ValueError(f"{role}={name!r} is not a column of {source_str}; its columns are {sorted(columns)}")
     return ds
+
+
+def _load_hub_dataset(datasets, repo_id: str, split: str, streaming: bool):
+    """A hub dataset id; offline (or unreachable), from the snapshot huggingface_hub has cached."""
+    import huggingface_hub.constants as hub_constants
+
+    if not hub_constants.HF_HUB_OFFLINE:
+        try:
+            return _load(datasets, repo_id, repo_id, split, streaming)
+        except ValueError as err:
+            if "split=" in str(err):
+                raise
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, repo_type="dataset", local_files_only=True)
+    except Exception as err:  # LocalEntryNotFoundError and friends
+        raise ValueError(f"dataset {repo_id} could not be loaded: it is not in the local hub cache and the hub "
+                         f"cannot be reached ({type(err).__name__})") from err
+    return _load(datasets, folder, repo_id, split, streaming)
 
 
 def _load(datasets, name, source_str, split, streaming, **kwargs):

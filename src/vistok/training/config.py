@@ -68,7 +68,8 @@ class TokenizerLossSection:
     reconstruction_weight: float = 1.0
     quantizer_weight: float = 1.0
     perceptual_weight: float = 0.0
-    lpips_weights: str | None = None  # local LPIPS backbone+heads file; required when perceptual_weight > 0
+    lpips_backbone: str | None = None  # local torchvision AlexNet/VGG16 state dict; required when perceptual_weight > 0
+    lpips_heads: str | None = None  # LPIPS v0.1 linear heads; default: the installed lpips package's
     discriminator_weight: float = 0.0  # 0 = no GAN
     discriminator_start: int = 0  # optimizer step at which the GAN terms switch on
     discriminator_learning_rate: float | None = None  # default: training.learning_rate
@@ -194,8 +195,9 @@ def _check(config) -> None:
     if isinstance(loss, TokenizerLossSection):
         if loss.reconstruction not in ("l1", "l2"):
             raise ValueError(f"loss.reconstruction must be 'l1' or 'l2', got {loss.reconstruction!r}")
-        if loss.perceptual_weight > 0 and not loss.lpips_weights:
-            raise ValueError("loss.perceptual_weight > 0 needs loss.lpips_weights: a local LPIPS weights file")
+        if loss.perceptual_weight > 0 and not loss.lpips_backbone:
+            raise ValueError("loss.perceptual_weight > 0 needs loss.lpips_backbone: a local AlexNet/VGG16 weights file "
+                             "(torchvision format); LPIPS is off otherwise")
     else:
         if loss.mask_schedule not in ("arccos", "cosine"):
             raise ValueError(f"loss.mask_schedule must be 'arccos' or 'cosine', got {loss.mask_schedule!r}")

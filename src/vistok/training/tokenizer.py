@@ -31,9 +31,12 @@ class TokenizerTrainer(Trainer):
             self.discriminator = PatchDiscriminator(loss.discriminator_channels, loss.discriminator_layers)
         self.perceptual = None
         if loss.perceptual_weight > 0:
-            from ..evaluation.lpips import load_lpips
+            from ..evaluation.lpips import LPIPS
 
-            self.perceptual = load_lpips(loss.lpips_weights).requires_grad_(False).eval()
+            try:
+                self.perceptual = LPIPS.load(loss.lpips_backbone, loss.lpips_heads).requires_grad_(False).eval()
+            except FileNotFoundError as err:
+                raise ValueError(str(err)) from err
         self._fixed_batch = None
 
     def image_size_and_range(self):
@@ -73,8 +76,8 @@ class TokenizerTrainer(Trainer):
         terms = {"reconstruction_loss": rec_loss}
         nll = loss_cfg.reconstruction_weight * rec_loss
         if self.perceptual is not None:
-            # LPIPS takes [-1, 1]
-            perceptual = self.perceptual(self._to_unit_range(reconstruction) * 2 - 1, self._to_unit_range(pixels) * 2 - 1).mean()
+            self.perceptual.to(pixels.device)
+            perceptual = self.perceptual(self._to_unit_range(reconstruction), self._to_unit_range(pixels)).mean()
             terms["perceptual_loss"] = perceptual
             nll = nll + loss_cfg.perceptual_weight * perceptual
         total = nll

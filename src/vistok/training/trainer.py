@@ -224,6 +224,9 @@ class Trainer:
         acc, t = self.accelerator, self.config.training
         set_seed(t.seed)  # identical initial weights on every process
         loader = self._load_data()
+        if t.ema_decay > 0 and self._sharded:
+            raise ValueError("training.ema_decay > 0 is not supported with FSDP/DeepSpeed (the EMA would see only "
+                             "this rank's shard); train with DDP or set training.ema_decay: 0")
         self.ema = EMAWeights(self.model, t.ema_decay) if t.ema_decay > 0 else None
         optimizers, schedulers = self._optimizers()
         modules = self.trainable_modules()
@@ -260,6 +263,8 @@ class Trainer:
                 acc.end_training()
         if not summary["interrupted"] and t.export and self.step >= t.max_steps:
             acc.wait_for_everyone()
+            # FSDP/DeepSpeed hold shards: gathering the full state dict is a collective on every rank
+            self._gathered_state = acc.get_state_dict(self.model) if self._sharded else None
             if acc.is_main_process:
                 from ..conversion.common import atomic_output_dir
 
@@ -283,11 +288,24 @@ class Trainer:
                 loader.set_epoch(self.epoch)
                 iterator = iter(self.accelerator.skip_first_batches(loader, self.batches_in_epoch)
                                 if self.batches_in_epoch else loader)
-            for batch in iterator:
+            for batch in self._synchronized(iterator):
                 self.batches_in_epoch += 1
                 yield batch
             self.epoch += 1
             self.batches_in_epoch = 0
+
+    def _synchronized(self, iterator):
+        """Stream shards can hold different numbers of batches; an epoch ends on every rank when one runs out
+        (a rank waiting in a collective for a batch that never comes would hang the run)."""
+        if self._streaming is None or self.accelerator.num_processes == 1:
+            yield from iterator
+            return
+        while True:
+            batch = next(iterator, None)
+            have = torch.tensor(0.0 if batch is None else 1.0, device=self.accelerator.device)
+            if float(self.accelerator.reduce(have, reduction="sum")) < self.accelerator.num_processes:
+                return
+            yield batch
 
     def _loop(self, loader, summary) -> None:
         acc, t = self.accelerator, self.config.training
@@ -374,6 +392,10 @@ class Trainer:
     def averaged_model(self):
         """The trained model for export and grids: a copy holding the EMA weights when EMA is on."""
         model = self.accelerator.unwrap_model(self.model)
+        if self._sharded and getattr(self, "_gathered_state", None) is not None:
+            full = type(model)(model.config)
+            full.load_state_dict(self._gathered_state)
+            return full
         if self.ema is None:
             return model
         import copy
@@ -381,6 +403,12 @@ class Trainer:
         model = copy.deepcopy(model)
         self.ema.copy_to(model)
         return model
+
+    @property
+    def _sharded(self) -> bool:
+        from accelerate.utils import DistributedType
+
+        return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 class _ColumnsOnly:
