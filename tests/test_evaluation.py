@@ -598,3 +598,16 @@ def test_vistok_eval_by_hub_repo_id_from_the_offline_cache(tmp_path, one_d_piece
     report = json.loads((out / "results.json").read_text())
     assert report["model"] == "someone/odp-tiny" and report["lpips_backbone"] == "alex" and "lpips" not in report["skipped"]
     assert report["results"][0]["lpips"] > 0 and all(p["lpips"] > 0 for p in report["rate_distortion"]["webp"])
+
+
+def test_continuous_tokenizer_gets_reconstruction_metrics_without_codebook_or_bytes(tmp_path):
+    torch.manual_seed(0)
+    model = TiTokModel(TiTokConfig(image_size=32, num_tokens=4, quantize_mode="vae", token_dim=8, is_legacy=False,
+                                   **SMALL))
+    report, grid = evaluate_tokenizer(model, images=write_images(tmp_path / "images", 2), progress=False)
+    row = report["results"][0]
+    assert report["token_layout"] == "continuous" and report["rate_distortion"] is None
+    assert row["num_tokens"] == 4 and math.isfinite(row["psnr"]) and "bytes_per_image" not in row
+    assert "codebook_usage" not in row and grid["reconstructions"][4].shape == (2, 32, 32, 3)
+    again, _ = evaluate_tokenizer(model, images=tmp_path / "images", progress=False)
+    assert again["results"][0]["psnr"] == row["psnr"]  # the posterior mean, not a sample

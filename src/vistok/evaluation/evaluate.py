@@ -13,6 +13,7 @@ Metrics whose network weights are missing are skipped, with the reason in the JS
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
@@ -257,6 +258,10 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     skipped: dict[str, str] = {}
     inception, lpips = _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped)
     continuous = config.token_layout == "continuous"
+    # A continuous (KL) tokenizer is scored on its posterior mean, so the figures do not depend on the RNG.
+    encode_kwargs = {}
+    if continuous and "sample_posterior" in inspect.signature(model._encode).parameters:
+        encode_kwargs["sample_posterior"] = False
     scores = {k: _Scores() for k in counts}
     if not isinstance(rate_distortion_images, int) or rate_distortion_images < 0:
         raise ValueError(f"rate_distortion_images must be an int >= 0, got {rate_distortion_images!r}")
@@ -278,7 +283,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
             if out.logits is not None:
                 original_logits.append(out.logits)
         start = time.perf_counter()
-        encoded = model.encode(pixel_values)
+        encoded = model.encode(pixel_values, **encode_kwargs)
         timing["encode_s"] += time.perf_counter() - start
         for k in counts:
             start = time.perf_counter()
