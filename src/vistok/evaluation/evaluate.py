@@ -39,6 +39,7 @@ CONVENTIONS = {
            "TF-style bilinear resize); covariance with N-1",
     "inception_score": "10 consecutive splits, no shuffling (torch-fidelity order)",
     "bytes_per_image": "tokens: k*log2(codebook_size)/8; jpeg/webp: mean Pillow file size",
+    "continuous_tokenizers": "decoded from the posterior mean (no sampling)",
 }
 
 
