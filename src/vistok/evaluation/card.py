@@ -13,13 +13,22 @@ _RECONSTRUCTION_METRICS = (("psnr", "psnr", "PSNR"), ("ssim", "ssim", "SSIM"), (
 _GENERATION_METRICS = (("gfid", "fid", "gFID"), ("inception_score", "inception_score", "IS"))
 
 
+def _tokens(count: int) -> str:
+    return f"{count} token" if count == 1 else f"{count} tokens"
+
+
 def eval_results(report: dict) -> list:
     """EvalResult entries for every finite figure in a ``vistok eval`` report."""
     from huggingface_hub import EvalResult
 
     source = report.get("source") or {}
-    dataset = source.get("dataset") or (Path(source["images"]).name if source.get("images") else "samples")
-    common = dict(dataset_type=str(dataset), dataset_name=str(dataset), dataset_split=source.get("split"))
+    if source.get("dataset"):
+        dataset_type = dataset_name = str(source["dataset"])
+    elif source.get("images"):
+        dataset_type, dataset_name = "imagefolder", Path(source["images"]).name
+    else:
+        dataset_type = dataset_name = "samples"
+    common = dict(dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=source.get("split"))
     entries = []
     if report["kind"] == "tokenizer":
         for row in report["results"]:
@@ -28,7 +37,7 @@ def eval_results(report: dict) -> list:
                 if value is None or not math.isfinite(value):
                     continue
                 entries.append(EvalResult(task_type="image-to-image", task_name="Image reconstruction",
-                                          metric_type=metric_type, metric_name=f"{name} ({row['num_tokens']} tokens)",
+                                          metric_type=metric_type, metric_name=f"{name} ({_tokens(row['num_tokens'])})",
                                           metric_value=round(float(value), 4), metric_config=f"num_tokens={row['num_tokens']}",
                                           metric_args={"num_images": report["num_images"]}, **common))
     else:
