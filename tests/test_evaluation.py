@@ -545,10 +545,22 @@ def test_vistok_eval_on_a_pipeline_folder_gfid_against_its_own_statistics_is_zer
     fourth_report = json.loads((fourth / "results.json").read_text())
     assert abs(fourth_report["gfid"]) < 1e-6
     assert fourth_report["precision"] == 1.0 and fourth_report["recall"] == 1.0  # the same images on both sides
+    # torch-fidelity caches its statistics with torch.save: read with weights_only=True
+    with np.load(first / "sample_statistics.npz") as stats:
+        torch.save({"mu": stats["mu"], "sigma": stats["sigma"]}, tmp_path / "fidelity_stats.pt")
+    fifth = tmp_path / "fifth"
+    assert cli_main(["eval", str(pipeline_folder), "--output", str(fifth), "--num-images", "6", "--batch-size", "4",
+                     "--inception-weights", str(fake_inception), "--seed", "3",
+                     "--reference-stats", str(tmp_path / "fidelity_stats.pt")]) == 0
+    assert abs(json.loads((fifth / "results.json").read_text())["gfid"]) < 1e-6
+    torch.save({"mu": torch.nn.Linear(1, 1)}, tmp_path / "module.pt")  # a pickled module is refused, not run
+    assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "sixth"), "--num-images", "4",
+                     "--inception-weights", str(fake_inception), "--reference-stats", str(tmp_path / "module.pt")]) == 2
     np.savez(tmp_path / "wrong.npz", mean=np.zeros(3))
-    assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "fifth"), "--num-images", "4",
+    assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "seventh"), "--num-images", "4",
                      "--inception-weights", str(fake_inception), "--reference-stats", str(tmp_path / "wrong.npz")]) == 2
     assert cli_main(["eval", str(pipeline_folder), "--output", str(tmp_path / "x"), "--images", str(tmp_path)]) == 2
+    assert not any((tmp_path / name).exists() for name in ("sixth", "seventh", "x"))
 
 
 def test_vistok_eval_reads_a_saved_dataset_with_a_chosen_split_and_column(tmp_path, one_d_piece_folder):

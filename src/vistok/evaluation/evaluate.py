@@ -374,7 +374,10 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
 
 # -- pipeline evaluation ----------------------------------------------------------------------------------
 def load_reference_statistics(path: str | os.PathLike, inception=None, batch_size=50):
-    """``(mu, sigma, features)`` from an ADM / pytorch-fid / torch-fidelity style ``.npz``.
+    """``(mu, sigma, features)`` from an ADM / pytorch-fid style ``.npz`` or torch-fidelity's ``.pt`` cache.
+
+    The statistics must come from the same network, TF Inception pool3 (ADM's evaluator, pytorch-fid,
+    torch-fidelity and clean-fid all port it; their features differ only by numerics).
 
     ``mu``/``sigma`` are used as stored when present. ``arr_0`` (uint8 ``[N, H, W, 3]`` images, the ADM
     reference batch layout) is featurised with ``inception`` when given — for the statistics when the
@@ -382,6 +385,8 @@ def load_reference_statistics(path: str | os.PathLike, inception=None, batch_siz
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"reference statistics {str(path)!r} do not exist")
+    if path.suffix in (".pt", ".pth"):
+        return (*_torch_statistics(path), None)
     with np.load(path, allow_pickle=False) as data:
         features = None
         if "arr_0" in data and inception is not None:
@@ -396,6 +401,22 @@ def load_reference_statistics(path: str | os.PathLike, inception=None, batch_siz
             return (*metrics.feature_statistics(features), features)
         raise ValueError(f"{path} has keys {sorted(data.files)}; expected 'mu' and 'sigma' (ADM, pytorch-fid or "
                          "torch-fidelity statistics) or 'arr_0' images")
+
+
+def _torch_statistics(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``{"mu", "sigma"}`` numpy arrays saved with ``torch.save`` (torch-fidelity's statistics cache), read
+    with ``weights_only=True`` and only numpy's array-rebuilding globals allowed."""
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype,
+               *(type(np.dtype(t)) for t in (np.float16, np.float32, np.float64))]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler raises UnpicklingError/RuntimeError for anything not allowed
+        raise ValueError(f"{path} could not be read as statistics with weights_only=True: {err}") from err
+    if not isinstance(data, dict) or "mu" not in data or "sigma" not in data:
+        raise ValueError(f"{path} must hold a dict with 'mu' and 'sigma' (torch-fidelity's statistics cache)")
+    return np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
 
 
 @torch.no_grad()
