@@ -407,6 +407,12 @@ def test_rate_distortion_is_monotone_for_a_tokenizer_whose_quality_rises_with_to
     assert small["rate_distortion"]["num_images"] == 2
     assert [p["psnr"] for p in small["rate_distortion"]["tokenizer"]] == pytest.approx([r["psnr"] for r in first_two["results"]])
     assert small["rate_distortion"]["jpeg"] == first_two["rate_distortion"]["jpeg"]
+    # matched sizes: a codec point is paired only when its mean size is within 1.25x of the token stream's
+    for row in rd["matched"]:
+        for codec in ("jpeg", "webp"):
+            if row[codec] is not None:
+                assert 0.8 <= row[codec]["bytes_per_image"] / row["bytes_per_image"] <= 1.25
+    assert rd["matched"][0]["jpeg"] is None  # 3 bytes: no JPEG is that small
     assert set(grid["reconstructions"]) == {3, 6, 15, 30, 63} and grid["originals"].shape == (4, 16, 16, 3)
     assert "fid" in report["skipped"] or report["feature_extractor"]
 

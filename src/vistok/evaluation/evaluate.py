@@ -345,6 +345,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
                 point = {"quality": quality, "bytes_per_image": float(np.mean(codec_bytes[(codec, quality)]))}
                 point.update(codec_scores[(codec, quality)].summary())
                 curves[codec].append(point)
+        curves["matched"] = matched_sizes(curves)
     report = {
         "kind": "tokenizer",
         "model_type": config.model_type,
@@ -401,6 +402,24 @@ def load_reference_statistics(path: str | os.PathLike, inception=None, batch_siz
             return (*metrics.feature_statistics(features), features)
         raise ValueError(f"{path} has keys {sorted(data.files)}; expected 'mu' and 'sigma' (ADM, pytorch-fid or "
                          "torch-fidelity statistics) or 'arr_0' images")
+
+
+MATCH_TOLERANCE = 1.25
+
+
+def matched_sizes(curves: dict) -> list[dict]:
+    """For each tokenizer point, the JPEG/WebP quality whose mean size is nearest (in ratio), or None when
+    no quality comes within a factor ``MATCH_TOLERANCE`` (typical at small token counts: the codecs cannot
+    get that small)."""
+    out = []
+    for point in curves["tokenizer"]:
+        row = {"num_tokens": point["num_tokens"], "bytes_per_image": point["bytes_per_image"]}
+        for codec in CODECS:
+            nearest = min(curves[codec], key=lambda p: abs(math.log(p["bytes_per_image"] / point["bytes_per_image"])))
+            ratio = nearest["bytes_per_image"] / point["bytes_per_image"]
+            row[codec] = nearest if 1 / MATCH_TOLERANCE <= ratio <= MATCH_TOLERANCE else None
+        out.append(row)
+    return out
 
 
 def _torch_statistics(path: Path) -> tuple[np.ndarray, np.ndarray]:
