@@ -264,3 +264,28 @@ def test_tensorboard_bf16_and_gradient_checkpointing(tmp_path, imagefolder):
     assert summary["step"] == 2 and np.isfinite(summary["last"]["loss"])
     assert trainer.accelerator.unwrap_model(trainer.model).is_gradient_checkpointing
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_perceptual_term_trains_through_frozen_lpips(tmp_path, imagefolder):
+    from vistok.evaluation.lpips import CHANNELS, LPIPS
+
+    generator = torch.Generator().manual_seed(0)
+    backbone = {f"features.{k}": torch.randn(v.shape, generator=generator) * 0.1
+                for k, v in LPIPS("vgg").features.state_dict().items()}
+    torch.save(backbone, tmp_path / "vgg16.pth")
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=generator) for i, c in enumerate(CHANNELS["vgg"])},
+               tmp_path / "vgg_heads.pth")
+    config = tokenizer_config(tmp_path / "run", imagefolder, max_steps=2, export=False)
+    config.loss.perceptual_weight = 1.0
+    config.loss.lpips_backbone = str(tmp_path / "vgg16.pth")
+    config.loss.lpips_heads = str(tmp_path / "vgg_heads.pth")
+    trainer = TokenizerTrainer(config)
+    summary = trainer.train()
+    assert summary["last"]["perceptual_loss"] > 0
+    assert not any(p.requires_grad for p in trainer.perceptual.parameters())
+    optimized = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in trainer.perceptual.parameters()}
+    missing = tokenizer_config(tmp_path / "run2", imagefolder, max_steps=2)
+    missing.loss.perceptual_weight, missing.loss.lpips_backbone = 1.0, str(tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match="do not exist"):
+        TokenizerTrainer(missing).train()
