@@ -205,7 +205,7 @@ def main() -> None:
         print(json.dumps(_worker(kind, impl, args.upstream_1d, int(steps), int(warmup), Path(data), Path(folder))))
         return
 
-    plan = {"tokenizer": (4, 1) if args.quick else (7, 2), "generator": (6, 2) if args.quick else (22, 2)}
+    plan = {"tokenizer": (4, 1) if args.quick else (5, 1), "generator": (6, 2) if args.quick else (12, 2)}
     rounds = 1 if args.quick else 2
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

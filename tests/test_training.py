@@ -186,16 +186,22 @@ torch.save({{"ranks": acc.num_processes, "weights": flat}}, f"{{out}}/rank{{acc.
 """
 
 
-def test_two_process_ddp_keeps_ranks_identical_and_lowers_the_loss(tmp_path, imagefolder):
-    # torchrun starts fresh processes (forking a pytest process that already ran torch can deadlock OpenMP)
+def _run_two_ranks(tmp_path, imagefolder, mode: str) -> list[dict]:
+    """torchrun 2 fresh processes (forking a pytest process that already ran torch can deadlock OpenMP);
+    returns each rank's flattened weights."""
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANK_SCRIPT.format(tests=os.path.dirname(__file__)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(29500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder), "map"],
+    port = 29500 + (os.getpid() + len(mode)) % 2000
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                          str(script), str(tmp_path / "run"), str(imagefolder), mode],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def test_two_process_ddp_keeps_ranks_identical_and_lowers_the_loss(tmp_path, imagefolder):
+    ranks = _run_two_ranks(tmp_path, imagefolder, "map")
     assert ranks[0]["ranks"] == 2 and torch.equal(ranks[0]["weights"], ranks[1]["weights"])
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 10 and np.mean(losses[-3:]) < np.mean(losses[:3])
@@ -243,14 +249,7 @@ def test_maskgit_generator_trains_from_images_and_from_tokenized_data(tmp_path, 
 
 def test_two_process_streaming_shards_by_node(tmp_path, imagefolder):
     # 6 images in uneven stream shards over 2 ranks: epochs end together instead of hanging
-    script = tmp_path / "two_ranks.py"
-    script.write_text(TWO_RANK_SCRIPT.format(tests=os.path.dirname(__file__)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(30500 + os.getpid() % 1000), str(script), str(tmp_path / "run"), str(imagefolder), "stream"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks = _run_two_ranks(tmp_path, imagefolder, "stream")
     assert torch.equal(ranks[0]["weights"], ranks[1]["weights"])
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4] and records[-1]["epoch"] >= 1
