@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .image_processing import VistokImageProcessor
 from .modeling.maskgit import MaskGITConfig, MaskGITTransformer
+from .modeling.llamagen import LlamaGenConfig, LlamaGenTransformer
 from .modeling import (
     OneDPieceConfig,
     OneDPieceModel,
@@ -17,7 +18,7 @@ from .modeling import (
     VisualTokenizerOutput,
 )
 
-from .pipelines import MaskGITPipeline
+from .pipelines import AutoregressiveImagePipeline, MaskGITPipeline, TextToImageAutoregressivePipeline
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,8 @@ for _config, _model in _TOKENIZERS:
     AutoImageProcessor.register(_config, slow_image_processor_class=VistokImageProcessor, exist_ok=True)
 AutoConfig.register(MaskGITConfig.model_type, MaskGITConfig, exist_ok=True)
 AutoModel.register(MaskGITConfig, MaskGITTransformer, exist_ok=True)
+AutoConfig.register(LlamaGenConfig.model_type, LlamaGenConfig, exist_ok=True)
+AutoModel.register(LlamaGenConfig, LlamaGenTransformer, exist_ok=True)
 
 __all__ = [
     "VistokImageProcessor",
@@ -41,4 +44,8 @@ __all__ = [
     "MaskGITConfig",
     "MaskGITTransformer",
     "MaskGITPipeline",
+    "LlamaGenConfig",
+    "LlamaGenTransformer",
+    "AutoregressiveImagePipeline",
+    "TextToImageAutoregressivePipeline",
 ]
