@@ -7,7 +7,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .image_processing import VistokImageProcessor
 from .modeling.maskgit import MaskGITConfig, MaskGITTransformer
-from .modeling.llamagen import LlamaGenConfig, LlamaGenTransformer
+from .modeling.llamagen import LlamaGenConfig, LlamaGenTransformer, LlamaGenVQConfig, LlamaGenVQModel
 from .modeling import (
     OneDPieceConfig,
     OneDPieceModel,
@@ -22,7 +22,7 @@ from .pipelines import AutoregressiveImagePipeline, MaskGITPipeline, TextToImage
 
 __version__ = "0.1.0"
 
-_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel))
+_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel), (LlamaGenVQConfig, LlamaGenVQModel))
 for _config, _model in _TOKENIZERS:
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
@@ -46,6 +46,8 @@ __all__ = [
     "MaskGITPipeline",
     "LlamaGenConfig",
     "LlamaGenTransformer",
+    "LlamaGenVQConfig",
+    "LlamaGenVQModel",
     "AutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline",
 ]

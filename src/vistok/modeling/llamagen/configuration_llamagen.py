@@ -107,3 +107,54 @@ class LlamaGenConfig(PreTrainedConfig):
     def has_null_condition(self) -> bool:
         """Whether guidance is possible: the null-class row / learned unconditional caption exists."""
         return self.condition_type == "text" or self.class_dropout_prob > 0
+
+
+class LlamaGenVQConfig(PreTrainedConfig):
+    """A LlamaGen VQ tokenizer (tokenizer/tokenizer_image/vq_model.py): taming-style conv encoder ->
+    1x1 ``quant_conv`` to ``token_dim`` -> L2-normalised (cosine) VQ over ``codebook_size`` codes ->
+    1x1 ``post_quant_conv`` -> conv decoder. VQ-16: channel_mult (1, 1, 2, 2, 4); VQ-8: (1, 2, 2, 4).
+
+    The network is fully convolutional: square images whose side is a multiple of the downsampling
+    factor all work (256, 384 and 512 in the releases); ``image_size`` is the default one (what the
+    image processor resizes to) and sets ``num_tokens``. Pixels are in [-1, 1].
+    """
+
+    model_type = "vistok_llamagen_vq"
+
+    def __init__(self, image_size: int = 256, codebook_size: int = 16384, token_dim: int = 8, use_l2_norm: bool = True,
+                 commitment_cost: float = 0.25, hidden_channels: int = 128,
+                 encoder_channel_mult: list[int] | tuple[int, ...] = (1, 1, 2, 2, 4),
+                 decoder_channel_mult: list[int] | tuple[int, ...] | None = None, num_res_blocks: int = 2,
+                 z_channels: int = 256, dropout: float = 0.0, pixel_range: list[float] | tuple[float, float] = (-1.0, 1.0),
+                 initializer_range: float = 0.02, **kwargs):
+        decoder_channel_mult = encoder_channel_mult if decoder_channel_mult is None else decoder_channel_mult
+        if len(encoder_channel_mult) != len(decoder_channel_mult):
+            raise ValueError(f"encoder and decoder must have as many levels: {list(encoder_channel_mult)} vs {list(decoder_channel_mult)}")
+        factor = 2 ** (len(encoder_channel_mult) - 1)
+        if image_size < factor or image_size % factor:
+            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        if z_channels % 32:
+            raise ValueError(f"z_channels must be a multiple of 32 (GroupNorm with 32 groups), got {z_channels}")
+        self.image_size = image_size
+        self.codebook_size = codebook_size
+        self.token_dim = token_dim
+        self.use_l2_norm = use_l2_norm
+        self.commitment_cost = commitment_cost
+        self.hidden_channels = hidden_channels
+        self.encoder_channel_mult = list(encoder_channel_mult)
+        self.decoder_channel_mult = list(decoder_channel_mult)
+        self.num_res_blocks = num_res_blocks
+        self.z_channels = z_channels
+        self.dropout = dropout
+        self.pixel_range = list(pixel_range)
+        self.initializer_range = initializer_range
+        self.num_tokens = (image_size // factor) ** 2
+        self.token_layout = "2d"
+        self.variable_length = False
+        for key in ("num_tokens", "token_layout", "variable_length"):
+            kwargs.pop(key, None)
+        super().__init__(**kwargs)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.encoder_channel_mult) - 1)

@@ -1,5 +1,8 @@
-"""LlamaGen (FoundationVision/LlamaGen, "Autoregressive Model Beats Diffusion"): the Llama-style
-next-token image generator.
+"""LlamaGen (FoundationVision/LlamaGen, "Autoregressive Model Beats Diffusion"): the VQ image
+tokenizers and the Llama-style next-token image generator.
+
+The VQ model (tokenizer/tokenizer_image/vq_model.py) runs on the shared conv encoder/decoder
+(``layers/conv_autoencoder.py``) and the quantizer library's cosine ``VectorQuantizer``.
 
 Ported from autoregressive/models/gpt.py: pre-norm RMSNorm (fp32), fused ``wqkv`` (GQA-capable),
 SwiGLU, no biases, 2D RoPE on interleaved pairs with the condition positions' queries and keys
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,11 +27,14 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.rope import apply_interleaved_rope, rope_2d_cos_sin
 from ..layers.transformer import eager_attention_forward
-from .configuration_llamagen import LlamaGenConfig
+from ..quantizers import VectorQuantizer
+from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 
 
 @dataclass
@@ -179,7 +187,8 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             self.condition_embedder = LlamaGenCaptionEmbedder(config)
         self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
         self.token_dropout = nn.Dropout(config.token_dropout)
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
+        rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
         self.layers = nn.ModuleList(LlamaGenDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
@@ -294,3 +303,81 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             raise ValueError("pass input_ids and/or a condition (class_labels or caption_embeds)")
         if cache is None and cache_position is None and class_labels is None and caption_embeds is None:
             raise ValueError("without a cache the sequence must start with its condition (class_labels or caption_embeds)")
+
+
+class LlamaGenVQPreTrainedModel(PreTrainedModel):
+    config_class = LlamaGenVQConfig
+    base_model_prefix = "llamagen_vq"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, VectorQuantizer):  # the original's uniform(-1/K, 1/K) (lookups normalise it)
+            init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
+
+
+class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
+    """``encode(pixels [B, 3, H, H] in [-1, 1])`` -> ``token_ids [B, H/f, H/f]`` and ``latents
+    [B, (H/f)^2, token_dim]`` (normalised codes, row-major); ``decode(token_ids)`` -> pixels."""
+
+    def __init__(self, config: LlamaGenVQConfig):
+        super().__init__(config)
+        ch, z = config.hidden_channels, config.z_channels
+        self.encoder = ConvEncoder(ch, config.encoder_channel_mult, config.num_res_blocks, z, dropout=config.dropout)
+        self.quant_conv = nn.Conv2d(z, config.token_dim, 1)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, commitment_cost=config.commitment_cost,
+                                         use_l2_norm=config.use_l2_norm)
+        self.post_quant_conv = nn.Conv2d(config.token_dim, z, 1)
+        # the original decoder has one ResNet block more per level than the encoder
+        self.decoder = ConvDecoder(ch, config.decoder_channel_mult, config.num_res_blocks + 1, z, dropout=config.dropout)
+        self.post_init()
+
+    def _encode(self, pixel_values):
+        z = self.quant_conv(self.encoder(pixel_values)).permute(0, 2, 3, 1)  # [B, h, w, token_dim]
+        q = self.quantizer(z)
+        return VisualTokenizerEncoderOutput(token_ids=q.indices, latents=q.quantized.flatten(1, 2), quantizer_loss=q.loss,
+                                            commitment_loss=q.commitment_loss, codebook_loss=q.codebook_loss)
+
+    def _token_ids_to_latents(self, token_ids):
+        return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
+
+    def _decode_latents(self, latents):
+        side = math.isqrt(latents.shape[1])
+        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
+        return self.decoder(self.post_quant_conv(grid))
+
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VisualTokenizerOutput | tuple:
+        """Reconstruct ``pixel_values`` with the quantizer's loss terms (codebook + commitment)."""
+        enc = self.encode(pixel_values)
+        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
+        return out if return_dict is not False else out.to_tuple()
+
+    # The network is fully convolutional: any square size that is a multiple of the downsampling factor.
+    def check_image_size(self, height: int, width: int) -> None:
+        factor = self.config.downsample_factor
+        if height != width or height < factor or height % factor:
+            raise ValueError(f"{type(self).__name__} takes square images whose side is a multiple of {factor} "
+                             f"(e.g. {self.config.image_size}x{self.config.image_size}), got {height}x{width}")
+
+    def check_num_tokens(self, num_tokens):
+        if num_tokens is not None and not (isinstance(num_tokens, int) and not isinstance(num_tokens, bool)):
+            raise TypeError(f"num_tokens must be None or an int, got {num_tokens!r}")
+        if num_tokens is not None and (num_tokens < 1 or math.isqrt(num_tokens) ** 2 != num_tokens):
+            raise ValueError(f"a 2D tokenizer takes a square number of tokens (e.g. {self.config.num_tokens}), got {num_tokens}")
+        return self.config.num_tokens if num_tokens is None else num_tokens
+
+    def encode(self, pixel_values, num_tokens=None, **kwargs):
+        if num_tokens is not None:
+            raise ValueError(f"{type(self).__name__} is a fixed-length 2D tokenizer: num_tokens must be None "
+                             f"(the grid follows the image size)")
+        self.check_pixel_values(pixel_values)
+        return self._encode(pixel_values.to(self.dtype), **kwargs)
+
+    def check_token_ids(self, token_ids) -> None:
+        super().check_token_ids(token_ids)
+        if token_ids.ndim != 3 or token_ids.shape[1] != token_ids.shape[2]:
+            side = math.isqrt(self.config.num_tokens)
+            raise ValueError(f"token_ids must be a square grid [B, h, h] (e.g. [B, {side}, {side}]), got {tuple(token_ids.shape)}")
