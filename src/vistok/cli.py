@@ -19,7 +19,8 @@ def _convert_parser(sub) -> None:
             family,
             help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a pipeline folder" if kind == "generator" else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
+            description=(convert_fn.__doc__ or "").strip() if own_options is not None else
+            f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
             "shapes; the original config supplies the rest.",
             epilog=f"release presets (--preset):\n{lines}",
         )

@@ -59,9 +59,11 @@ class _AutoregressiveSampling(VistokPipeline):
 
     @torch.no_grad()
     def _generate(self, condition: dict, batch: int, condition_mask: torch.Tensor | None, settings: dict,
-                  generator: torch.Generator | None, do_sample: bool, compile: bool) -> torch.LongTensor:
+                  generator: torch.Generator | None, do_sample: bool, compile: bool,
+                  num_tokens: int | None = None) -> torch.LongTensor:
         """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
-        ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens."""
+        ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
+        ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests)."""
         model: LlamaGenTransformer = self.transformer
         cfg = model.config
         device = model.device
@@ -94,7 +96,8 @@ class _AutoregressiveSampling(VistokPipeline):
         token = pick(logits, True)
         tokens = [token]
         interval = settings["cfg_interval"]
-        for i in self.progress_bar(range(cfg.num_tokens - 1)):
+        length = cfg.num_tokens if num_tokens is None else num_tokens
+        for i in self.progress_bar(range(length - 1)):
             position = prefix + i
             inputs = torch.cat([token, token]) if guided else token
             cache_position = torch.tensor([position], device=device)
@@ -104,7 +107,8 @@ class _AutoregressiveSampling(VistokPipeline):
                 logits = model._decode_step(inputs, key_valid[:, : position + 1], cache, cache_position)
             token = pick(logits, not (interval > -1 and i > interval))
             tokens.append(token)
-        return torch.cat(tokens, dim=1).view(batch, cfg.grid_size, cfg.grid_size)
+        tokens = torch.cat(tokens, dim=1)
+        return tokens.view(batch, cfg.grid_size, cfg.grid_size) if num_tokens is None else tokens
 
     def _decode(self, ids, output_type, return_dict):
         if output_type not in ("pil", "np", "pt", "latent"):
