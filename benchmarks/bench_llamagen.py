@@ -121,12 +121,12 @@ def _sync(device):
 
 
 def _timed(fn, device="cpu"):
+    """(wall seconds, CPU seconds of this process, result)."""
     _sync(device)
     start, start_cpu = time.perf_counter(), time.process_time()
     out = fn()
     _sync(device)
-    wall = time.perf_counter() - start
-    return wall, round((time.process_time() - start_cpu) / wall, 2), out
+    return time.perf_counter() - start, time.process_time() - start_cpu, out
 
 
 def worker_time(upstream: Path, batch: int, repeats: int, compiled: bool, device: str = "cpu") -> dict:
@@ -152,17 +152,20 @@ def worker_time(upstream: Path, batch: int, repeats: int, compiled: bool, device
             wall, load, ids[impl] = _timed(lambda impl=impl: _run("original" if impl == "original" else "vistok", original, pipe,
                                                                    batch, 100 + r, compile=compiled, device=device), device)
             times[impl].append(round(wall, 3))
-            cpu[impl].append(load)
+            cpu[impl].append(round(load, 2))
         equal.append(bool(torch.equal(ids[name].cpu(), ids["original"].cpu())))
         loads.append(round(os.getloadavg()[0], 2))
     medians = {k: statistics.median(v) for k, v in times.items()}
     out.update({
-        "batch": batch, "tokens_per_image": 256, "seconds": times, "cpu_seconds_per_wall_second": cpu,
+        "batch": batch, "tokens_per_image": 256, "seconds": times, "cpu_seconds": cpu,
+        "cpu_seconds_per_wall_second": {k: [round(c / w, 2) for c, w in zip(cpu[k], times[k])] for k in times},
         "token_ids_equal_every_call": all(equal), "load_average_1min_after_each_pair": loads,
         "median_s": {k: round(v, 3) for k, v in medians.items()},
         "images_per_s": {k: round(batch / v, 3) for k, v in medians.items()},
         "tokens_per_s": {k: round(batch * 256 / v, 1) for k, v in medians.items()},
         "speedup_vs_original": round(medians["original"] / medians[name], 3),
+        # on a shared machine the CPU time a call consumed is steadier than its wall time
+        "cpu_time_ratio_original_over_vistok": round(statistics.median(cpu["original"]) / statistics.median(cpu[name]), 3),
     })
     return out
 

@@ -292,3 +292,23 @@ def test_from_pretrained_by_repo_id_offline(c2i, converted, tmp_path, monkeypatc
     a = loaded.sample_tokens([1, 2], top_k=10, generator=torch.Generator().manual_seed(3))
     b = c2i.sample_tokens([1, 2], top_k=10, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_convert_release_by_hub_id_from_the_cache(converted, tmp_path, monkeypatch):
+    """`--original FoundationVision/LlamaGen --preset vq-ds16-c2i` fetches the preset's file (here from the offline cache)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "cache" / "models--FoundationVision--LlamaGen"
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    shutil.copy(converted / "vq_tiny.pt", repo / "snapshots" / ("0" * 40) / "vq_ds16_c2i.pt")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    with pytest.raises(ConversionError, match="holds several checkpoints: pass --preset"):
+        convert_llamagen_vq("FoundationVision/LlamaGen", str(tmp_path / "out"))
+    out = convert_llamagen_vq("FoundationVision/LlamaGen", str(tmp_path / "out"), preset="vq-ds16-c2i")
+    tok = AutoModel.from_pretrained(out)
+    assert tok.config.image_size == 256 and tok.config.num_tokens == 64 * 64
+    card = (out / "README.md").read_text()
+    assert "base_model: FoundationVision/LlamaGen" in card and "2.19" in card
