@@ -11,13 +11,16 @@ def _convert_parser(sub) -> None:
 
     convert = sub.add_parser("convert", help="convert an original checkpoint to a vistok folder")
     families = convert.add_subparsers(dest="family", required=True, metavar="FAMILY")
-    for family, (_, presets, kind) in CONVERTERS.items():
+    for family, (convert_fn, presets, kind) in CONVERTERS.items():
         lines = "\n".join(f"  {name:<22} {p.hub_id}" for name, p in presets.items())
+        # a converter may declare its own flags (cli_options: [(flag, argparse kwargs)]) instead of TiTok's
+        own_options = getattr(convert_fn, "cli_options", None)
         parser = families.add_parser(
             family,
-            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a MaskGITPipeline folder" if kind == "generator" else ""),
+            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a pipeline folder" if kind == "generator" else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
+            description=(convert_fn.__doc__ or "").strip() if own_options is not None else
+            f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
             "shapes; the original config supplies the rest.",
             epilog=f"release presets (--preset):\n{lines}",
         )
@@ -25,9 +28,13 @@ def _convert_parser(sub) -> None:
                             help="original release folder (config.json + model.safetensors), a .bin/.safetensors "
                             "file (with --config or --preset), or a hub repo id")
         parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (must not exist or be empty)")
-        parser.add_argument("--config", metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")
+        if own_options is None:
+            parser.add_argument("--config", metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")
         parser.add_argument("--preset", choices=sorted(presets), help="a released checkpoint's settings and card data")
-        if kind == "tokenizer":
+        if own_options is not None:
+            for flag, spec in own_options:
+                parser.add_argument(flag, **spec)
+        elif kind == "tokenizer":
             parser.add_argument("--pixel-decoder", metavar="BIN",
                                 help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints without pixel_* weights")
         else:
@@ -115,11 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             from .conversion import CONVERTERS
 
             convert, _, kind = CONVERTERS[args.family]
-            options = dict(config=args.config, preset=args.preset, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
-            if kind == "tokenizer":
+            own_options = getattr(convert, "cli_options", None)
+            options = dict(preset=args.preset, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
+            if own_options is not None:
+                for flag, _spec in own_options:
+                    dest = flag.lstrip("-").replace("-", "_")
+                    options[dest] = getattr(args, dest)
+            elif kind == "tokenizer":
+                options["config"] = args.config
                 options["pixel_decoder"] = args.pixel_decoder
             else:
-                options.update(tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)
+                options.update(config=args.config, tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)
             out = convert(args.original, args.output, **options)
             print(f"wrote {out}")
         elif args.command == "tokenize":

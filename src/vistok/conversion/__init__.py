@@ -1,6 +1,10 @@
 """Converters: original release checkpoint -> vistok ``save_pretrained`` folder with processor and card."""
 
 from .common import ConversionError
+from .llamagen import GPT_RELEASES as LLAMAGEN_GPT_RELEASES
+from .llamagen import VQ_RELEASES as LLAMAGEN_VQ_RELEASES
+from .llamagen import convert_gpt as convert_llamagen_gpt
+from .llamagen import convert_vq as convert_llamagen_vq
 from .maskgit import GENERATOR_HUB_IDS
 from .maskgit import convert as convert_maskgit
 from .titok import PRESETS as TITOK_PRESETS
@@ -19,6 +23,8 @@ CONVERTERS = {
                       _presets({k: v for k, v in GENERATOR_HUB_IDS.items() if k.startswith("titok")}), "generator"),
     "one-d-piece-maskgit": (lambda *a, **k: convert_maskgit("one-d-piece", *a, **k),
                             _presets({k: v for k, v in GENERATOR_HUB_IDS.items() if k.startswith("one-d-piece")}), "generator"),
+    "llamagen-vq": (convert_llamagen_vq, LLAMAGEN_VQ_RELEASES, "tokenizer"),
+    "llamagen-gpt": (convert_llamagen_gpt, LLAMAGEN_GPT_RELEASES, "generator"),
 }
 
-__all__ = ["CONVERTERS", "ConversionError", "convert_titok", "convert_maskgit"]
+__all__ = ["CONVERTERS", "ConversionError", "convert_titok", "convert_maskgit", "convert_llamagen_vq", "convert_llamagen_gpt"]

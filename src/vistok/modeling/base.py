@@ -138,14 +138,18 @@ class VisualTokenizerMixin:
             raise ValueError("pixel_values is an empty batch: expected at least one image")
         if channels != 3:
             raise ValueError(f"pixel_values must have 3 (RGB) channels, got {channels}")
+        self.check_image_size(height, width)
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or inf values")
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """The sizes a family takes (default: exactly ``image_size`` square; fully convolutional families widen it)."""
         size = self.config.image_size
         if (height, width) != (size, size):
             raise ValueError(
                 f"{type(self).__name__} takes {size}x{size} images, got {height}x{width}; "
                 "resize with the model's image processor first"
             )
-        if not torch.isfinite(pixel_values).all():
-            raise ValueError("pixel_values contains NaN or inf values")
 
     def check_num_tokens(self, num_tokens: int | None) -> int:
         maximum = self.config.num_tokens

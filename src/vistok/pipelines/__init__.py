@@ -1,4 +1,5 @@
+from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .maskgit import MaskGITPipeline
 
-__all__ = ["VistokPipeline", "MaskGITPipeline"]
+__all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline"]

@@ -57,3 +57,18 @@ def filter_top_p_ascending(logits: torch.Tensor, top_p: float, filter_value: flo
     remove[..., -1:] = False
     logits.masked_fill_(remove.scatter(-1, sorted_indices, remove), filter_value)
     return logits
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                      generator: torch.Generator | None = None, do_sample: bool = True) -> torch.LongTensor:
+    """One token per row of ``logits [B, V]`` in LlamaGen's order (autoregressive/models/generate.py
+    ``sample``): divide by max(temperature, 1e-5), top-k, top-p (transformers formulation), softmax,
+    then ``multinomial`` (one draw from ``generator`` per row) or the argmax. Returns ``[B, 1]``."""
+    logits = logits / max(temperature, 1e-5)
+    if top_k > 0:
+        filter_top_k(logits, top_k)
+    filter_top_p(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    if do_sample:
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+    return torch.topk(probs, k=1, dim=-1)[1]

@@ -1,0 +1,416 @@
+"""Convert FoundationVision/LlamaGen and peizesun/llamagen_t2i checkpoints: the VQ tokenizers
+(``vq_ds16_c2i.pt``, ``vq_ds8_c2i.pt``, ``vq_ds16_t2i.pt``) to vistok tokenizer folders, and the GPT
+generators (``c2i_*.pt``, ``t2i_XL_stage*.pt``) to pipeline folders with their tokenizer.
+
+Checkpoints are pickles read with ``torch.load(weights_only=True)``: ``ckpt["model"]`` (DDP),
+``["module"]``/``["state_dict"]``, or a bare state dict (FSDP-trained XXL/3B). Shapes give every
+width; the GPT's head count comes from the original size table (GPT-B ... GPT-7B) matched by width
+and depth, and the image size it was trained at — which nothing in the file records — from a release
+preset or ``--image-size``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..hub.cards import metrics_table, render_model_card
+from ..image_processing import VistokImageProcessor
+from ..modeling.llamagen import GPT_PRESETS, LlamaGenConfig, LlamaGenTransformer, LlamaGenVQConfig, LlamaGenVQModel
+from .common import ConversionError, atomic_output_dir, check_state_dict, find_checkpoint, load_state_dict
+
+C2I_REPO, T2I_REPO = "FoundationVision/LlamaGen", "peizesun/llamagen_t2i"
+_README = "FoundationVision/LlamaGen README"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A released checkpoint: where it lives and what its file cannot say."""
+
+    repo: str
+    filename: str
+    description: str
+    image_size: int
+    tokenizer: str | None = None  # the VQ release a generator decodes with
+    sampling: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+
+    @property
+    def hub_id(self) -> str:
+        return f"{self.repo}/{self.filename}"
+
+
+def _metric(name, value, setting):
+    return [{"metric": name, "value": value, "setting": setting, "source": _README}]
+
+
+# sample_c2i.py / sample_t2i.py defaults; FID settings are in GETTING_STARTED.md (cfg 2.0 B/L, 1.75 XL/XXL, 1.65 3B, top_k 0)
+_C2I = dict(guidance_scale=4.0, cfg_interval=-1, temperature=1.0, top_k=2000, top_p=1.0)
+_T2I = dict(guidance_scale=7.5, cfg_interval=-1, temperature=1.0, top_k=1000, top_p=1.0)
+
+VQ_RELEASES = {
+    "vq-ds16-c2i": Release(C2I_REPO, "vq_ds16_c2i.pt", "VQ-16: 16x downsampling, 16384 x 8 cosine codebook (ImageNet).", 256,
+                           metrics=_metric("rFID (ImageNet val)", 2.19, "256 px, 16x16 tokens") + _metric("rFID (ImageNet val)", 0.94, "384 px, 24x24 tokens")),
+    "vq-ds8-c2i": Release(C2I_REPO, "vq_ds8_c2i.pt", "VQ-8: 8x downsampling, 16384 x 8 cosine codebook (ImageNet).", 256,
+                          metrics=_metric("rFID (ImageNet val)", 0.59, "256 px, 32x32 tokens")),
+    "vq-ds16-t2i": Release(T2I_REPO, "vq_ds16_t2i.pt", "VQ-16 of the text-to-image models (LAION COCO + internal data).", 256),
+}
+
+
+def _c2i(size, px, fid, fsdp=False):
+    note = " (FSDP: a bare state dict)" if fsdp else ""
+    return Release(C2I_REPO, f"c2i_{size}_{px}.pt", f"LlamaGen-{size} class-conditional ImageNet generator at {px} px{note}.", px,
+                   tokenizer="vq-ds16-c2i", sampling=_C2I, metrics=_metric("FID-50k (ImageNet 256)", fid, f"{px} px, resized to 256"))
+
+
+GPT_RELEASES = {
+    "c2i-b-256": _c2i("B", 256, 5.46), "c2i-b-384": _c2i("B", 384, 6.09), "c2i-l-256": _c2i("L", 256, 3.80),
+    "c2i-l-384": _c2i("L", 384, 3.07), "c2i-xl-384": _c2i("XL", 384, 2.62), "c2i-xxl-384": _c2i("XXL", 384, 2.34, True),
+    "c2i-3b-384": _c2i("3B", 384, 2.18, True),
+    "t2i-xl-stage1-256": Release(T2I_REPO, "t2i_XL_stage1_256.pt", "LlamaGen-XL text-to-image, stage 1 (LAION COCO) at 256 px.", 256,
+                                 tokenizer="vq-ds16-t2i", sampling=_T2I),
+    "t2i-xl-stage2-512": Release(T2I_REPO, "t2i_XL_stage2_512.pt", "LlamaGen-XL text-to-image, stage 2 (internal data) at 512 px.", 512,
+                                 tokenizer="vq-ds16-t2i", sampling=_T2I),
+}
+
+
+def read_checkpoint(source: str, release: Release | None) -> tuple[dict, str | None]:
+    """(state dict, hub id) from a .pt file, a folder holding one, or a hub repo id (with a release's file name)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return load_state_dict(path), None
+    if path.is_dir():
+        if release is not None and (path / release.filename).is_file():
+            return load_state_dict(path / release.filename), None
+        return load_state_dict(find_checkpoint(path)), None
+    if source.count("/") == 1 and not source.startswith((".", "/")):
+        if release is None or release.repo.lower() != source.lower():
+            raise ConversionError(f"{source!r} holds several checkpoints: pass --preset NAME (its file) or a local .pt file")
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return load_state_dict(hf_hub_download(source, release.filename)), release.hub_id
+        except ConversionError:
+            raise
+        except Exception as err:
+            raise ConversionError(f"could not fetch {release.filename} from {source}: {err}") from err
+    raise ConversionError(f"original checkpoint not found: {source}")
+
+
+# -- VQ --------------------------------------------------------------------------------------------
+_VQ_RENAMES = [
+    (r"^(encoder|decoder)\.conv_blocks\.(\d+)\.res\.(\d+)\.nin_shortcut\.", r"\1.LEVELS.\2.res_blocks.\3.shortcut."),
+    (r"^(encoder|decoder)\.conv_blocks\.(\d+)\.res\.(\d+)\.", r"\1.LEVELS.\2.res_blocks.\3."),
+    (r"^(encoder|decoder)\.conv_blocks\.(\d+)\.attn\.(\d+)\.", r"\1.LEVELS.\2.attentions.\3."),
+    (r"^(encoder|decoder)\.conv_blocks\.(\d+)\.(?:downsample|upsample)\.", r"\1.LEVELS.\2.resample."),
+    (r"^(encoder|decoder)\.mid\.0\.nin_shortcut\.", r"\1.mid.res_in.shortcut."),
+    (r"^(encoder|decoder)\.mid\.0\.", r"\1.mid.res_in."),
+    (r"^(encoder|decoder)\.mid\.1\.", r"\1.mid.attention."),
+    (r"^(encoder|decoder)\.mid\.2\.", r"\1.mid.res_out."),
+    (r"^quantize\.embedding\.", "quantizer.embedding."),
+]
+_VQ_DROPPED = ("quantize.codebook_used",)  # training-time usage statistics
+
+
+def _rename_vq(key: str) -> str:
+    for pattern, repl in _VQ_RENAMES:
+        key = re.sub(pattern, repl, key)
+    return key.replace("encoder.LEVELS", "encoder.down_levels").replace("decoder.LEVELS", "decoder.up_levels")
+
+
+_VQ_QKV = re.compile(r"^(.*\.(?:attn\.\d+|mid\.1))\.(q|k|v)\.(weight|bias)$")
+
+
+def convert_vq_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original VQModel keys -> vistok LlamaGenVQModel keys; separate q/k/v 1x1 convs are concatenated
+    (in that order) into the fused ``qkv`` conv."""
+    out, qkv = {}, {}
+    for key, value in original.items():
+        if key in _VQ_DROPPED:
+            continue
+        match = _VQ_QKV.match(key)
+        if match:
+            qkv.setdefault((match[1], match[3]), {})[match[2]] = value
+        else:
+            out[_rename_vq(key)] = value
+    for (prefix, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise ConversionError(f"attention {prefix} lacks its {sorted({'q', 'k', 'v'} - set(parts))} {kind}")
+        out[_rename_vq(f"{prefix}.qkv.{kind}")] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def _need(state, key):
+    if key not in state:
+        raise ConversionError(f"missing key {key!r} in the VQ checkpoint (not a LlamaGen VQModel?)")
+    return state[key]
+
+
+def infer_vq_config(state: dict, image_size: int) -> dict:
+    ch = _need(state, "encoder.conv_in.weight").shape[0]
+    enc_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^encoder\.conv_blocks\.(\d+)\.", k))})
+    dec_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^decoder\.conv_blocks\.(\d+)\.", k))})
+    if not enc_levels or len(enc_levels) != len(dec_levels):
+        raise ConversionError(f"encoder/decoder level counts differ or are empty: {len(enc_levels)} vs {len(dec_levels)}")
+    enc_mult = [_need(state, f"encoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in enc_levels]
+    # decoder conv_blocks run from the lowest resolution up
+    dec_mult = [_need(state, f"decoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in reversed(dec_levels)]
+    res_blocks = len({m[1] for k in state if (m := re.match(r"^encoder\.conv_blocks\.0\.res\.(\d+)\.", k))})
+    return dict(image_size=image_size, codebook_size=_need(state, "quantize.embedding.weight").shape[0],
+                token_dim=_need(state, "quantize.embedding.weight").shape[1], use_l2_norm=True, hidden_channels=ch,
+                encoder_channel_mult=enc_mult, decoder_channel_mult=dec_mult, num_res_blocks=res_blocks,
+                z_channels=_need(state, "encoder.conv_out.weight").shape[0])
+
+
+def build_vq(state: dict, image_size: int) -> LlamaGenVQModel:
+    config = LlamaGenVQConfig(**infer_vq_config(state, image_size))
+    converted = convert_vq_state_dict(state)
+    with torch.device("meta"):
+        expected = LlamaGenVQModel(config).state_dict()
+    check_state_dict(converted, expected, set())
+    model = LlamaGenVQModel(config)
+    model.load_state_dict(converted, strict=True, assign=True)
+    return model.eval()
+
+
+def _release(name, table, kind):
+    if name is None:
+        return None
+    if name not in table:
+        raise ConversionError(f"unknown LlamaGen {kind} preset {name!r}; choose from {sorted(table)}")
+    return table[name]
+
+
+def _image_size(image_size, release, kind) -> int:
+    if image_size is None:
+        if release is None:
+            raise ConversionError(f"the {kind} does not record its image size: pass --image-size (e.g. 256 or 384) or --preset")
+        return release.image_size
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConversionError(f"--image-size must be a positive int, got {image_size!r}")
+    return image_size
+
+
+def convert_vq(source: str, output: str, *, preset: str | None = None, image_size: int | None = None,
+               overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """A LlamaGen VQ checkpoint -> a vistok tokenizer folder (weights, config, image processor, card)."""
+    release = _release(preset, VQ_RELEASES, "tokenizer")
+    size = _image_size(image_size if image_size is not None else (None if release else 256), release, "tokenizer")
+    state, hub_id = read_checkpoint(source, release)
+    try:
+        model = build_vq(state, size)
+    except ValueError as err:  # config checks (e.g. an image size the network cannot take)
+        raise ConversionError(str(err)) from err
+    with atomic_output_dir(output, overwrite=overwrite) as scratch:
+        model.save_pretrained(scratch)
+        VistokImageProcessor(size=size, pixel_range=model.config.pixel_range).save_pretrained(scratch)
+        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
+        (scratch / "README.md").write_text(render_vq_card(model.config, release, hub_id or (release.hub_id if release else Path(source).name), repo_id))
+    output = Path(output).expanduser().resolve()
+    if push_to_hub:
+        from ..hub import push_folder
+
+        push_folder(output, push_to_hub)
+    return output
+
+
+# -- GPT -------------------------------------------------------------------------------------------
+_GPT_RENAMES = [
+    (r"^cls_embedding\.embedding_table\.", "condition_embedder.embedding_table."),
+    (r"^cls_embedding\.cap_proj\.(fc1|fc2)\.", r"condition_embedder.\1."),
+    (r"^cls_embedding\.uncond_embedding$", "condition_embedder.uncond_embedding"),
+    (r"^tok_embeddings\.", "embed_tokens."),
+    (r"^layers\.(\d+)\.attention\.wqkv\.", r"layers.\1.self_attn.wqkv."),
+    (r"^layers\.(\d+)\.attention\.wo\.", r"layers.\1.self_attn.o_proj."),
+    (r"^layers\.(\d+)\.feed_forward\.w1\.", r"layers.\1.mlp.gate_proj."),
+    (r"^layers\.(\d+)\.feed_forward\.w3\.", r"layers.\1.mlp.up_proj."),
+    (r"^layers\.(\d+)\.feed_forward\.w2\.", r"layers.\1.mlp.down_proj."),
+    (r"^layers\.(\d+)\.attention_norm\.", r"layers.\1.input_layernorm."),
+    (r"^layers\.(\d+)\.ffn_norm\.", r"layers.\1.post_attention_layernorm."),
+    (r"^output\.", "lm_head."),
+]
+
+
+def convert_gpt_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original Transformer keys -> vistok LlamaGenTransformer keys. Dropped: ``freqs_cis`` (old
+    checkpoints; recomputed) and ``*.kv_cache.*`` buffers a state dict saved after sampling holds."""
+    out = {}
+    for key, value in original.items():
+        key = re.sub(r"^(module|_orig_mod)\.", "", key)
+        if key == "freqs_cis" or ".kv_cache." in key:
+            continue
+        for pattern, repl in _GPT_RENAMES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def infer_gpt_config(state: dict, num_tokens: int, num_heads: int | None) -> dict:
+    if "embed_tokens.weight" not in state or "layers.0.self_attn.wqkv.weight" not in state:
+        raise ConversionError("missing key 'tok_embeddings.weight' / 'layers.0.attention.wqkv.weight' (not a LlamaGen GPT?)")
+    codebook_size, dim = state["embed_tokens.weight"].shape
+    layers = len({m[1] for k in state if (m := re.match(r"^layers\.(\d+)\.", k))})
+    if num_heads is None:
+        sizes = [name for name, p in GPT_PRESETS.items() if p["hidden_size"] == dim and p["num_hidden_layers"] == layers]
+        if not sizes:
+            raise ConversionError(f"width {dim} x {layers} layers is none of the original sizes {sorted(GPT_PRESETS)}: pass --num-heads")
+        num_heads = GPT_PRESETS[sizes[0]]["num_attention_heads"]
+    if dim % num_heads:
+        raise ConversionError(f"--num-heads {num_heads} does not divide the width {dim}")
+    head_dim = dim // num_heads
+    kv_heads = (state["layers.0.self_attn.wqkv.weight"].shape[0] // head_dim - num_heads) // 2
+    kwargs = dict(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
+                  num_attention_heads=num_heads, num_key_value_heads=kv_heads,
+                  intermediate_size=state["layers.0.mlp.gate_proj.weight"].shape[0])
+    if "condition_embedder.embedding_table.weight" in state:
+        rows = state["condition_embedder.embedding_table.weight"].shape[0]
+        # the releases were trained with class dropout, hence the null row; num_classes = rows - 1
+        kwargs.update(condition_type="class", num_classes=rows - 1, num_condition_tokens=1)
+    elif "condition_embedder.uncond_embedding" in state:
+        tokens, caption_dim = state["condition_embedder.uncond_embedding"].shape
+        kwargs.update(condition_type="text", caption_dim=caption_dim, num_condition_tokens=tokens)
+    else:
+        raise ConversionError("missing key 'cls_embedding.embedding_table.weight' or 'cls_embedding.uncond_embedding'")
+    return kwargs
+
+
+def build_gpt(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> LlamaGenTransformer:
+    converted = convert_gpt_state_dict(state)
+    try:
+        config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+    with torch.device("meta"):
+        expected = LlamaGenTransformer(config).state_dict()
+    check_state_dict(converted, expected, set())
+    model = LlamaGenTransformer(config)
+    model.load_state_dict(converted, strict=True, assign=True)
+    return model.eval()
+
+
+def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) -> LlamaGenVQModel:
+    """A converted vistok LlamaGen VQ folder, or an original VQ checkpoint (file or, with a generator preset, its release)."""
+    from transformers import AutoModel
+
+    import vistok  # noqa: F401  (registers the vistok model types)
+
+    path = Path(tokenizer).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        model = AutoModel.from_pretrained(path)
+        if not isinstance(model, LlamaGenVQModel):
+            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a LlamaGen VQ tokenizer")
+        return model.eval()
+    vq_release = VQ_RELEASES.get(release.tokenizer) if release is not None and release.tokenizer else None
+    state, _ = read_checkpoint(tokenizer, vq_release)
+    return build_vq(state, image_size)
+
+
+def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None = None, image_size: int | None = None,
+                num_heads: int | None = None, text_encoder: str | None = None, overwrite: bool = False,
+                push_to_hub: str | None = None) -> Path:
+    """A LlamaGen GPT checkpoint (+ its VQ tokenizer) -> an AutoregressiveImagePipeline (class) or
+    TextToImageAutoregressivePipeline (text) folder. ``text_encoder``: a local T5 encoder folder (its
+    tokenizer beside it) to include; without it, text pipelines take ``prompt_embeds`` or a T5 at load time."""
+    from ..pipelines import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
+
+    release = _release(preset, GPT_RELEASES, "generator")
+    size = _image_size(image_size, release, "generator")
+    state, hub_id = read_checkpoint(source, release)
+    vq = _load_tokenizer(tokenizer, release, size)
+    factor = vq.config.downsample_factor
+    if size % factor:
+        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
+    transformer = build_gpt(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    if transformer.config.codebook_size != vq.config.codebook_size:
+        raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {vq.config.codebook_size}")
+    # the pipeline's tokenizer (and its image processor) work at the generator's image size
+    vq.config.image_size = size
+    vq.config.num_tokens = transformer.config.num_tokens
+    if transformer.config.condition_type == "class":
+        pipeline = AutoregressiveImagePipeline(image_tokenizer=vq, transformer=transformer)
+    else:
+        encoder = tok = None
+        if text_encoder is not None:
+            from transformers import AutoTokenizer, T5EncoderModel
+
+            encoder, tok = T5EncoderModel.from_pretrained(text_encoder).eval(), AutoTokenizer.from_pretrained(text_encoder)
+        pipeline = TextToImageAutoregressivePipeline(image_tokenizer=vq, transformer=transformer, text_encoder=encoder, tokenizer=tok)
+    with atomic_output_dir(output, overwrite=overwrite) as scratch:
+        pipeline.save_pretrained(scratch)
+        VistokImageProcessor(size=size, pixel_range=vq.config.pixel_range).save_pretrained(Path(scratch) / "image_tokenizer")
+        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
+        base = hub_id or (release.hub_id if release else Path(source).name)
+        (Path(scratch) / "README.md").write_text(render_gpt_card(transformer.config, vq.config, release, base, repo_id, text_encoder is not None))
+    output = Path(output).expanduser().resolve()
+    if push_to_hub:
+        from ..hub import push_folder
+
+        push_folder(output, push_to_hub)
+    return output
+
+
+convert_vq.cli_options = [
+    ("--image-size", dict(type=int, metavar="PX", help="default image size of the tokenizer (its processor's); 256 unless the preset says otherwise")),
+]
+convert_gpt.cli_options = [
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the generator's VQ tokenizer: a converted vistok folder or an original vq_*.pt file "
+                                                         "(or, with --preset, the release's hub repo id)")),
+    ("--image-size", dict(type=int, metavar="PX", help="the image size the GPT was trained at (256, 384, 512); the grid is size / the tokenizer's downsampling")),
+    ("--num-heads", dict(type=int, metavar="N", help="attention heads, for a width/depth not in the original size table")),
+    ("--text-encoder", dict(metavar="DIR", help="text-to-image: a local T5 encoder folder (with its tokenizer) to include in the pipeline")),
+]
+
+
+# -- cards -----------------------------------------------------------------------------------------
+def _hub_base(base: str) -> str | None:
+    parts = base.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 2 and not Path(base).exists() else None
+
+
+def render_vq_card(cfg: LlamaGenVQConfig, release: Release | None, base: str, repo_id: str) -> str:
+    grid = cfg.image_size // cfg.downsample_factor
+    metadata = {"license": "mit", "library_name": "vistok", "tags": ["vistok", "image-tokenization", "llamagen", "2d-tokenizer"],
+                "base_model": _hub_base(base)}
+    return render_model_card(
+        "llamagen-vq", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
+        description=release.description if release else "", factor=str(cfg.downsample_factor), image_size=str(cfg.image_size),
+        grid=f"{grid}x{grid}", codebook=f"{cfg.codebook_size} x {cfg.token_dim}", hidden=str(cfg.hidden_channels),
+        enc_mult=str(cfg.encoder_channel_mult), z_channels=str(cfg.z_channels), repo_id=repo_id,
+        metrics=metrics_table(release.metrics if release else []))
+
+
+def render_gpt_card(cfg: LlamaGenConfig, vq: LlamaGenVQConfig, release: Release | None, base: str, repo_id: str, has_t5: bool) -> str:
+    text = cfg.condition_type == "text"
+    if text:
+        usage = ("from transformers import AutoTokenizer, T5EncoderModel\n"
+                 "from vistok import TextToImageAutoregressivePipeline\n\n"
+                 + (f'pipe = TextToImageAutoregressivePipeline.from_pretrained("{repo_id}")\n' if has_t5 else
+                    f'pipe = TextToImageAutoregressivePipeline.from_pretrained(\n    "{repo_id}",\n'
+                    '    text_encoder=T5EncoderModel.from_pretrained("google/flan-t5-xl"),\n'
+                    '    tokenizer=AutoTokenizer.from_pretrained("google/flan-t5-xl"),\n)\n')
+                 + 'images = pipe(prompt=["A blue Porsche 356 parked in front of a yellow brick wall."],\n'
+                   '              generator=torch.Generator().manual_seed(0)).images')
+        condition = f"{cfg.num_condition_tokens} T5 feature tokens ({cfg.caption_dim}-d, flan-t5-xl), left-padded"
+    else:
+        usage = ("from vistok import AutoregressiveImagePipeline\n\n"
+                 f'pipe = AutoregressiveImagePipeline.from_pretrained("{repo_id}")\n'
+                 "images = pipe(class_labels=[207, 360], generator=torch.Generator().manual_seed(0)).images")
+        condition = f"a class label ({cfg.num_classes} ImageNet classes + the null class for guidance)"
+    sampling = "\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items())
+    metadata = {"license": "mit", "library_name": "vistok",
+                "pipeline_tag": "text-to-image" if text else "unconditional-image-generation",
+                "tags": ["vistok", "llamagen", "autoregressive", "text-to-image" if text else "class-conditional"],
+                "base_model": _hub_base(base)}
+    grid = cfg.grid_size
+    return render_model_card(
+        "llamagen", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
+        description=release.description if release else "", hidden_size=str(cfg.hidden_size),
+        num_hidden_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads), condition=condition,
+        tokens=f"{grid}x{grid} = {cfg.num_tokens}", codebook_size=str(cfg.codebook_size), image_size=str(vq.image_size),
+        usage=usage, sampling=sampling, metrics=metrics_table(release.metrics if release else []),
+        text_note=("The pipeline was saved without a text encoder: pass `text_encoder`/`tokenizer` at load time "
+                   "or call it with `prompt_embeds` and `prompt_attention_mask`." if text and not has_t5 else ""))

@@ -1,0 +1,160 @@
+"""Configurations of LlamaGen (FoundationVision/LlamaGen): the VQ image tokenizers and the Llama-style
+autoregressive generator (class- or text-conditional)."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PreTrainedConfig
+
+CONDITION_TYPES = ("class", "text")
+
+# The original's size table (autoregressive/models/gpt.py GPT_models): layers, heads, width.
+GPT_PRESETS = {
+    "GPT-B": dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768),
+    "GPT-L": dict(num_hidden_layers=24, num_attention_heads=16, hidden_size=1024),
+    "GPT-XL": dict(num_hidden_layers=36, num_attention_heads=20, hidden_size=1280),
+    "GPT-XXL": dict(num_hidden_layers=48, num_attention_heads=24, hidden_size=1536),
+    "GPT-XXXL": dict(num_hidden_layers=48, num_attention_heads=40, hidden_size=2560),
+    "GPT-1B": dict(num_hidden_layers=22, num_attention_heads=32, hidden_size=2048),
+    "GPT-3B": dict(num_hidden_layers=24, num_attention_heads=32, hidden_size=3200),
+    "GPT-7B": dict(num_hidden_layers=32, num_attention_heads=32, hidden_size=4096),
+}
+
+# What the pipelines fall back to (the original sample_c2i.py); converters store each release's own.
+DEFAULT_SAMPLING = {"guidance_scale": 4.0, "cfg_interval": -1, "temperature": 1.0, "top_k": 2000, "top_p": 1.0}
+
+
+def swiglu_hidden_size(hidden_size: int, multiple_of: int = 256, ffn_dim_multiplier: float | None = None) -> int:
+    """LlamaGen's FeedForward width: int(2 * 4 * dim / 3) (times the multiplier), rounded up to ``multiple_of``."""
+    hidden = int(2 * 4 * hidden_size / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return hidden if hidden % multiple_of == 0 else hidden + multiple_of - hidden % multiple_of
+
+
+class LlamaGenConfig(PreTrainedConfig):
+    """The LlamaGen GPT: ``num_condition_tokens`` condition embeddings (a class label, or T5 caption
+    features through an MLP) followed by ``num_tokens`` image tokens on a square grid, predicting the
+    next image token over ``codebook_size`` codes.
+
+    ``class_dropout_prob > 0`` adds the null-class row ``num_classes`` (class) or uses the learned
+    ``uncond_embedding`` (text) for classifier-free guidance. ``sampling_defaults`` holds the released
+    sampling settings (see ``DEFAULT_SAMPLING``).
+    """
+
+    model_type = "vistok_llamagen_gpt"
+
+    def __init__(self, condition_type: str = "class", codebook_size: int = 16384, num_tokens: int = 256,
+                 hidden_size: int = 768, num_hidden_layers: int = 12, num_attention_heads: int = 12,
+                 num_key_value_heads: int | None = None, intermediate_size: int | None = None,
+                 rope_theta: float = 10000.0, rms_norm_eps: float = 1e-5, num_classes: int = 1000,
+                 caption_dim: int = 2048, num_condition_tokens: int | None = None, class_dropout_prob: float = 0.1,
+                 token_dropout: float = 0.1, attention_dropout: float = 0.0, residual_dropout: float = 0.1,
+                 ffn_dropout: float = 0.1, drop_path_rate: float = 0.0, initializer_range: float = 0.02,
+                 sampling_defaults: dict | None = None, **kwargs):
+        if condition_type not in CONDITION_TYPES:
+            raise ValueError(f"condition_type must be one of {CONDITION_TYPES}, got {condition_type!r}")
+        grid = math.isqrt(num_tokens)
+        if num_tokens < 1 or grid * grid != num_tokens:
+            raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+        if (hidden_size // num_attention_heads) % 4:
+            raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {hidden_size // num_attention_heads}")
+        num_key_value_heads = num_key_value_heads or num_attention_heads
+        if num_attention_heads % num_key_value_heads:
+            raise ValueError(f"num_attention_heads {num_attention_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
+        self.condition_type = condition_type
+        self.codebook_size = codebook_size
+        self.num_tokens = num_tokens
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.intermediate_size = intermediate_size or swiglu_hidden_size(hidden_size)
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.num_classes = num_classes
+        self.caption_dim = caption_dim
+        self.num_condition_tokens = num_condition_tokens or (1 if condition_type == "class" else 120)
+        self.class_dropout_prob = class_dropout_prob
+        self.token_dropout = token_dropout
+        self.attention_dropout = attention_dropout
+        self.residual_dropout = residual_dropout
+        self.ffn_dropout = ffn_dropout
+        self.drop_path_rate = drop_path_rate
+        self.initializer_range = initializer_range
+        self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling_defaults or {})}
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "LlamaGenConfig":
+        """A config of one of the original sizes ("GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "GPT-3B", ...)."""
+        if name not in GPT_PRESETS:
+            raise ValueError(f"unknown LlamaGen GPT size {name!r}; choose from {sorted(GPT_PRESETS)}")
+        return cls(**{**GPT_PRESETS[name], **kwargs})
+
+    @property
+    def grid_size(self) -> int:
+        return math.isqrt(self.num_tokens)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def has_null_condition(self) -> bool:
+        """Whether guidance is possible: the null-class row / learned unconditional caption exists."""
+        return self.condition_type == "text" or self.class_dropout_prob > 0
+
+
+class LlamaGenVQConfig(PreTrainedConfig):
+    """A LlamaGen VQ tokenizer (tokenizer/tokenizer_image/vq_model.py): taming-style conv encoder ->
+    1x1 ``quant_conv`` to ``token_dim`` -> L2-normalised (cosine) VQ over ``codebook_size`` codes ->
+    1x1 ``post_quant_conv`` -> conv decoder. VQ-16: channel_mult (1, 1, 2, 2, 4); VQ-8: (1, 2, 2, 4).
+
+    The network is fully convolutional: square images whose side is a multiple of the downsampling
+    factor all work (256, 384 and 512 in the releases); ``image_size`` is the default one (what the
+    image processor resizes to) and sets ``num_tokens``. Pixels are in [-1, 1].
+    """
+
+    model_type = "vistok_llamagen_vq"
+
+    def __init__(self, image_size: int = 256, codebook_size: int = 16384, token_dim: int = 8, use_l2_norm: bool = True,
+                 commitment_cost: float = 0.25, hidden_channels: int = 128,
+                 encoder_channel_mult: list[int] | tuple[int, ...] = (1, 1, 2, 2, 4),
+                 decoder_channel_mult: list[int] | tuple[int, ...] | None = None, num_res_blocks: int = 2,
+                 z_channels: int = 256, dropout: float = 0.0, pixel_range: list[float] | tuple[float, float] = (-1.0, 1.0),
+                 initializer_range: float = 0.02, **kwargs):
+        decoder_channel_mult = encoder_channel_mult if decoder_channel_mult is None else decoder_channel_mult
+        if len(encoder_channel_mult) != len(decoder_channel_mult):
+            raise ValueError(f"encoder and decoder must have as many levels: {list(encoder_channel_mult)} vs {list(decoder_channel_mult)}")
+        factor = 2 ** (len(encoder_channel_mult) - 1)
+        if image_size < factor or image_size % factor:
+            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        if z_channels % 32:
+            raise ValueError(f"z_channels must be a multiple of 32 (GroupNorm with 32 groups), got {z_channels}")
+        self.image_size = image_size
+        self.codebook_size = codebook_size
+        self.token_dim = token_dim
+        self.use_l2_norm = use_l2_norm
+        self.commitment_cost = commitment_cost
+        self.hidden_channels = hidden_channels
+        self.encoder_channel_mult = list(encoder_channel_mult)
+        self.decoder_channel_mult = list(decoder_channel_mult)
+        self.num_res_blocks = num_res_blocks
+        self.z_channels = z_channels
+        self.dropout = dropout
+        self.pixel_range = list(pixel_range)
+        self.initializer_range = initializer_range
+        self.num_tokens = (image_size // factor) ** 2
+        self.token_layout = "2d"
+        self.variable_length = False
+        for key in ("num_tokens", "token_layout", "variable_length"):
+            kwargs.pop(key, None)
+        super().__init__(**kwargs)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.encoder_channel_mult) - 1)

@@ -1,0 +1,383 @@
+"""LlamaGen (FoundationVision/LlamaGen, "Autoregressive Model Beats Diffusion"): the VQ image
+tokenizers and the Llama-style next-token image generator.
+
+The VQ model (tokenizer/tokenizer_image/vq_model.py) runs on the shared conv encoder/decoder
+(``layers/conv_autoencoder.py``) and the quantizer library's cosine ``VectorQuantizer``.
+
+Ported from autoregressive/models/gpt.py: pre-norm RMSNorm (fp32), fused ``wqkv`` (GQA-capable),
+SwiGLU, no biases, 2D RoPE on interleaved pairs with the condition positions' queries and keys
+zeroed (the original's zero-padded table), an untied zero-initialised output head. Condition tokens
+are a class embedding (row ``num_classes`` is the null class) or T5 caption features through a
+two-layer MLP (a learned ``uncond_embedding`` replaces them for guidance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.integrations.sdpa_attention import repeat_kv
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.kv_cache import StaticKVCache
+from ..layers.norms import RMSNorm
+from ..layers.rope import apply_interleaved_rope, rope_2d_cos_sin
+from ..layers.transformer import eager_attention_forward
+from ..quantizers import VectorQuantizer
+from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
+
+
+@dataclass
+class LlamaGenOutput(ModelOutput):
+    """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i
+    (S = number of image tokens given + 1). loss: cross-entropy against ``labels``."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop a sample's whole residual branch with probability p (rescaled)."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class LlamaGenAttention(nn.Module):
+    def __init__(self, config: LlamaGenConfig, layer_idx: int):
+        super().__init__()
+        self.config, self.layer_idx = config, layer_idx
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.num_key_value_groups = self.num_heads // self.num_kv_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True
+        self.wqkv = nn.Linear(config.hidden_size, (self.num_heads + 2 * self.num_kv_heads) * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.residual_dropout = nn.Dropout(config.residual_dropout)
+
+    def forward(self, hidden_states, cos, sin, attention_mask=None, cache: StaticKVCache | None = None,
+                cache_position=None, key_length: int | None = None):
+        batch, length, _ = hidden_states.shape
+        kv_size = self.num_kv_heads * self.head_dim
+        query, key, value = self.wqkv(hidden_states).split([self.num_heads * self.head_dim, kv_size, kv_size], dim=-1)
+        query = apply_interleaved_rope(query.view(batch, length, self.num_heads, self.head_dim), cos, sin).transpose(1, 2)
+        key = apply_interleaved_rope(key.view(batch, length, self.num_kv_heads, self.head_dim), cos, sin).transpose(1, 2)
+        value = value.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if cache is not None:
+            key, value = cache.update(self.layer_idx, key, value, cache_position, key_length)
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        if interface is eager_attention_forward:
+            key, value = repeat_kv(key, self.num_key_value_groups), repeat_kv(value, self.num_key_value_groups)
+            if attention_mask is None:  # eager has no is_causal: spell the causal mask out
+                attention_mask = torch.ones(length, key.shape[2], dtype=torch.bool, device=key.device).tril()[None, None]
+            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, float("-inf"))
+        output, _ = interface(self, query, key, value, attention_mask, scaling=self.scaling,
+                              dropout=self.config.attention_dropout if self.training else 0.0,
+                              is_causal=attention_mask is None)
+        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1)))
+
+
+class LlamaGenMLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)) — the original's w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.dropout = nn.Dropout(config.ffn_dropout)
+
+    def forward(self, x):
+        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class LlamaGenDecoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: LlamaGenConfig, layer_idx: int, drop_path_rate: float):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = LlamaGenAttention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = LlamaGenMLP(config)
+        self.drop_path_rate = drop_path_rate
+
+    def forward(self, hidden_states, cos, sin, attention_mask=None, cache=None, cache_position=None, key_length=None):
+        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)
+        hidden_states = hidden_states + drop_path(attn, self.drop_path_rate, self.training)
+        mlp = self.mlp(self.post_attention_layernorm(hidden_states))
+        return hidden_states + drop_path(mlp, self.drop_path_rate, self.training)
+
+
+class LlamaGenClassEmbedder(nn.Module):
+    """One condition token per class label; row ``num_classes`` is the null class (guidance)."""
+
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__()
+        self.embedding_table = nn.Embedding(config.num_classes + int(config.has_null_condition), config.hidden_size)
+
+    def forward(self, class_labels, drop):
+        if drop is not None:
+            class_labels = torch.where(drop, torch.full_like(class_labels, self.embedding_table.num_embeddings - 1), class_labels)
+        return self.embedding_table(class_labels)[:, None]
+
+
+class LlamaGenCaptionEmbedder(nn.Module):
+    """T5 caption features ``[B, num_condition_tokens, caption_dim]`` -> condition tokens through
+    fc2(gelu_tanh(fc1(x))); ``uncond_embedding`` (a fixed random buffer in the original) replaces a
+    dropped caption."""
+
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.caption_dim, config.hidden_size, bias=False)
+        self.fc2 = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.register_buffer("uncond_embedding", torch.zeros(config.num_condition_tokens, config.caption_dim))
+
+    def forward(self, caption_embeds, drop):
+        if drop is not None:
+            caption_embeds = torch.where(drop[:, None, None], self.uncond_embedding.to(caption_embeds.dtype), caption_embeds)
+        return self.fc2(F.gelu(self.fc1(caption_embeds), approximate="tanh"))
+
+
+class LlamaGenPreTrainedModel(PreTrainedModel):
+    config_class = LlamaGenConfig
+    base_model_prefix = "llamagen"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaGenDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, LlamaGenCaptionEmbedder):
+            init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
+        elif isinstance(module, LlamaGenTransformer):
+            init.zeros_(module.lm_head.weight)  # zero-initialised head, as the original
+
+
+class LlamaGenTransformer(LlamaGenPreTrainedModel):
+    """``forward(input_ids [B, n], class_labels [B] | caption_embeds [B, T, C])`` -> next-token logits.
+
+    Without ``cache`` the whole sequence [condition, image tokens] runs causally and the logits
+    ``[B, n + 1, codebook_size]`` predict image tokens 0..n. With a :class:`StaticKVCache` (see
+    ``new_cache``) the call is one step of sampling: the condition and/or image tokens given are
+    written at ``cache_position`` and logits come back for those positions (the last
+    ``logits_to_keep`` of them when > 0).
+    """
+
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__(config)
+        if config.condition_type == "class":
+            self.condition_embedder = LlamaGenClassEmbedder(config)
+        else:
+            self.condition_embedder = LlamaGenCaptionEmbedder(config)
+        self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
+        self.token_dropout = nn.Dropout(config.token_dropout)
+        layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
+        rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
+        self.layers = nn.ModuleList(LlamaGenDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> StaticKVCache:
+        """A static cache for ``batch_size`` sequences of up to ``max_length`` (default: condition + image tokens)."""
+        cfg = self.config
+        length = max_length or cfg.num_condition_tokens + cfg.num_tokens
+        return StaticKVCache(cfg.num_hidden_layers, batch_size, cfg.num_key_value_heads, length, cfg.head_dim,
+                             dtype=dtype or self.dtype, device=device or self.device)
+
+    def embed_condition(self, class_labels=None, caption_embeds=None, drop_condition=None) -> torch.Tensor:
+        if self.config.condition_type == "class":
+            return self.condition_embedder(class_labels, drop_condition)
+        return self.condition_embedder(caption_embeds.to(self.dtype), drop_condition)
+
+    def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
+                caption_embeds: torch.FloatTensor | None = None, drop_condition: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, cache: StaticKVCache | None = None,
+                cache_position: torch.LongTensor | None = None, logits_to_keep: int = 0,
+                labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                return_dict: bool | None = None) -> LlamaGenOutput | tuple:
+        """``drop_condition`` (bool [B]) swaps in the null class / unconditional caption; in training the
+        condition is also dropped with probability ``class_dropout_prob`` (drawn from ``generator``).
+
+        ``attention_mask`` ([B, K] bool/0-1 over key positions, K = all positions attended to) masks
+        padded condition tokens (left-padded captions); every position still attends to itself, as
+        in the original. With a cache, K also sets how much of the cache is read (K <= its length).
+        """
+        cfg = self.config
+        has_condition = class_labels is not None or caption_embeds is not None
+        self.check_inputs(input_ids, class_labels, caption_embeds, cache, cache_position)
+        pieces = []
+        if has_condition:
+            if self.training and cfg.class_dropout_prob > 0:
+                batch = (class_labels if class_labels is not None else caption_embeds).shape[0]
+                device = self.embed_tokens.weight.device
+                random_drop = torch.rand(batch, generator=generator, device=device) < cfg.class_dropout_prob
+                drop_condition = random_drop if drop_condition is None else (drop_condition | random_drop)
+            pieces.append(self.embed_condition(class_labels, caption_embeds, drop_condition))
+        if input_ids is not None:
+            pieces.append(self.embed_tokens(input_ids))
+        hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        logits = self._transform(hidden, attention_mask, cache, cache_position, logits_to_keep)
+        if cache is None and logits_to_keep == 0 and has_condition and cfg.num_condition_tokens > 1:
+            logits = logits[:, cfg.num_condition_tokens - 1:]  # only positions that predict image tokens
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, : labels.shape[1]].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        out = LlamaGenOutput(loss=loss, logits=logits)
+        return out if return_dict is not False else out.to_tuple()
+
+    def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
+        """One cached step without input checks (the pipelines' per-token call; ``torch.compile``-able):
+        fp32 logits ``[B, 1, codebook_size]``."""
+        return self._transform(self.embed_tokens(input_ids), attention_mask, cache, cache_position, 0)
+
+    def _transform(self, hidden, attention_mask, cache, cache_position, logits_to_keep) -> torch.Tensor:
+        cfg = self.config
+        length = hidden.shape[1]
+        if cache_position is None:
+            cache_position = torch.arange(length, device=hidden.device)
+        cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
+        key_length = mask = None
+        if cache is not None or attention_mask is not None:
+            key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
+            keys = torch.arange(key_length, device=hidden.device)
+            # causal by position, padded keys off, and the diagonal always on (the original's eye)
+            mask = keys[None, :] <= cache_position[:, None]
+            if attention_mask is not None:
+                mask = mask[None] & attention_mask.bool()[:, None, :]
+            mask = (mask | (keys[None, :] == cache_position[:, None])).expand(hidden.shape[0], length, key_length)[:, None]
+        for layer in self.layers:
+            hidden = layer(hidden, cos, sin, mask, cache, cache_position, key_length)
+        hidden = self.norm(hidden)
+        if logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        return self.lm_head(hidden).float()
+
+    def check_inputs(self, input_ids, class_labels, caption_embeds, cache, cache_position) -> None:
+        cfg = self.config
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.ndim != 2:
+                raise ValueError(f"input_ids must be an integer tensor [B, n] of image token ids in [0, {cfg.codebook_size - 1}]")
+            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.codebook_size):
+                raise ValueError(f"input_ids must lie in [0, {cfg.codebook_size - 1}] (codebook_size={cfg.codebook_size})")
+        if cfg.condition_type == "class":
+            if caption_embeds is not None:
+                raise ValueError("this LlamaGen generator is class-conditional: pass class_labels, not caption_embeds")
+            if class_labels is not None:
+                if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
+                    raise ValueError(f"class_labels must be an integer tensor [B] in [0, {cfg.num_classes - 1}]")
+                if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) >= cfg.num_classes):
+                    raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {class_labels.tolist()}")
+        else:
+            if class_labels is not None:
+                raise ValueError("this LlamaGen generator is text-conditional: pass caption_embeds, not class_labels")
+            if caption_embeds is not None:
+                expected = (cfg.num_condition_tokens, cfg.caption_dim)
+                if not isinstance(caption_embeds, torch.Tensor) or not caption_embeds.is_floating_point() \
+                        or caption_embeds.ndim != 3 or tuple(caption_embeds.shape[1:]) != expected:
+                    got = tuple(caption_embeds.shape) if isinstance(caption_embeds, torch.Tensor) else type(caption_embeds).__name__
+                    raise ValueError(f"caption_embeds must be a float tensor [B, {expected[0]}, {expected[1]}], got {got}")
+        if input_ids is None and class_labels is None and caption_embeds is None:
+            raise ValueError("pass input_ids and/or a condition (class_labels or caption_embeds)")
+        if cache is None and cache_position is None and class_labels is None and caption_embeds is None:
+            raise ValueError("without a cache the sequence must start with its condition (class_labels or caption_embeds)")
+
+
+class LlamaGenVQPreTrainedModel(PreTrainedModel):
+    config_class = LlamaGenVQConfig
+    base_model_prefix = "llamagen_vq"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, VectorQuantizer):  # the original's uniform(-1/K, 1/K) (lookups normalise it)
+            init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
+
+
+class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
+    """``encode(pixels [B, 3, H, H] in [-1, 1])`` -> ``token_ids [B, H/f, H/f]`` and ``latents
+    [B, (H/f)^2, token_dim]`` (normalised codes, row-major); ``decode(token_ids)`` -> pixels."""
+
+    def __init__(self, config: LlamaGenVQConfig):
+        super().__init__(config)
+        ch, z = config.hidden_channels, config.z_channels
+        self.encoder = ConvEncoder(ch, config.encoder_channel_mult, config.num_res_blocks, z, dropout=config.dropout)
+        self.quant_conv = nn.Conv2d(z, config.token_dim, 1)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, commitment_cost=config.commitment_cost,
+                                         use_l2_norm=config.use_l2_norm)
+        self.post_quant_conv = nn.Conv2d(config.token_dim, z, 1)
+        # the original decoder has one ResNet block more per level than the encoder
+        self.decoder = ConvDecoder(ch, config.decoder_channel_mult, config.num_res_blocks + 1, z, dropout=config.dropout)
+        self.post_init()
+
+    def _encode(self, pixel_values):
+        z = self.quant_conv(self.encoder(pixel_values)).permute(0, 2, 3, 1)  # [B, h, w, token_dim]
+        q = self.quantizer(z)
+        return VisualTokenizerEncoderOutput(token_ids=q.indices, latents=q.quantized.flatten(1, 2), quantizer_loss=q.loss,
+                                            commitment_loss=q.commitment_loss, codebook_loss=q.codebook_loss)
+
+    def _token_ids_to_latents(self, token_ids):
+        return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
+
+    def _decode_latents(self, latents):
+        side = math.isqrt(latents.shape[1])
+        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
+        return self.decoder(self.post_quant_conv(grid))
+
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VisualTokenizerOutput | tuple:
+        """Reconstruct ``pixel_values`` with the quantizer's loss terms (codebook + commitment)."""
+        enc = self.encode(pixel_values)
+        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
+        return out if return_dict is not False else out.to_tuple()
+
+    # The network is fully convolutional: any square size that is a multiple of the downsampling factor.
+    def check_image_size(self, height: int, width: int) -> None:
+        factor = self.config.downsample_factor
+        if height != width or height < factor or height % factor:
+            raise ValueError(f"{type(self).__name__} takes square images whose side is a multiple of {factor} "
+                             f"(e.g. {self.config.image_size}x{self.config.image_size}), got {height}x{width}")
+
+    def check_num_tokens(self, num_tokens):
+        if num_tokens is not None and not (isinstance(num_tokens, int) and not isinstance(num_tokens, bool)):
+            raise TypeError(f"num_tokens must be None or an int, got {num_tokens!r}")
+        if num_tokens is not None and (num_tokens < 1 or math.isqrt(num_tokens) ** 2 != num_tokens):
+            raise ValueError(f"a 2D tokenizer takes a square number of tokens (e.g. {self.config.num_tokens}), got {num_tokens}")
+        return self.config.num_tokens if num_tokens is None else num_tokens
+
+    def encode(self, pixel_values, num_tokens=None, **kwargs):
+        if num_tokens is not None:
+            raise ValueError(f"{type(self).__name__} is a fixed-length 2D tokenizer: num_tokens must be None "
+                             f"(the grid follows the image size)")
+        self.check_pixel_values(pixel_values)
+        return self._encode(pixel_values.to(self.dtype), **kwargs)
+
+    def check_token_ids(self, token_ids) -> None:
+        super().check_token_ids(token_ids)
+        if token_ids.ndim != 3 or token_ids.shape[1] != token_ids.shape[2]:
+            side = math.isqrt(self.config.num_tokens)
+            raise ValueError(f"token_ids must be a square grid [B, h, h] (e.g. [B, {side}, {side}]), got {tuple(token_ids.shape)}")

@@ -1,0 +1,265 @@
+"""Autoregressive (next-token) image pipelines over a 2D VQ tokenizer: LlamaGen, class- and
+text-conditional.
+
+The sampler follows LlamaGen's ``generate`` step for step: one prefill over the condition tokens,
+then one cached decode step per image token; guidance runs one [cond; uncond] batch and combines
+raw logits as ``uncond + (cond - uncond) * guidance_scale`` (on when ``guidance_scale > 1``; after
+``cfg_interval`` decode steps only the conditional half is used); each token is drawn as
+temperature -> top-k -> top-p -> softmax -> multinomial, one draw per image from ``generator``, so
+seeded samples equal the original's under the same seed. The KV cache is static and preallocated;
+``compile=True`` runs the decode step through ``torch.compile`` over full-length cache reads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..modeling.llamagen import LlamaGenTransformer
+from .base import VistokPipeline
+from .sampling import sample_next_token
+
+
+class _AutoregressiveSampling(VistokPipeline):
+    """The sampler both pipelines share; subclasses turn their inputs into condition kwargs."""
+
+    model_cpu_offload_seq = "transformer->image_tokenizer"
+
+    def _check_components(self, image_tokenizer, transformer, condition_type: str) -> None:
+        tok, gen = image_tokenizer.config, transformer.config
+        if getattr(tok, "token_layout", None) != "2d":
+            raise ValueError(f"{type(self).__name__} needs a 2D discrete tokenizer (token_layout '2d'), got {getattr(tok, 'token_layout', None)!r}")
+        if tok.codebook_size != gen.codebook_size:
+            raise ValueError(f"the transformer predicts {gen.codebook_size} codes but the tokenizer's codebook has {tok.codebook_size}")
+        if gen.condition_type != condition_type:
+            raise ValueError(f"{type(self).__name__} needs a {condition_type}-conditional transformer, got a {gen.condition_type}-conditional one")
+
+    def _settings(self, guidance_scale, cfg_interval, temperature, top_k, top_p) -> dict:
+        defaults = self.transformer.config.sampling_defaults
+        s = dict(guidance_scale=guidance_scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k, top_p=top_p)
+        s = {k: defaults[k] if v is None else v for k, v in s.items()}
+        for name in ("guidance_scale", "temperature", "top_p"):
+            if isinstance(s[name], bool) or not isinstance(s[name], (int, float)):
+                raise TypeError(f"{name} must be a number, got {s[name]!r}")
+        for name in ("cfg_interval", "top_k"):
+            if isinstance(s[name], bool) or not isinstance(s[name], int):
+                raise TypeError(f"{name} must be an int, got {s[name]!r}")
+        if s["guidance_scale"] < 0:
+            raise ValueError(f"guidance_scale must be >= 0 (guidance is on above 1.0), got {s['guidance_scale']}")
+        if s["guidance_scale"] > 1.0 and not self.transformer.config.has_null_condition:
+            raise ValueError("this transformer has no null condition (trained without condition dropout): guidance_scale must be <= 1.0")
+        if s["cfg_interval"] < -1:
+            raise ValueError(f"cfg_interval must be -1 (guidance on every step) or a step count >= 0, got {s['cfg_interval']}")
+        if not s["temperature"] > 0:
+            raise ValueError(f"temperature must be > 0, got {s['temperature']}")
+        if s["top_k"] < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {s['top_k']}")
+        if not 0 < s["top_p"] <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {s['top_p']}")
+        return s
+
+    @torch.no_grad()
+    def _generate(self, condition: dict, batch: int, condition_mask: torch.Tensor | None, settings: dict,
+                  generator: torch.Generator | None, do_sample: bool, compile: bool,
+                  num_tokens: int | None = None) -> torch.LongTensor:
+        """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
+        ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
+        ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests)."""
+        model: LlamaGenTransformer = self.transformer
+        cfg = model.config
+        device = model.device
+        prefix, total = cfg.num_condition_tokens, cfg.num_condition_tokens + cfg.num_tokens
+        guided = settings["guidance_scale"] > 1.0
+        rows = 2 * batch if guided else batch
+        if guided:  # [cond; uncond]: the second half gets the null class / unconditional caption
+            condition = {k: torch.cat([v, v]) for k, v in condition.items()}
+            condition["drop_condition"] = torch.arange(rows, device=device) >= batch
+        key_valid = torch.ones(rows, total, dtype=torch.bool, device=device)
+        if condition_mask is not None:
+            key_valid[:, :prefix] = torch.cat([condition_mask] * (rows // batch)).bool()
+        cache = model.new_cache(rows, total)
+        step = model.forward
+        if compile:
+            if getattr(self, "_compiled_step", None) is None:
+                self._compiled_step = torch.compile(model._decode_step, dynamic=False)
+            step_fn = self._compiled_step
+        scale = settings["guidance_scale"]
+
+        def pick(logits, use_guidance):
+            logits = logits[:, -1]
+            if guided:
+                cond, uncond = logits.split(batch)
+                logits = uncond + (cond - uncond) * scale if use_guidance else cond
+            return sample_next_token(logits, settings["temperature"], settings["top_k"], settings["top_p"], generator, do_sample)
+
+        logits = step(**condition, attention_mask=key_valid[:, :prefix], cache=cache,
+                      cache_position=torch.arange(prefix, device=device), logits_to_keep=1).logits
+        token = pick(logits, True)
+        tokens = [token]
+        interval = settings["cfg_interval"]
+        length = cfg.num_tokens if num_tokens is None else num_tokens
+        for i in self.progress_bar(range(length - 1)):
+            position = prefix + i
+            inputs = torch.cat([token, token]) if guided else token
+            cache_position = torch.tensor([position], device=device)
+            if compile:
+                logits = step_fn(inputs, key_valid, cache, cache_position)
+            else:
+                logits = model._decode_step(inputs, key_valid[:, : position + 1], cache, cache_position)
+            token = pick(logits, not (interval > -1 and i > interval))
+            tokens.append(token)
+        tokens = torch.cat(tokens, dim=1)
+        return tokens.view(batch, cfg.grid_size, cfg.grid_size) if num_tokens is None else tokens
+
+    def _decode(self, ids, output_type, return_dict):
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        if output_type == "latent":
+            from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
+            return ImagePipelineOutput(images=ids) if return_dict else (ids,)
+        pixels = self.image_tokenizer.decode(ids.to(self.image_tokenizer.device))
+        return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
+
+
+class AutoregressiveImagePipeline(_AutoregressiveSampling):
+    """Class-conditional generation. Components: ``image_tokenizer`` (a 2D VQ VisualTokenizer) and
+    ``transformer`` (a class-conditional :class:`LlamaGenTransformer`)."""
+
+    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer):
+        super().__init__()
+        self._check_components(image_tokenizer, transformer, "class")
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
+
+    def _labels(self, class_labels) -> torch.LongTensor:
+        num_classes = self.transformer.config.num_classes
+        if isinstance(class_labels, int) and not isinstance(class_labels, bool):
+            class_labels = [class_labels]
+        try:
+            labels = torch.as_tensor(class_labels)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}]") from err
+        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}], got {class_labels!r}")
+        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+            raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {labels.tolist()}")
+        return labels.long().to(self.transformer.device)
+
+    def sample_tokens(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
+                      temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                      generator: torch.Generator | None = None, do_sample: bool = True, compile: bool = False) -> torch.LongTensor:
+        """Token ids ``[B, grid, grid]``; unset settings take the model's released defaults."""
+        labels = self._labels(class_labels)
+        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
+        return self._generate({"class_labels": labels}, labels.shape[0], None, settings, generator, do_sample, compile)
+
+    @torch.no_grad()
+    def __call__(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None, do_sample: bool = True, compile: bool = False,
+                 output_type: str = "pil", return_dict: bool = True):
+        """Generate images of ``class_labels``. ``guidance_scale`` > 1 turns classifier-free guidance
+        on; ``cfg_interval`` >= 0 turns it off after that many decode steps; ``top_k`` 0 and
+        ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``output_type`` "latent" returns token ids."""
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample, compile)
+        return self._decode(ids, output_type, return_dict)
+
+
+class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
+    """Text-conditional generation (LlamaGen t2i). Components: ``image_tokenizer``, ``transformer`` (a
+    text-conditional :class:`LlamaGenTransformer`), and optionally ``text_encoder`` (a transformers
+    ``T5EncoderModel``, flan-t5-xl for the releases) with its ``tokenizer``; without them, pass
+    ``prompt_embeds`` (T5 ``last_hidden_state``, right-padded as the encoder returns it) and
+    ``prompt_attention_mask``.
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
+    _optional_components = ["text_encoder", "tokenizer"]
+
+    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer, text_encoder=None, tokenizer=None):
+        super().__init__()
+        self._check_components(image_tokenizer, transformer, "text")
+        if text_encoder is not None:
+            width = getattr(text_encoder.config, "d_model", None) or getattr(text_encoder.config, "hidden_size", None)
+            if width != transformer.config.caption_dim:
+                raise ValueError(f"the transformer takes {transformer.config.caption_dim}-wide caption features; the text encoder gives {width}")
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt) -> tuple[torch.Tensor, torch.Tensor]:
+        """T5 features ``[B, T, caption_dim]`` and attention mask ``[B, T]`` (right-padded) for prompts,
+        T = the transformer's ``num_condition_tokens`` (120). Prompts are lower-cased and stripped
+        (the original's fallback when its ftfy/bs4 caption cleaning is off)."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError("this pipeline has no text_encoder/tokenizer: pass prompt_embeds and prompt_attention_mask, "
+                             "or load it with text_encoder=T5EncoderModel... and tokenizer=...")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        length = self.transformer.config.num_condition_tokens
+        text = self.tokenizer([p.lower().strip() for p in prompts], max_length=length, padding="max_length",
+                              truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        device = self.text_encoder.device
+        embeds = self.text_encoder(input_ids=text.input_ids.to(device), attention_mask=text.attention_mask.to(device)).last_hidden_state
+        return embeds, text.attention_mask.to(device)
+
+    def _check_embeds(self, prompt_embeds, prompt_attention_mask):
+        cfg = self.transformer.config
+        expected = (cfg.num_condition_tokens, cfg.caption_dim)
+        if not isinstance(prompt_embeds, torch.Tensor) or not prompt_embeds.is_floating_point() or prompt_embeds.ndim != 3 \
+                or tuple(prompt_embeds.shape[1:]) != expected or prompt_embeds.shape[0] == 0:
+            got = tuple(prompt_embeds.shape) if isinstance(prompt_embeds, torch.Tensor) else type(prompt_embeds).__name__
+            raise ValueError(f"prompt_embeds must be a float tensor [B, {expected[0]}, {expected[1]}], got {got}")
+        if prompt_attention_mask is None:
+            return torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=prompt_embeds.device)
+        if not isinstance(prompt_attention_mask, torch.Tensor) or tuple(prompt_attention_mask.shape) != tuple(prompt_embeds.shape[:2]):
+            got = tuple(prompt_attention_mask.shape) if isinstance(prompt_attention_mask, torch.Tensor) else type(prompt_attention_mask).__name__
+            raise ValueError(f"prompt_attention_mask must have shape {tuple(prompt_embeds.shape[:2])} (as prompt_embeds), got {got}")
+        if ((prompt_attention_mask != 0) & (prompt_attention_mask != 1)).any():
+            raise ValueError("prompt_attention_mask must hold only 0 and 1")
+        return prompt_attention_mask
+
+    @staticmethod
+    def left_pad(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move each row's valid (right-padded) tokens to the end and zero the padding, as the original
+        sample_t2i.py does before generation."""
+        lengths = mask.long().sum(dim=1)
+        width = mask.shape[1]
+        index = (torch.arange(width, device=mask.device)[None] + lengths[:, None]) % width
+        rolled = torch.gather(embeds, 1, index[..., None].expand_as(embeds))
+        new_mask = mask.flip(-1)
+        return rolled * new_mask[..., None].to(rolled.dtype), new_mask
+
+    def sample_tokens(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
+                      cfg_interval: int | None = None, temperature: float | None = None, top_k: int | None = None,
+                      top_p: float | None = None, generator: torch.Generator | None = None, do_sample: bool = True,
+                      left_padding: bool = True, compile: bool = False) -> torch.LongTensor:
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("pass exactly one of prompt or prompt_embeds")
+        if prompt is not None:
+            prompt_embeds, prompt_attention_mask = self.encode_prompt(prompt)
+        mask = self._check_embeds(prompt_embeds, prompt_attention_mask)
+        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
+        device = self.transformer.device
+        embeds, mask = prompt_embeds.to(device), mask.to(device)
+        if left_padding:
+            embeds, mask = self.left_pad(embeds, mask)
+        else:
+            embeds = embeds * mask[..., None].to(embeds.dtype)
+        return self._generate({"caption_embeds": embeds.to(self.transformer.dtype)}, embeds.shape[0], mask, settings,
+                              generator, do_sample, compile)
+
+    @torch.no_grad()
+    def __call__(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
+                 cfg_interval: int | None = None, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, generator: torch.Generator | None = None, do_sample: bool = True,
+                 left_padding: bool = True, compile: bool = False, output_type: str = "pil", return_dict: bool = True):
+        """Generate images for ``prompt`` (a string or list), or for precomputed ``prompt_embeds``.
+        Settings as :class:`AutoregressiveImagePipeline`; ``left_padding=False`` is the original's
+        ``--no-left-padding``."""
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        ids = self.sample_tokens(prompt, prompt_embeds, prompt_attention_mask, guidance_scale, cfg_interval, temperature,
+                                 top_k, top_p, generator, do_sample, left_padding, compile)
+        return self._decode(ids, output_type, return_dict)
