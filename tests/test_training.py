@@ -288,3 +288,30 @@ def test_perceptual_term_trains_through_frozen_lpips(tmp_path, imagefolder):
     missing.loss.perceptual_weight, missing.loss.lpips_backbone = 1.0, str(tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="do not exist"):
         TokenizerTrainer(missing).train()
+
+
+def test_llamagen_generator_trains_next_token_and_exports_a_pipeline(tmp_path, imagefolder):
+    from vistok import AutoregressiveImagePipeline
+
+    tokenizer = {"family": "llamagen-vq", "config": dict(image_size=16, codebook_size=32, token_dim=4, hidden_channels=32,
+                                                          encoder_channel_mult=[1, 2], num_res_blocks=1, z_channels=32)}
+    tok_config = load_train_config("tokenizer", overrides={
+        "model": tokenizer, "data": {"dataset": str(imagefolder)},
+        "training": {"output_dir": str(tmp_path / "vq"), "batch_size": 2, "max_steps": 2, "image_every": 1000}})
+    TokenizerTrainer(tok_config).train()
+    config = load_train_config("generator", overrides={
+        "model": {"family": "llamagen", "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)},
+        "data": {"dataset": str(imagefolder), "label_column": "label"},
+        "training": {"output_dir": str(tmp_path / "gpt"), "batch_size": 2, "max_steps": 3, "log_every": 1,
+                     "image_every": 3, "learning_rate": 1e-3},
+        "loss": {"tokenizer": str(tmp_path / "vq" / "final")}})
+    trainer = GeneratorTrainer(config)
+    summary = trainer.train()
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    assert (cfg.num_tokens, cfg.codebook_size, cfg.num_classes) == (64, 32, 2)
+    first = json.loads((tmp_path / "gpt" / "metrics.jsonl").read_text().splitlines()[0])
+    assert abs(first["loss"] - np.log(32)) < 1.0  # next-token CE over 32 codes starts near log(32)
+    pipe = AutoregressiveImagePipeline.from_pretrained(tmp_path / "gpt" / "final")
+    images = pipe(class_labels=[1], generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert summary["step"] == 3 and images.shape == (1, 16, 16, 3)
+    assert "AutoregressiveImagePipeline" in (tmp_path / "gpt" / "final" / "README.md").read_text()

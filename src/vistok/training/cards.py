@@ -20,9 +20,9 @@ with torch.no_grad():
     token_ids = tokenizer.encode(pixel_values).token_ids
     reconstruction = tokenizer.decode(token_ids)""",
     "generator": """import torch
-from vistok import MaskGITPipeline
+from vistok import PIPELINE
 
-pipe = MaskGITPipeline.from_pretrained("PATH")
+pipe = PIPELINE.from_pretrained("PATH")
 images = pipe(class_labels=[0, 1], generator=torch.Generator().manual_seed(0)).images""",
 }
 
@@ -52,7 +52,14 @@ def render_training_card(trainer, model_config) -> str:
         processes=acc.num_processes,
         accumulation=config.training.gradient_accumulation_steps,
         final_loss=f"{last['loss']:.4f} (step {last['step']})" if "loss" in last else "not logged",
-        usage=_USAGE[trainer.kind].replace("PATH", str(trainer.output_dir / "final")),
+        usage=_USAGE[trainer.kind].replace("PATH", str(trainer.output_dir / "final")).replace(
+            "PIPELINE", _pipeline_name(trainer)),
         command=" ".join(shlex.quote(a) for a in ["vistok", "train", trainer.kind, *getattr(trainer, "argv", sys.argv[1:])]),
         config=_dump_config(config).strip(),
     )
+
+
+def _pipeline_name(trainer) -> str:
+    from .generator import PIPELINES
+
+    return PIPELINES.get(getattr(trainer, "family", None), "MaskGITPipeline")

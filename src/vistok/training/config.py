@@ -81,7 +81,7 @@ class TokenizerLossSection:
 @dataclass
 class GeneratorLossSection:
     mask_schedule: str = "arccos"  # arccos | cosine (MaskGIT)
-    label_smoothing: float = 0.1
+    label_smoothing: float | None = None  # None: the family's recipe (MaskGIT 0.1, LlamaGen 0)
     tokenizer: str | None = None  # the frozen tokenizer (folder or hub id) that turns images into tokens
 
 

@@ -1,9 +1,14 @@
 """Generator training: `vistok train generator --config CFG.yaml [--section.key=value ...]`.
 
 Also runs as ``accelerate launch -m vistok.training.generator --config ...`` or under ``torchrun``.
-MaskGIT objective as in bytedance/1d-tokenizer: per sample a mask ratio from the arccos (or cosine)
-schedule, at least one masked token, cross-entropy with label smoothing on the masked tokens only,
-and class-label dropout (the model config's ``class_label_dropout``) for classifier-free guidance.
+The objective follows ``model.family``:
+
+* ``maskgit`` (bytedance/1d-tokenizer): per sample a mask ratio from the arccos (or cosine) schedule, at
+  least one masked token, cross-entropy with label smoothing on the masked tokens only;
+* ``llamagen`` (FoundationVision/LlamaGen, class-conditional): next-token cross-entropy over the
+  raster-order tokens, the class token first (the original's ``idx=z[:, :-1], targets=z``).
+
+Class labels are dropped for classifier-free guidance with the model config's dropout probability.
 Tokens come from a frozen tokenizer applied on the fly (``loss.tokenizer``) or from a dataset column
 written by ``vistok tokenize`` (``data.token_column``).
 """
@@ -39,6 +44,12 @@ def mask_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: str = "a
     return torch.where(mask, mask_token_id, tokens), mask
 
 
+# family -> the diffusers pipeline its export becomes, and the tokenizer layouts it can train on
+PIPELINES = {"maskgit": "MaskGITPipeline", "llamagen": "AutoregressiveImagePipeline"}
+TOKEN_LAYOUTS = {"maskgit": ("1d",), "llamagen": ("2d",)}
+LABEL_SMOOTHING = {"maskgit": 0.1, "llamagen": 0.0}  # the original training recipes
+
+
 class GeneratorTrainer(Trainer):
     kind = "generator"
 
@@ -47,27 +58,35 @@ class GeneratorTrainer(Trainer):
         from transformers import AutoModel
 
         loss, data = self.config.loss, self.config.data
+        self.family = self.config.model.family if not self.config.model.pretrained else None
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
             self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
             self.tokenizer.to(self.accelerator.device)
-            if getattr(self.tokenizer.config, "token_layout", None) != "1d":
-                raise ValueError(f"loss.tokenizer must be a 1D discrete tokenizer for MaskGIT, got "
-                                 f"token_layout={getattr(self.tokenizer.config, 'token_layout', None)!r}")
+            layout = getattr(self.tokenizer.config, "token_layout", None)
+            if layout not in TOKEN_LAYOUTS[self.family]:
+                raise ValueError(f"a {self.family} generator takes a tokenizer with token_layout in "
+                                 f"{TOKEN_LAYOUTS[self.family]}, got {layout!r}")
             derived.update(codebook_size=self.tokenizer.config.codebook_size, num_tokens=self.tokenizer.config.num_tokens)
         features = getattr(self.dataset, "features", None) or {}
         label_feature = features.get(data.label_column) if data.label_column else None
         if label_feature is not None and hasattr(label_feature, "num_classes"):
             derived["num_classes"] = label_feature.num_classes
         overrides = {k: v for k, v in derived.items() if k not in self.config.model.config}
+        if self.config.model.pretrained:
+            overrides = {}
         self.model = build_model(self.config.model, GENERATOR_FAMILIES, "generator", **overrides)
         cfg = self.model.config
+        self.family = next(name for name, model_type in GENERATOR_FAMILIES.items() if model_type == cfg.model_type)
         if self.tokenizer is not None and cfg.codebook_size != self.tokenizer.config.codebook_size:
             raise ValueError(f"model.config.codebook_size={cfg.codebook_size} but the tokenizer's codebook has "
                              f"{self.tokenizer.config.codebook_size} codes")
         if data.label_column is None:
-            raise ValueError("MaskGIT generators are class-conditional: set data.label_column")
+            raise ValueError(f"{self.family} training is class-conditional here: set data.label_column")
+        if getattr(cfg, "condition_type", "class") != "class":
+            raise ValueError("text-conditional generator training (T5 caption features) is not supported yet; "
+                             "train a class-conditional model")
         self.model.train()
 
     def image_size_and_range(self):
@@ -82,10 +101,12 @@ class GeneratorTrainer(Trainer):
         else:
             with torch.no_grad():
                 tokens = self.tokenizer.encode(batch["pixel_values"].to(self.accelerator.device)).token_ids
+        tokens = tokens.flatten(1)  # 2D token grids in raster order
         num_tokens = self.accelerator.unwrap_model(self.model).config.num_tokens
-        if tokens.ndim != 2 or tokens.shape[1] < num_tokens:
-            raise ValueError(f"training tokens must have shape [B, >= {num_tokens}], got {tuple(tokens.shape)}")
-        return tokens[:, :num_tokens]
+        if tokens.shape[1] < num_tokens or (self.family != "maskgit" and tokens.shape[1] != num_tokens):
+            raise ValueError(f"training tokens must have shape [B, {num_tokens}]"
+                             f"{' (or a longer 1D sequence)' if self.family == 'maskgit' else ''}, got {tuple(tokens.shape)}")
+        return tokens[:, :num_tokens]  # a variable-length 1D tokenizer's prefix
 
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         model_config = self.accelerator.unwrap_model(self.model).config
@@ -93,19 +114,28 @@ class GeneratorTrainer(Trainer):
         labels = batch["labels"].to(tokens.device)
         if int(labels.min()) < 0 or int(labels.max()) >= model_config.num_classes:
             raise ValueError(f"class labels must lie in [0, {model_config.num_classes - 1}], got {labels.tolist()}")
-        inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
-        logits = self.model(input_ids=inputs, class_labels=labels).logits
-        loss = F.cross_entropy(logits[mask].float(), tokens[mask], label_smoothing=self.config.loss.label_smoothing)
+        smoothing = self.config.loss.label_smoothing
+        if smoothing is None:
+            smoothing = LABEL_SMOOTHING[self.family]
+        if self.family == "maskgit":
+            inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
+            logits = self.model(input_ids=inputs, class_labels=labels).logits
+            targets, logits = tokens[mask], logits[mask]
+        else:  # next token: [class, t_0 .. t_{N-2}] predicts [t_0 .. t_{N-1}]
+            logits = self.model(input_ids=tokens[:, :-1], class_labels=labels).logits.flatten(0, 1)
+            targets = tokens.flatten()
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
         self.accelerator.backward(loss)
         self.step_optimizer(0)
         with torch.no_grad():
-            accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
-        return {"loss": loss.detach(), "masked_accuracy": accuracy}
+            accuracy = (logits.argmax(-1) == targets).float().mean()
+        return {"loss": loss.detach(), "token_accuracy": accuracy}
 
     def _pipeline(self):
-        from ..pipelines.maskgit import MaskGITPipeline
+        from .. import pipelines
 
-        return MaskGITPipeline(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval())
+        pipeline_cls = getattr(pipelines, PIPELINES[self.family])
+        return pipeline_cls(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval())
 
     @torch.no_grad()
     def save_images(self, path: Path) -> None:
