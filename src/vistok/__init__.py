@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .image_processing import VistokImageProcessor
 from .modeling.maskgit import MaskGITConfig, MaskGITTransformer
+from .modeling.var import VARConfig, VARTransformer, VARVQVAE, VARVQVAEConfig
 from .modeling import (
     OneDPieceConfig,
     OneDPieceModel,
@@ -17,17 +18,19 @@ from .modeling import (
     VisualTokenizerOutput,
 )
 
-from .pipelines import MaskGITPipeline
+from .pipelines import MaskGITPipeline, NextScalePipeline
 
 __version__ = "0.1.0"
 
-_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel))
+_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel), (VARVQVAEConfig, VARVQVAE))
 for _config, _model in _TOKENIZERS:
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
     AutoImageProcessor.register(_config, slow_image_processor_class=VistokImageProcessor, exist_ok=True)
 AutoConfig.register(MaskGITConfig.model_type, MaskGITConfig, exist_ok=True)
 AutoModel.register(MaskGITConfig, MaskGITTransformer, exist_ok=True)
+AutoConfig.register(VARConfig.model_type, VARConfig, exist_ok=True)
+AutoModel.register(VARConfig, VARTransformer, exist_ok=True)
 
 __all__ = [
     "VistokImageProcessor",
@@ -41,4 +44,9 @@ __all__ = [
     "MaskGITConfig",
     "MaskGITTransformer",
     "MaskGITPipeline",
+    "VARVQVAEConfig",
+    "VARVQVAE",
+    "VARConfig",
+    "VARTransformer",
+    "NextScalePipeline",
 ]

@@ -11,11 +11,11 @@ def _convert_parser(sub) -> None:
 
     convert = sub.add_parser("convert", help="convert an original checkpoint to a vistok folder")
     families = convert.add_subparsers(dest="family", required=True, metavar="FAMILY")
-    for family, (_, presets, kind) in CONVERTERS.items():
+    for family, (_, presets, kind, *extra) in CONVERTERS.items():
         lines = "\n".join(f"  {name:<22} {p.hub_id}" for name, p in presets.items())
         parser = families.add_parser(
             family,
-            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a MaskGITPipeline folder" if kind == "generator" else ""),
+            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a pipeline folder (tokenizer + generator)" if kind == "generator" else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description=f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
             "shapes; the original config supplies the rest.",
@@ -27,7 +27,10 @@ def _convert_parser(sub) -> None:
         parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (must not exist or be empty)")
         parser.add_argument("--config", metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")
         parser.add_argument("--preset", choices=sorted(presets), help="a released checkpoint's settings and card data")
-        if kind == "tokenizer":
+        if extra:  # the family's own flags: [(flag, argparse keyword arguments), ...]
+            for flag, spec in extra[0]:
+                parser.add_argument(flag, **spec)
+        elif kind == "tokenizer":
             parser.add_argument("--pixel-decoder", metavar="BIN",
                                 help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints without pixel_* weights")
         else:
@@ -53,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             from .conversion import CONVERTERS
 
-            convert, _, kind = CONVERTERS[args.family]
+            convert, _, kind, *extra = CONVERTERS[args.family]
             options = dict(config=args.config, preset=args.preset, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
-            if kind == "tokenizer":
+            if extra:
+                options.update({flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+                                for flag, _ in extra[0]})
+            elif kind == "tokenizer":
                 options["pixel_decoder"] = args.pixel_decoder
             else:
                 options.update(tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)

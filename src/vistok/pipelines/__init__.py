@@ -1,4 +1,5 @@
 from .base import VistokPipeline
 from .maskgit import MaskGITPipeline
+from .next_scale import NextScalePipeline
 
-__all__ = ["VistokPipeline", "MaskGITPipeline"]
+__all__ = ["VistokPipeline", "MaskGITPipeline", "NextScalePipeline"]
