@@ -288,8 +288,22 @@ def test_bad_input_names_the_expected_value(converted):
         pipe(class_labels=[1], output_type="latent")
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1"):
         pipe(class_labels=None)
+    with pytest.raises(ValueError, match=r"pass an empty cache"):
+        out = model(torch.tensor([1, 2]), None, scale_index=0)
+        model(torch.tensor([1, 2]), t["var_input"], cache=out.cache)
     with pytest.raises(ValueError, match=r"patch_nums must be a non-empty sequence"):
         VARConfig(patch_nums=[])
+
+
+def test_bfloat16_generation_runs():
+    """A bf16 pipeline (weights loaded with dtype=torch.bfloat16) samples and decodes end to end."""
+    tok = VARVQVAE(VARVQVAEConfig(codebook_size=16, z_channels=4, channels=32, channel_mult=[1, 2], patch_nums=[1, 2, 4]))
+    gen = VARTransformer(VARConfig(codebook_size=16, z_channels=4, patch_nums=[1, 2, 4], num_classes=3, depth=1,
+                                   hidden_size=64, num_attention_heads=1))
+    pipe = NextScalePipeline(tok.to(torch.bfloat16).eval(), gen.to(torch.bfloat16).eval())
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe([0, 2], generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert images.shape == (2, 3, 8, 8) and torch.isfinite(images).all()
 
 
 def test_pipeline_rejects_mismatched_components(converted):

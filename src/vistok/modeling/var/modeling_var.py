@@ -355,7 +355,7 @@ class VARTransformer(VARPreTrainedModel):
 
     def logits(self, hidden_states: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         scale, shift = self.head_adaln(F.silu(condition)).view(-1, 1, 2, hidden_states.shape[-1]).unbind(2)
-        return self.lm_head(self.head_norm(hidden_states.float()).mul(scale.add(1)).add_(shift)).float()
+        return self.lm_head(self.head_norm(hidden_states).mul(scale.add(1)).add_(shift)).float()
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, class_labels: torch.LongTensor, inputs: torch.Tensor | None = None,
@@ -365,11 +365,11 @@ class VARTransformer(VARPreTrainedModel):
                 return_dict: bool | None = None) -> CausalLMOutputWithPast | tuple:
         """See the class docstring. ``labels`` (token ids ``[B, L]``, teacher forcing only) gives the
         mean cross-entropy ``loss``."""
-        batch = self._check_inputs(class_labels, inputs, drop_labels, scale_index, labels)
+        batch = self._check_inputs(class_labels, inputs, drop_labels, scale_index, labels, cache)
         condition = self.class_condition(class_labels, drop_labels, generator)
         if scale_index is None:
             start = condition[:, None].expand(batch, self.first_length, -1) + self.start_position_embedding.expand(batch, -1, -1)
-            hidden = start if inputs is None else torch.cat((start, self.word_embed(inputs.float())), dim=1)
+            hidden = start if inputs is None else torch.cat((start, self.word_embed(inputs.to(self.dtype))), dim=1)
             length = hidden.shape[1]
             hidden = hidden + (self.level_embedding(self.token_levels[:length].expand(batch, -1)) + self.position_embedding[:, :length])
             mask = self.block_causal_mask[:, :, :length, :length].to(hidden.dtype)
@@ -381,7 +381,7 @@ class VARTransformer(VARPreTrainedModel):
             if scale_index == 0:
                 hidden = condition[:, None].expand(batch, self.first_length, -1) + self.start_position_embedding.expand(batch, -1, -1) + level_position
             else:
-                hidden = self.word_embed(inputs.float()) + level_position
+                hidden = self.word_embed(inputs.to(self.dtype)) + level_position
             mask = None  # the cache holds exactly the earlier scales: full attention is block-causal
             if cache is None:
                 cache = DynamicCache()
@@ -397,7 +397,7 @@ class VARTransformer(VARPreTrainedModel):
         out = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
         return out if return_dict is not False else out.to_tuple()
 
-    def _check_inputs(self, class_labels, inputs, drop_labels, scale_index, labels) -> int:
+    def _check_inputs(self, class_labels, inputs, drop_labels, scale_index, labels, cache) -> int:
         cfg = self.config
         if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
             raise ValueError(f"class_labels must be an integer tensor [B] with values in [0, {cfg.num_classes - 1}]")
@@ -410,6 +410,9 @@ class VARTransformer(VARPreTrainedModel):
         if drop_labels is not None and (not isinstance(drop_labels, torch.Tensor) or drop_labels.shape != (batch,)):
             raise ValueError(f"drop_labels must be a bool tensor of shape [{batch}]")
         if scale_index is None:
+            if cache is not None and cache.get_seq_length() > 0:
+                raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), "
+                                 "or scale_index=k to continue scale by scale")
             expected = cfg.num_tokens - self.first_length
             if expected == 0 and inputs is not None:
                 raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
