@@ -404,7 +404,8 @@ class VARTransformer(VARPreTrainedModel):
         batch = class_labels.shape[0]
         if batch == 0:
             raise ValueError("class_labels is an empty batch: expected at least one label")
-        if int(class_labels.min()) < 0 or int(class_labels.max()) > cfg.null_class_id:
+        # (the value check reads the tensor: skipped under torch.compile, where it would break the graph)
+        if not torch.compiler.is_compiling() and (int(class_labels.min()) < 0 or int(class_labels.max()) > cfg.null_class_id):
             raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}] (or {cfg.null_class_id}, the null class), "
                              f"got values in [{int(class_labels.min())}, {int(class_labels.max())}]")
         if drop_labels is not None and (not isinstance(drop_labels, torch.Tensor) or drop_labels.shape != (batch,)):
