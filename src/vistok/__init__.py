@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from .image_processing import VistokImageProcessor
 from .modeling.maskgit import MaskGITConfig, MaskGITTransformer
 from .modeling.llamagen import LlamaGenConfig, LlamaGenTransformer, LlamaGenVQConfig, LlamaGenVQModel
+from .modeling.var import VARConfig, VARTransformer, VARVQVAE, VARVQVAEConfig
 from .modeling import (
     OneDPieceConfig,
     OneDPieceModel,
@@ -18,11 +19,12 @@ from .modeling import (
     VisualTokenizerOutput,
 )
 
-from .pipelines import AutoregressiveImagePipeline, MaskGITPipeline, TextToImageAutoregressivePipeline
+from .pipelines import AutoregressiveImagePipeline, MaskGITPipeline, NextScalePipeline, TextToImageAutoregressivePipeline
 
 __version__ = "0.1.0"
 
-_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel), (LlamaGenVQConfig, LlamaGenVQModel))
+_TOKENIZERS = ((TiTokConfig, TiTokModel), (OneDPieceConfig, OneDPieceModel), (LlamaGenVQConfig, LlamaGenVQModel),
+               (VARVQVAEConfig, VARVQVAE))
 for _config, _model in _TOKENIZERS:
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
@@ -31,6 +33,8 @@ AutoConfig.register(MaskGITConfig.model_type, MaskGITConfig, exist_ok=True)
 AutoModel.register(MaskGITConfig, MaskGITTransformer, exist_ok=True)
 AutoConfig.register(LlamaGenConfig.model_type, LlamaGenConfig, exist_ok=True)
 AutoModel.register(LlamaGenConfig, LlamaGenTransformer, exist_ok=True)
+AutoConfig.register(VARConfig.model_type, VARConfig, exist_ok=True)
+AutoModel.register(VARConfig, VARTransformer, exist_ok=True)
 
 __all__ = [
     "VistokImageProcessor",
@@ -50,4 +54,9 @@ __all__ = [
     "LlamaGenVQModel",
     "AutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline",
+    "VARVQVAEConfig",
+    "VARVQVAE",
+    "VARConfig",
+    "VARTransformer",
+    "NextScalePipeline",
 ]

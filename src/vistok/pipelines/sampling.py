@@ -16,6 +16,13 @@ def gumbel_noise_from_uniform(shape, generator: torch.Generator | None, device) 
     return -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
 
 
+def gumbel_noise_from_exponential(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Gumbel noise as -log(e), e ~ Exp(1), shaped like ``like`` (torch's ``F.gumbel_softmax``; VAR's
+    ``gumbel_softmax_with_rng``). With ``generator=None`` it draws from the global RNG exactly as
+    ``F.gumbel_softmax`` does."""
+    return -torch.empty_like(like, memory_format=torch.legacy_contiguous_format).exponential_(generator=generator).log()
+
+
 def filter_top_k(logits: torch.Tensor, top_k: int, filter_value: float = -float("inf")) -> torch.Tensor:
     """Set every logit below the k-th largest of its row to ``filter_value`` (in place; returns ``logits``).
 
