@@ -6,7 +6,9 @@ The objective follows ``model.family``:
 * ``maskgit`` (bytedance/1d-tokenizer): per sample a mask ratio from the arccos (or cosine) schedule, at
   least one masked token, cross-entropy with label smoothing on the masked tokens only;
 * ``llamagen`` (FoundationVision/LlamaGen, class-conditional): next-token cross-entropy over the
-  raster-order tokens, the class token first (the original's ``idx=z[:, :-1], targets=z``).
+  raster-order tokens, the class token first (the original's ``idx=z[:, :-1], targets=z``);
+* ``var`` (FoundationVision/VAR): next-scale cross-entropy over all scales' tokens at once, teacher-forced
+  with the tokenizer quantizer's running reconstruction (VAR's ``idxBl_to_var_input``), block-causal.
 
 Class labels are dropped for classifier-free guidance with the model config's dropout probability.
 Tokens come from a frozen tokenizer applied on the fly (``loss.tokenizer``) or from a dataset column
@@ -45,9 +47,9 @@ def mask_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: str = "a
 
 
 # family -> the diffusers pipeline its export becomes, and the tokenizer layouts it can train on
-PIPELINES = {"maskgit": "MaskGITPipeline", "llamagen": "AutoregressiveImagePipeline"}
-TOKEN_LAYOUTS = {"maskgit": ("1d",), "llamagen": ("2d",)}
-LABEL_SMOOTHING = {"maskgit": 0.1, "llamagen": 0.0}  # the original training recipes
+PIPELINES = {"maskgit": "MaskGITPipeline", "llamagen": "AutoregressiveImagePipeline", "var": "NextScalePipeline"}
+TOKEN_LAYOUTS = {"maskgit": ("1d",), "llamagen": ("2d",), "var": ("multiscale",)}
+LABEL_SMOOTHING = {"maskgit": 0.1, "llamagen": 0.0, "var": 0.0}  # the original training recipes
 
 
 class GeneratorTrainer(Trainer):
@@ -58,7 +60,7 @@ class GeneratorTrainer(Trainer):
         from transformers import AutoModel
 
         loss, data = self.config.loss, self.config.data
-        self.family = self.config.model.family if not self.config.model.pretrained else None
+        self.family = self._family()
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
@@ -68,7 +70,12 @@ class GeneratorTrainer(Trainer):
             if layout not in TOKEN_LAYOUTS[self.family]:
                 raise ValueError(f"a {self.family} generator takes a tokenizer with token_layout in "
                                  f"{TOKEN_LAYOUTS[self.family]}, got {layout!r}")
-            derived.update(codebook_size=self.tokenizer.config.codebook_size, num_tokens=self.tokenizer.config.num_tokens)
+            tok = self.tokenizer.config
+            derived["codebook_size"] = tok.codebook_size
+            if self.family == "var":  # the scale layout and code width come from the VQVAE
+                derived.update(z_channels=tok.z_channels, patch_nums=list(tok.patch_nums))
+            else:
+                derived["num_tokens"] = tok.num_tokens
         features = getattr(self.dataset, "features", None) or {}
         label_feature = features.get(data.label_column) if data.label_column else None
         if label_feature is not None and hasattr(label_feature, "num_classes"):
@@ -78,16 +85,32 @@ class GeneratorTrainer(Trainer):
             overrides = {}
         self.model = build_model(self.config.model, GENERATOR_FAMILIES, "generator", **overrides)
         cfg = self.model.config
-        self.family = next(name for name, model_type in GENERATOR_FAMILIES.items() if model_type == cfg.model_type)
         if self.tokenizer is not None and cfg.codebook_size != self.tokenizer.config.codebook_size:
             raise ValueError(f"model.config.codebook_size={cfg.codebook_size} but the tokenizer's codebook has "
                              f"{self.tokenizer.config.codebook_size} codes")
         if data.label_column is None:
             raise ValueError(f"{self.family} training is class-conditional here: set data.label_column")
+        if self.family == "var" and self.tokenizer is None:
+            raise ValueError("VAR training needs loss.tokenizer: its teacher-forcing input comes from the VQVAE's quantizer")
         if getattr(cfg, "condition_type", "class") != "class":
             raise ValueError("text-conditional generator training (T5 caption features) is not supported yet; "
                              "train a class-conditional model")
         self.model.train()
+
+    def _family(self) -> str:
+        section = self.config.model
+        if not section.pretrained:
+            if section.family not in GENERATOR_FAMILIES:
+                raise ValueError(f"model.family={section.family!r} is not a generator family; choose one of {sorted(GENERATOR_FAMILIES)}")
+            return section.family
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(section.pretrained).model_type
+        for family, registered in GENERATOR_FAMILIES.items():
+            if registered == model_type:
+                return family
+        raise ValueError(f"model.pretrained={section.pretrained!r} is a {model_type}; a generator run takes one of "
+                         f"{sorted(GENERATOR_FAMILIES.values())}")
 
     def image_size_and_range(self):
         if self.tokenizer is None:
@@ -121,8 +144,12 @@ class GeneratorTrainer(Trainer):
             inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
             logits = self.model(input_ids=inputs, class_labels=labels).logits
             targets, logits = tokens[mask], logits[mask]
-        else:  # next token: [class, t_0 .. t_{N-2}] predicts [t_0 .. t_{N-1}]
+        elif self.family == "llamagen":  # next token: [class, t_0 .. t_{N-2}] predicts [t_0 .. t_{N-1}]
             logits = self.model(input_ids=tokens[:, :-1], class_labels=labels).logits.flatten(0, 1)
+            targets = tokens.flatten()
+        else:  # next scale: [class start, f_hat of scales < k upsampled to k] predicts every scale's tokens
+            inputs = self.tokenizer.quantizer.teacher_forcing_input(tokens)
+            logits = self.model(class_labels=labels, inputs=inputs).logits.flatten(0, 1)
             targets = tokens.flatten()
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
         self.accelerator.backward(loss)

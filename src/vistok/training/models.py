@@ -9,8 +9,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 # config family name -> registered model_type; a fixed table, so configs never name code to import
-TOKENIZER_FAMILIES = {"titok": "vistok_titok", "one-d-piece": "vistok_one_d_piece", "llamagen-vq": "vistok_llamagen_vq"}
-GENERATOR_FAMILIES = {"maskgit": "vistok_maskgit", "llamagen": "vistok_llamagen_gpt"}
+TOKENIZER_FAMILIES = {"titok": "vistok_titok", "one-d-piece": "vistok_one_d_piece", "llamagen-vq": "vistok_llamagen_vq",
+                      "var-vqvae": "vistok_var_vqvae"}
+GENERATOR_FAMILIES = {"maskgit": "vistok_maskgit", "llamagen": "vistok_llamagen_gpt", "var": "vistok_var"}
 
 
 def build_model(section, families: dict, kind: str, **config_overrides):
