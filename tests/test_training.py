@@ -342,3 +342,47 @@ def test_var_vqvae_and_next_scale_generator_train_and_export(tmp_path, imagefold
     images = pipe(class_labels=[0, 1], generator=torch.Generator().manual_seed(0), output_type="np").images
     assert summary["step"] == 3 and images.shape == (2, 8, 8, 3)
     assert (tmp_path / "var" / "images" / "step-0000003.png").is_file()
+
+
+def test_text_conditional_llamagen_trains_on_captions(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    from vistok import TextToImageAutoregressivePipeline
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "captioned"
+    data.mkdir()
+    lines = []
+    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
+        PIL.Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
+    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    words = ["<pad>", "</s>", "<unk>", "a", "red", "car", "dog", "cat"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(tmp_path / "t5")
+    torch.manual_seed(0)
+    T5EncoderModel(T5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(tmp_path / "t5")
+
+    tok_config = load_train_config("tokenizer", overrides={
+        "model": {"family": "llamagen-vq", "config": dict(image_size=16, codebook_size=32, token_dim=4, hidden_channels=32,
+                                                           encoder_channel_mult=[1, 2], num_res_blocks=1, z_channels=32)},
+        "data": {"dataset": str(data)},
+        "training": {"output_dir": str(tmp_path / "vq"), "batch_size": 2, "max_steps": 1, "image_every": 1000}})
+    TokenizerTrainer(tok_config).train()
+    config = load_train_config("generator", overrides={
+        "model": {"family": "llamagen", "config": dict(condition_type="text", caption_dim=16, num_condition_tokens=8,
+                                                        hidden_size=32, num_hidden_layers=1, num_attention_heads=2)},
+        "data": {"dataset": str(data), "label_column": None, "caption_column": "text"},
+        "training": {"output_dir": str(tmp_path / "t2i"), "batch_size": 2, "max_steps": 2, "log_every": 1, "image_every": 2},
+        "loss": {"tokenizer": str(tmp_path / "vq" / "final"), "text_encoder": str(tmp_path / "t5")}})
+    summary = GeneratorTrainer(config).train()
+    assert summary["step"] == 2 and np.isfinite(summary["last"]["loss"])
+    pipe = TextToImageAutoregressivePipeline.from_pretrained(tmp_path / "t2i" / "final")
+    images = pipe(prompt=["a red car"], top_k=5, generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (1, 16, 16, 3) and (tmp_path / "t2i" / "images" / "step-0000002.png").is_file()
+    config.loss.text_encoder = None
+    with pytest.raises(ValueError, match="loss.text_encoder"):
+        GeneratorTrainer(config).train()

@@ -83,6 +83,7 @@ class GeneratorLossSection:
     mask_schedule: str = "arccos"  # arccos | cosine (MaskGIT)
     label_smoothing: float | None = None  # None: the family's recipe (MaskGIT 0.1, LlamaGen 0)
     tokenizer: str | None = None  # the frozen tokenizer (folder or hub id) that turns images into tokens
+    text_encoder: str | None = None  # text-conditional LlamaGen: a folder (or hub id) with a T5 encoder and its tokenizer
 
 
 @dataclass

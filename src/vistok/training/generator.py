@@ -5,12 +5,13 @@ The objective follows ``model.family``:
 
 * ``maskgit`` (bytedance/1d-tokenizer): per sample a mask ratio from the arccos (or cosine) schedule, at
   least one masked token, cross-entropy with label smoothing on the masked tokens only;
-* ``llamagen`` (FoundationVision/LlamaGen, class-conditional): next-token cross-entropy over the
-  raster-order tokens, the class token first (the original's ``idx=z[:, :-1], targets=z``);
+* ``llamagen`` (FoundationVision/LlamaGen): next-token cross-entropy over the raster-order tokens after the
+  condition (the original's ``idx=z[:, :-1], targets=z``): a class token, or for text-conditional models
+  the frozen T5 features of the caption column, left-padded with their mask as LlamaGen's t2i data does;
 * ``var`` (FoundationVision/VAR): next-scale cross-entropy over all scales' tokens at once, teacher-forced
   with the tokenizer quantizer's running reconstruction (VAR's ``idxBl_to_var_input``), block-causal.
 
-Class labels are dropped for classifier-free guidance with the model config's dropout probability.
+Class labels (captions) are dropped for classifier-free guidance with the model config's dropout probability.
 Tokens come from a frozen tokenizer applied on the fly (``loss.tokenizer``) or from a dataset column
 written by ``vistok tokenize`` (``data.token_column``).
 """
@@ -88,13 +89,23 @@ class GeneratorTrainer(Trainer):
         if self.tokenizer is not None and cfg.codebook_size != self.tokenizer.config.codebook_size:
             raise ValueError(f"model.config.codebook_size={cfg.codebook_size} but the tokenizer's codebook has "
                              f"{self.tokenizer.config.codebook_size} codes")
-        if data.label_column is None:
-            raise ValueError(f"{self.family} training is class-conditional here: set data.label_column")
+        self.text_pipeline = None
+        if getattr(cfg, "condition_type", "class") == "text":
+            if data.caption_column is None or not loss.text_encoder or self.tokenizer is None:
+                raise ValueError("a text-conditional LlamaGen trains on data.caption_column with loss.text_encoder "
+                                 "(a T5 encoder folder) and loss.tokenizer")
+            from transformers import AutoTokenizer, T5EncoderModel
+
+            from ..pipelines import TextToImageAutoregressivePipeline
+
+            encoder = T5EncoderModel.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
+            self.text_pipeline = TextToImageAutoregressivePipeline(
+                image_tokenizer=self.tokenizer, transformer=self.model, text_encoder=encoder,
+                tokenizer=AutoTokenizer.from_pretrained(loss.text_encoder))
+        elif data.label_column is None:
+            raise ValueError(f"{self.family} training is class-conditional: set data.label_column")
         if self.family == "var" and self.tokenizer is None:
             raise ValueError("VAR training needs loss.tokenizer: its teacher-forcing input comes from the VQVAE's quantizer")
-        if getattr(cfg, "condition_type", "class") != "class":
-            raise ValueError("text-conditional generator training (T5 caption features) is not supported yet; "
-                             "train a class-conditional model")
         self.model.train()
 
     def _family(self) -> str:
@@ -134,6 +145,10 @@ class GeneratorTrainer(Trainer):
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         model_config = self.accelerator.unwrap_model(self.model).config
         tokens = self._tokens(batch)
+        if self.text_pipeline is not None:
+            if not hasattr(self, "_fixed_captions"):
+                self._fixed_captions = list(batch["captions"])[:8]
+            return self._text_loss(tokens, batch["captions"])
         labels = batch["labels"].to(tokens.device)
         if int(labels.min()) < 0 or int(labels.max()) >= model_config.num_classes:
             raise ValueError(f"class labels must lie in [0, {model_config.num_classes - 1}], got {labels.tolist()}")
@@ -158,7 +173,27 @@ class GeneratorTrainer(Trainer):
             accuracy = (logits.argmax(-1) == targets).float().mean()
         return {"loss": loss.detach(), "token_accuracy": accuracy}
 
+    def _text_loss(self, tokens, captions) -> dict[str, torch.Tensor]:
+        pipe = self.text_pipeline
+        embeds, mask = pipe.left_pad(*pipe.encode_prompt(list(captions)))
+        keys = torch.cat([mask.bool(), torch.ones(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.bool, device=mask.device)], 1)
+        logits = self.model(input_ids=tokens[:, :-1], caption_embeds=embeds, attention_mask=keys).logits.flatten(0, 1)
+        targets = tokens.flatten()
+        smoothing = self.config.loss.label_smoothing or 0.0
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+        self.accelerator.backward(loss)
+        self.step_optimizer(0)
+        with torch.no_grad():
+            accuracy = (logits.argmax(-1) == targets).float().mean()
+        return {"loss": loss.detach(), "token_accuracy": accuracy}
+
     def _pipeline(self):
+        if self.text_pipeline is not None:
+            from ..pipelines import TextToImageAutoregressivePipeline
+
+            pipe = self.text_pipeline
+            return TextToImageAutoregressivePipeline(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval(),
+                                                     text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
         from .. import pipelines
 
         pipeline_cls = getattr(pipelines, PIPELINES[self.family])
@@ -173,8 +208,13 @@ class GeneratorTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         pipe = self._pipeline()
-        labels = list(range(min(8, pipe.transformer.config.num_classes)))
-        pixels = pipe(class_labels=labels, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        seed = torch.Generator().manual_seed(0)
+        if self.text_pipeline is not None:
+            captions = list(self._fixed_captions)
+            pixels = pipe(prompt=captions, generator=seed, output_type="pt").images
+        else:
+            labels = list(range(min(8, pipe.transformer.config.num_classes)))
+            pixels = pipe(class_labels=labels, generator=seed, output_type="pt").images
         model.train(was_training)
         save_grid([pixels], path)
 
