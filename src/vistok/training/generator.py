@@ -148,24 +148,12 @@ class GeneratorTrainer(Trainer):
         if self.text_pipeline is not None:
             if not hasattr(self, "_fixed_captions"):
                 self._fixed_captions = list(batch["captions"])[:8]
-            return self._text_loss(tokens, batch["captions"])
-        labels = batch["labels"].to(tokens.device)
-        if int(labels.min()) < 0 or int(labels.max()) >= model_config.num_classes:
-            raise ValueError(f"class labels must lie in [0, {model_config.num_classes - 1}], got {labels.tolist()}")
+            logits, targets = self._text_logits(tokens, batch["captions"])
+        else:
+            logits, targets = self._class_logits(tokens, batch["labels"].to(tokens.device), model_config)
         smoothing = self.config.loss.label_smoothing
         if smoothing is None:
             smoothing = LABEL_SMOOTHING[self.family]
-        if self.family == "maskgit":
-            inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
-            logits = self.model(input_ids=inputs, class_labels=labels).logits
-            targets, logits = tokens[mask], logits[mask]
-        elif self.family == "llamagen":  # next token: [class, t_0 .. t_{N-2}] predicts [t_0 .. t_{N-1}]
-            logits = self.model(input_ids=tokens[:, :-1], class_labels=labels).logits.flatten(0, 1)
-            targets = tokens.flatten()
-        else:  # next scale: [class start, f_hat of scales < k upsampled to k] predicts every scale's tokens
-            inputs = self.tokenizer.quantizer.teacher_forcing_input(tokens)
-            logits = self.model(class_labels=labels, inputs=inputs).logits.flatten(0, 1)
-            targets = tokens.flatten()
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
         self.accelerator.backward(loss)
         self.step_optimizer(0)
@@ -173,19 +161,27 @@ class GeneratorTrainer(Trainer):
             accuracy = (logits.argmax(-1) == targets).float().mean()
         return {"loss": loss.detach(), "token_accuracy": accuracy}
 
-    def _text_loss(self, tokens, captions) -> dict[str, torch.Tensor]:
+    def _class_logits(self, tokens, labels, model_config):
+        """(logits [n, V], targets [n]) of the family's objective for class-conditional models."""
+        if int(labels.min()) < 0 or int(labels.max()) >= model_config.num_classes:
+            raise ValueError(f"class labels must lie in [0, {model_config.num_classes - 1}], got {labels.tolist()}")
+        if self.family == "maskgit":
+            inputs, mask = mask_tokens(tokens, model_config.mask_token_id, self.config.loss.mask_schedule)
+            logits = self.model(input_ids=inputs, class_labels=labels).logits
+            return logits[mask], tokens[mask]
+        if self.family == "llamagen":  # next token: [class, t_0 .. t_{N-2}] predicts [t_0 .. t_{N-1}]
+            return self.model(input_ids=tokens[:, :-1], class_labels=labels).logits.flatten(0, 1), tokens.flatten()
+        # next scale: [class start, f_hat of scales < k upsampled to k] predicts every scale's tokens
+        inputs = self.tokenizer.quantizer.teacher_forcing_input(tokens)
+        return self.model(class_labels=labels, inputs=inputs).logits.flatten(0, 1), tokens.flatten()
+
+    def _text_logits(self, tokens, captions):
+        """Next-token logits after the left-padded T5 features of the captions (LlamaGen t2i)."""
         pipe = self.text_pipeline
         embeds, mask = pipe.left_pad(*pipe.encode_prompt(list(captions)))
         keys = torch.cat([mask.bool(), torch.ones(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.bool, device=mask.device)], 1)
-        logits = self.model(input_ids=tokens[:, :-1], caption_embeds=embeds, attention_mask=keys).logits.flatten(0, 1)
-        targets = tokens.flatten()
-        smoothing = self.config.loss.label_smoothing or 0.0
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
-        self.accelerator.backward(loss)
-        self.step_optimizer(0)
-        with torch.no_grad():
-            accuracy = (logits.argmax(-1) == targets).float().mean()
-        return {"loss": loss.detach(), "token_accuracy": accuracy}
+        logits = self.model(input_ids=tokens[:, :-1], caption_embeds=embeds, attention_mask=keys).logits
+        return logits.flatten(0, 1), tokens.flatten()
 
     def _pipeline(self):
         if self.text_pipeline is not None:
