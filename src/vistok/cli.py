@@ -25,7 +25,9 @@ def _convert_parser(sub) -> None:
             epilog=f"release presets (--preset):\n{lines}",
         )
         parser.add_argument("--original", required=True, metavar="SRC",
-                            help="original release folder (config.json + model.safetensors), a .bin/.safetensors "
+                            help="the original checkpoint file (.pt/.pth pickle, read with weights_only=True) or a hub "
+                            "repo id (with --preset, served from the cache when offline)" if own_options is not None else
+                            "original release folder (config.json + model.safetensors), a .bin/.safetensors "
                             "file (with --config or --preset), or a hub repo id")
         parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (must not exist or be empty)")
         if own_options is None:
