@@ -106,6 +106,17 @@ def check_state_dict(converted: dict[str, torch.Tensor], expected: dict[str, tor
         raise ConversionError("checkpoint does not match the architecture: " + "; ".join(problems))
 
 
+def load_converted(model_cls, config, converted: dict[str, torch.Tensor], unused=frozenset()):
+    """``model_cls(config)`` holding ``converted``: keys and shapes are checked against the architecture
+    (built on the meta device, so a mismatch costs no memory) before a strict load; inference mode."""
+    with torch.device("meta"):
+        expected = model_cls(config).state_dict()
+    check_state_dict(converted, expected, set(unused))
+    model = model_cls(config)
+    model.load_state_dict(converted, strict=True, assign=True)
+    return model.train(False)
+
+
 @contextmanager
 def atomic_output_dir(output: str | os.PathLike, overwrite: bool = False):
     """Yield a scratch folder beside ``output``; it becomes ``output`` only if the block succeeds."""

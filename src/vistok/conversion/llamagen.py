@@ -12,7 +12,6 @@ preset or ``--image-size``.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from ..hub.cards import metrics_table, render_model_card
 from ..image_processing import VistokImageProcessor
 from ..modeling.llamagen import GPT_PRESETS, LlamaGenConfig, LlamaGenTransformer, LlamaGenVQConfig, LlamaGenVQModel
-from .common import ConversionError, atomic_output_dir, check_state_dict, find_checkpoint, load_state_dict
+from .common import ConversionError, atomic_output_dir, find_checkpoint, load_converted, load_state_dict
 
 C2I_REPO, T2I_REPO = "FoundationVision/LlamaGen", "peizesun/llamagen_t2i"
 _README = "FoundationVision/LlamaGen README"
@@ -169,12 +168,7 @@ def infer_vq_config(state: dict, image_size: int) -> dict:
 def build_vq(state: dict, image_size: int) -> LlamaGenVQModel:
     config = LlamaGenVQConfig(**infer_vq_config(state, image_size))
     converted = convert_vq_state_dict(state)
-    with torch.device("meta"):
-        expected = LlamaGenVQModel(config).state_dict()
-    check_state_dict(converted, expected, set())
-    model = LlamaGenVQModel(config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    return model.eval()
+    return load_converted(LlamaGenVQModel, config, converted)
 
 
 def _release(name, table, kind):
@@ -284,12 +278,7 @@ def build_gpt(state: dict, num_tokens: int, num_heads: int | None = None, sampli
         config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     except ValueError as err:
         raise ConversionError(str(err)) from err
-    with torch.device("meta"):
-        expected = LlamaGenTransformer(config).state_dict()
-    check_state_dict(converted, expected, set())
-    model = LlamaGenTransformer(config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    return model.eval()
+    return load_converted(LlamaGenTransformer, config, converted)
 
 
 def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) -> LlamaGenVQModel:
@@ -303,7 +292,7 @@ def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) ->
         model = AutoModel.from_pretrained(path)
         if not isinstance(model, LlamaGenVQModel):
             raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a LlamaGen VQ tokenizer")
-        return model.eval()
+        return model
     vq_release = VQ_RELEASES.get(release.tokenizer) if release is not None and release.tokenizer else None
     state, _ = read_checkpoint(tokenizer, vq_release)
     return build_vq(state, image_size)

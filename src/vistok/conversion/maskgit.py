@@ -12,7 +12,7 @@ import torch
 from ..hub.cards import render_model_card
 from ..modeling.maskgit import MaskGITConfig, MaskGITTransformer
 from ..pipelines import MaskGITPipeline
-from .common import ConversionError, atomic_output_dir, check_state_dict, find_checkpoint, load_config_file, load_state_dict, resolve_source
+from .common import ConversionError, atomic_output_dir, find_checkpoint, load_config_file, load_converted, load_state_dict, resolve_source
 from .titok import convert as convert_tokenizer
 
 # Released sampling settings (configs/infer/TiTok/*.yaml + sample_imagenet_titok.py, which turns
@@ -133,12 +133,8 @@ def convert(family: str, source: str, output: str, *, tokenizer: str, tokenizer_
         try:
             kwargs = infer_generator_config(state, generator_cfg, image_tokenizer.config.codebook_size)
             model_config = MaskGITConfig(**kwargs, sampling_defaults=sampling_from_config(generator_cfg, preset, family))
-            with torch.device("meta"):
-                expected = MaskGITTransformer(model_config).state_dict()
-            check_state_dict(state, expected, set())
-            transformer = MaskGITTransformer(model_config)
-            transformer.load_state_dict(state, strict=True, assign=True)
-            pipeline = MaskGITPipeline(image_tokenizer=image_tokenizer.eval(), transformer=transformer.eval())
+            transformer = load_converted(MaskGITTransformer, model_config, state)
+            pipeline = MaskGITPipeline(image_tokenizer=image_tokenizer.train(False), transformer=transformer)
         finally:
             import shutil
 

@@ -20,9 +20,9 @@ from ..modeling import OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel
 from .common import (
     ConversionError,
     atomic_output_dir,
-    check_state_dict,
     find_checkpoint,
     load_config_file,
+    load_converted,
     load_state_dict,
     resolve_source,
 )
@@ -268,12 +268,7 @@ def convert(family: str, source: str, output: str, *, config: str | None = None,
     config_cls, model_cls = FAMILIES[family]
     model_config = config_cls(**infer_config(state, vq_model, crop, family))
     converted, unused = convert_state_dict(state, model_config.is_legacy)
-    with torch.device("meta"):
-        expected = model_cls(model_config).state_dict()
-    check_state_dict(converted, expected, unused)
-    model = model_cls(model_config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    model.eval()
+    model = load_converted(model_cls, model_config, converted, unused)
 
     base_model = hub_id or (chosen.hub_id if chosen else None)
     with atomic_output_dir(output, overwrite=overwrite) as scratch:

@@ -22,7 +22,7 @@ from ..hub.cards import metrics_table, render_model_card
 from ..image_processing import VistokImageProcessor
 from ..modeling.quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_state_dict
 from ..modeling.var import VARConfig, VARTransformer, VARVQVAE, VARVQVAEConfig
-from .common import ConversionError, atomic_output_dir, check_state_dict, load_state_dict
+from .common import ConversionError, atomic_output_dir, load_converted, load_state_dict
 
 HUB_REPO = "FoundationVision/var"
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
@@ -162,12 +162,7 @@ def infer_vae_config(original: dict[str, torch.Tensor], patch_nums) -> dict:
 def build_vae(original: dict[str, torch.Tensor], patch_nums) -> VARVQVAE:
     config = VARVQVAEConfig(**infer_vae_config(original, patch_nums))
     converted, unused = convert_vae_state_dict(original)
-    with torch.device("meta"):
-        expected = VARVQVAE(config).state_dict()
-    check_state_dict(converted, expected, unused)
-    model = VARVQVAE(config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    return model.eval()
+    return load_converted(VARVQVAE, config, converted, unused)
 
 
 def _parse_patch_nums(patch_nums) -> tuple[int, ...] | None:
@@ -283,12 +278,7 @@ def infer_var_config(original: dict[str, torch.Tensor]) -> dict:
 def build_transformer(original: dict[str, torch.Tensor], sampling: dict | None = None) -> VARTransformer:
     config = VARConfig(**infer_var_config(original), sampling_defaults=sampling)
     converted, unused = convert_var_state_dict(original)
-    with torch.device("meta"):
-        expected = VARTransformer(config).state_dict()
-    check_state_dict(converted, expected, unused)
-    model = VARTransformer(config)
-    model.load_state_dict(converted, strict=True, assign=True)
-    return model.eval()
+    return load_converted(VARTransformer, config, converted, unused)
 
 
 def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
@@ -302,7 +292,7 @@ def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
         model = AutoModel.from_pretrained(path)
         if not isinstance(model, VARVQVAE):
             raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, expected a VAR VQVAE (vistok_var_vqvae)")
-        return model.eval()
+        return model
     original, _ = read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], None)
     return build_vae(original, patch_nums)
 
