@@ -290,15 +290,19 @@ def test_perceptual_term_trains_through_frozen_lpips(tmp_path, imagefolder):
         TokenizerTrainer(missing).train()
 
 
+def _train_tiny_llamagen_vq(out, dataset) -> None:
+    """Two steps of a tiny LlamaGen VQ (16 px, 8x8 tokens over 32 codes); the export lands in out/final."""
+    TokenizerTrainer(load_train_config("tokenizer", overrides={
+        "model": {"family": "llamagen-vq", "config": dict(image_size=16, codebook_size=32, token_dim=4, hidden_channels=32,
+                                                           encoder_channel_mult=[1, 2], num_res_blocks=1, z_channels=32)},
+        "data": {"dataset": str(dataset)},
+        "training": {"output_dir": str(out), "batch_size": 2, "max_steps": 2, "image_every": 1000}})).train()
+
+
 def test_llamagen_generator_trains_next_token_and_exports_a_pipeline(tmp_path, imagefolder):
     from vistok import AutoregressiveImagePipeline
 
-    tokenizer = {"family": "llamagen-vq", "config": dict(image_size=16, codebook_size=32, token_dim=4, hidden_channels=32,
-                                                          encoder_channel_mult=[1, 2], num_res_blocks=1, z_channels=32)}
-    tok_config = load_train_config("tokenizer", overrides={
-        "model": tokenizer, "data": {"dataset": str(imagefolder)},
-        "training": {"output_dir": str(tmp_path / "vq"), "batch_size": 2, "max_steps": 2, "image_every": 1000}})
-    TokenizerTrainer(tok_config).train()
+    _train_tiny_llamagen_vq(tmp_path / "vq", imagefolder)
     config = load_train_config("generator", overrides={
         "model": {"family": "llamagen", "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)},
         "data": {"dataset": str(imagefolder), "label_column": "label"},
@@ -366,12 +370,7 @@ def test_text_conditional_llamagen_trains_on_captions(tmp_path):
     torch.manual_seed(0)
     T5EncoderModel(T5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(tmp_path / "t5")
 
-    tok_config = load_train_config("tokenizer", overrides={
-        "model": {"family": "llamagen-vq", "config": dict(image_size=16, codebook_size=32, token_dim=4, hidden_channels=32,
-                                                           encoder_channel_mult=[1, 2], num_res_blocks=1, z_channels=32)},
-        "data": {"dataset": str(data)},
-        "training": {"output_dir": str(tmp_path / "vq"), "batch_size": 2, "max_steps": 1, "image_every": 1000}})
-    TokenizerTrainer(tok_config).train()
+    _train_tiny_llamagen_vq(tmp_path / "vq", data)
     config = load_train_config("generator", overrides={
         "model": {"family": "llamagen", "config": dict(condition_type="text", caption_dim=16, num_condition_tokens=8,
                                                         hidden_size=32, num_hidden_layers=1, num_attention_heads=2)},

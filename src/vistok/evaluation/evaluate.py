@@ -248,7 +248,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if num_images is not None and (not isinstance(num_images, int) or num_images < 2):
         raise ValueError(f"num_images must be an int >= 2 (FID needs a covariance), got {num_images!r}")
-    model.eval()
+    model.train(False)
     device = model.device
     processor = _processor_for(model, folder)
     low, high = processor.pixel_range

@@ -18,6 +18,7 @@ checkpoint.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import os
 import shutil
 import signal
@@ -49,7 +50,7 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-class Trainer:
+class Trainer(ABC):
     """Subclasses set ``kind`` and implement build_models, compute_loss, save_images and export."""
 
     kind = ""
@@ -80,30 +81,33 @@ class Trainer:
         self._stop_signal = None
 
     # -- hooks for objectives ---------------------------------------------------------------------
+    @abstractmethod
     def build_models(self) -> None:
         """Create self.model (the trained model) and any auxiliary modules; may read self.dataset."""
-        raise NotImplementedError
 
     def trainable_modules(self) -> dict[str, torch.nn.Module]:
         """Modules that get their own optimizer, by name; the first is the main model."""
         return {"model": self.model}
 
+    @abstractmethod
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Run one micro-batch forward and backward; return the logged terms (``loss`` first)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save_images(self, path: Path) -> None:
-        raise NotImplementedError
+        """Write a PNG grid (reconstructions or samples) to ``path``."""
 
+    @abstractmethod
     def export(self, path: Path) -> None:
-        raise NotImplementedError
+        """Write the trained model as a from_pretrained folder (with processor and card) into ``path``."""
 
     def data_columns(self) -> dict:
         d = self.config.data
         return dict(image_column=d.image_column, label_column=d.label_column, caption_column=d.caption_column)
 
+    @abstractmethod
     def image_size_and_range(self) -> tuple[int, tuple[float, float]]:
-        raise NotImplementedError
+        """The pixel size and range the image transform produces for this model."""
 
     # -- setup --------------------------------------------------------------------------------------
     def _load_data(self):
