@@ -137,3 +137,30 @@ def test_convert_from_hub_repo_id_uses_the_local_cache_offline(tmp_path, monkeyp
     model = AutoModel.from_pretrained(out).eval()
     with torch.no_grad():
         assert torch.equal(model.encode(expected["pixel_values"]).token_ids, expected["token_ids"])
+
+
+def test_fsq_variant_round_trips_through_save_pretrained(tmp_path):
+    """quantize_mode="fsq": codebook_size = prod(levels); ids, prefix decoding and the FSQ constant buffers
+    survive save_pretrained / from_pretrained (meta-device init)."""
+    torch.manual_seed(0)
+    config = OneDPieceConfig(num_tokens=6, quantize_mode="fsq", fsq_levels=[7, 5, 3], token_dim=3, is_legacy=False, **SMALL)
+    assert config.codebook_size == 105 and config.token_layout == "1d"
+    model = OneDPieceModel(config)
+    pixels = torch.rand(2, 3, 32, 32)
+    out = model.train()(pixels, num_tokens=6)
+    (out.reconstruction - pixels).pow(2).mean().backward()
+    assert model.encoder.patch_embed.weight.grad.abs().sum() > 0, "FSQ's straight-through rounding"
+    model.train(False)
+    ids = model.encode(pixels).token_ids
+    assert ids.shape == (2, 6) and 0 <= int(ids.min()) and int(ids.max()) < 105
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.fsq_levels == [7, 5, 3]
+    assert torch.equal(loaded.encode(pixels).token_ids, ids)
+    assert torch.equal(loaded.decode(ids[:, :2]), model.decode(ids[:, :2]))
+    with pytest.raises(ValueError, match="fsq_levels"):
+        OneDPieceConfig(quantize_mode="fsq", is_legacy=False, **SMALL)
+    with pytest.raises(ValueError, match="fsq_levels applies"):
+        OneDPieceConfig(fsq_levels=[5, 5], is_legacy=False, **SMALL)
+    with pytest.raises(ValueError, match="single-stage"):
+        OneDPieceConfig(quantize_mode="fsq", fsq_levels=[5, 5], **SMALL)

@@ -32,11 +32,17 @@ class FSQ(ProjectedQuantizer):
         super().__init__(len(levels) if dim is None else dim, len(levels))
         self.levels = levels
         self.codebook_size = codebook_size
+        levels_tensor, basis = self.constant_buffers()
+        self.register_buffer("_levels", levels_tensor, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    def constant_buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The values of the non-persistent ``_levels`` and ``_basis`` buffers. A model loaded with
+        ``from_pretrained`` (meta-device init) must copy them back in its ``_init_weights``."""
         basis = [1]
-        for level in levels[:-1]:
+        for level in self.levels[:-1]:
             basis.append(basis[-1] * level)
-        self.register_buffer("_levels", torch.tensor(levels, dtype=torch.long), persistent=False)
-        self.register_buffer("_basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+        return torch.tensor(self.levels, dtype=torch.long), torch.tensor(basis, dtype=torch.long)
 
     def _half_width(self) -> torch.Tensor:
         return (self._levels // 2).float()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PreTrainedConfig
 
-QUANTIZE_MODES = ("vq", "vae")
+QUANTIZE_MODES = ("vq", "fsq", "vae")
 
 
 class TiTokConfig(PreTrainedConfig):
@@ -14,9 +16,13 @@ class TiTokConfig(PreTrainedConfig):
         image_size: side of the square input image.
         patch_size / decoder_patch_size: ViT patch sizes of the encoder and the decoder.
         num_tokens: number of latent tokens (the maximum, for variable-length models).
-        codebook_size: VQ codebook entries (``None`` for the continuous VAE variant).
+        codebook_size: VQ codebook entries; for FSQ ``prod(fsq_levels)`` (set from the levels); ``None``
+            for the continuous VAE variant.
         token_dim: channels per latent token (``token_size`` upstream).
-        quantize_mode: "vq" (discrete) or "vae" (continuous, diagonal Gaussian).
+        quantize_mode: "vq" (learned codebook), "fsq" (finite scalar quantization, as FlexTok's 1D
+            tokens: no codebook to collapse, so it trains from scratch on little data), or "vae"
+            (continuous, diagonal Gaussian).
+        fsq_levels: levels per FSQ channel (``token_dim`` channels are projected onto ``len(fsq_levels)``).
         use_l2_norm: cosine VQ lookup with normalised codes (the 4096x12 legacy codebooks).
         is_legacy: the released L-32/B-64/S-128 models: the encoder reshapes its latent tokens
             ``[B, N, W] -> [B, W, N]`` *without* a permute before the output projection, and the
@@ -57,14 +63,21 @@ class TiTokConfig(PreTrainedConfig):
         variable_length: bool = False,
         pixel_range: list[float] | tuple[float, float] = (0.0, 1.0),
         initializer_range: float = 0.02,
+        fsq_levels: list[int] | tuple[int, ...] | None = None,
         **kwargs,
     ):
         if quantize_mode not in QUANTIZE_MODES:
             raise ValueError(f"quantize_mode must be one of {QUANTIZE_MODES}, got {quantize_mode!r}")
         if quantize_mode == "vq" and not codebook_size:
             raise ValueError("a 'vq' TiTok needs codebook_size > 0")
-        if quantize_mode == "vae" and is_legacy:
-            raise ValueError("the continuous ('vae') TiTok variants are single-stage: is_legacy must be False")
+        if quantize_mode == "fsq":
+            if not fsq_levels or any(not isinstance(v, int) or isinstance(v, bool) or v < 2 for v in fsq_levels):
+                raise ValueError(f"an 'fsq' TiTok needs fsq_levels, a list of ints >= 2, got {fsq_levels!r}")
+            codebook_size = math.prod(fsq_levels)
+        elif fsq_levels is not None:
+            raise ValueError(f"fsq_levels applies to quantize_mode='fsq', not {quantize_mode!r}")
+        if quantize_mode in ("vae", "fsq") and is_legacy:
+            raise ValueError(f"the {quantize_mode!r} TiTok variants are single-stage: is_legacy must be False")
         if image_size % patch_size or image_size % decoder_patch_size:
             raise ValueError(
                 f"image_size {image_size} must be a multiple of patch_size {patch_size} and decoder_patch_size {decoder_patch_size}"
@@ -73,7 +86,8 @@ class TiTokConfig(PreTrainedConfig):
         self.patch_size = patch_size
         self.decoder_patch_size = decoder_patch_size
         self.num_tokens = num_tokens
-        self.codebook_size = codebook_size if quantize_mode == "vq" else None
+        self.codebook_size = codebook_size if quantize_mode != "vae" else None
+        self.fsq_levels = list(fsq_levels) if fsq_levels is not None else None
         self.token_dim = token_dim
         self.quantize_mode = quantize_mode
         self.use_l2_norm = use_l2_norm

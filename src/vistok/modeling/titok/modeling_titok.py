@@ -13,7 +13,7 @@ from transformers import initialization as init
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers import MaskGITVQGANDecoder, TransformerBlock
-from ..quantizers import DiagonalGaussianPosterior, VectorQuantizer
+from ..quantizers import FSQ, DiagonalGaussianPosterior, VectorQuantizer
 from .configuration_titok import TiTokConfig
 
 
@@ -39,6 +39,10 @@ class TiTokPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TiTokDecoder):
             for param in (module.class_embedding, module.position_embedding, module.latent_position_embedding, module.mask_token):
                 init.normal_(param, std=module.hidden_size**-0.5)
+        elif isinstance(module, FSQ):
+            levels, basis = module.constant_buffers()
+            init.copy_(module._levels, levels)
+            init.copy_(module._basis, basis)
         elif isinstance(module, VectorQuantizer):
             init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -131,11 +135,12 @@ class TiTokModel(VisualTokenizerMixin, TiTokPreTrainedModel):
     def __init__(self, config: TiTokConfig):
         super().__init__(config)
         self.encoder = TiTokEncoder(config)
-        self.quantizer = (
-            VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost, config.use_l2_norm)
-            if config.quantize_mode == "vq"
-            else None
-        )
+        if config.quantize_mode == "vq":
+            self.quantizer = VectorQuantizer(config.codebook_size, config.token_dim, config.commitment_cost, config.use_l2_norm)
+        elif config.quantize_mode == "fsq":
+            self.quantizer = FSQ(config.fsq_levels, dim=config.token_dim)
+        else:
+            self.quantizer = None
         self.decoder = TiTokDecoder(config)
         if config.is_legacy:
             self.pixel_quantizer = VectorQuantizer(config.pixel_codebook_size, config.pixel_embed_dim)
