@@ -413,6 +413,11 @@ def test_rate_distortion_is_monotone_for_a_tokenizer_whose_quality_rises_with_to
             if row[codec] is not None:
                 assert 0.8 <= row[codec]["bytes_per_image"] / row["bytes_per_image"] <= 1.25
     assert rd["matched"][0]["jpeg"] is None  # 3 bytes: no JPEG is that small
+    # dominance: every JPEG quality listed as beaten has a token count with no more bytes and more PSNR
+    for point in rd["dominance"]["jpeg"]["points"]:
+        for k in point["beaten_by_num_tokens"]:
+            tok = next(p for p in rd["tokenizer"] if p["num_tokens"] == k)
+            assert tok["bytes_per_image"] <= point["bytes_per_image"] and tok["psnr"] > point["psnr"]
     assert set(grid["reconstructions"]) == {3, 6, 15, 30, 63} and grid["originals"].shape == (4, 16, 16, 3)
     assert "fid" in report["skipped"] or report["feature_extractor"]
 
@@ -496,6 +501,43 @@ def test_vistok_eval_skips_fid_with_a_reason_and_refuses_bad_input(tmp_path, one
         assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(bad),
                          flag, str(tmp_path / "missing.pt")]) == 2
     assert not bad.exists()
+
+
+def test_no_fid_skips_inception_and_grid_images_sets_the_grid_rows(tmp_path, one_d_piece_folder, fake_inception):
+    images = write_images(tmp_path / "images", 5)
+    out = tmp_path / "eval"
+    assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(out), "--token-counts", "8",
+                     "--rd-images", "2", "--no-fid", "--grid-images", "5"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert "rfid" not in report["results"][0] and report["skipped"]["fid"].startswith("switched off")
+    with PIL.Image.open(out / "reconstructions.png") as grid:
+        assert grid.size[1] > 5 * 96  # five rows of (enlarged) 32 px tiles
+    bad = tmp_path / "bad"
+    assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(bad), "--no-fid",
+                     "--inception-weights", str(fake_inception)]) == 2  # contradictory: nothing written
+    assert cli_main(["eval", str(one_d_piece_folder), "--images", str(images), "--output", str(bad),
+                     "--grid-images", "0"]) == 2
+    assert not bad.exists()
+
+
+def test_codec_dominance_names_the_qualities_a_tokenizer_beats_in_no_more_bytes():
+    from vistok.evaluation.evaluate import codec_dominance
+
+    curves = {
+        "tokenizer": [{"num_tokens": 1, "bytes_per_image": 2.0, "psnr": 15.0},
+                      {"num_tokens": 8, "bytes_per_image": 16.0, "psnr": 22.0},
+                      {"num_tokens": 64, "bytes_per_image": 900.0, "psnr": 26.0}],
+        "jpeg": [{"quality": 1, "bytes_per_image": 700.0, "psnr": 20.0},
+                 {"quality": 5, "bytes_per_image": 750.0, "psnr": 23.0},
+                 {"quality": 50, "bytes_per_image": 1200.0, "psnr": 31.0}],
+        "webp": [{"quality": 1, "bytes_per_image": 10.0, "psnr": 26.0}],
+    }
+    result = codec_dominance(curves)
+    assert result["jpeg"]["beaten_qualities"] == [1]  # 8 tokens: 16 B and 22 dB against 700 B and 20 dB
+    assert result["jpeg"]["points"][0]["beaten_by_num_tokens"] == [8]
+    assert result["jpeg"]["points"][1]["beaten_by_num_tokens"] == []  # 26 dB needs 900 B > 750 B
+    assert result["webp"]["beaten_qualities"] == []  # 1 token fits in 10 B but has less PSNR
+    assert result["metric"] == "psnr"
 
 
 @pytest.fixture(scope="module")

