@@ -232,6 +232,11 @@ def test_maskgit_generator_trains_from_images_and_from_tokenized_data(tmp_path, 
     GeneratorTrainer(config).train()
     pipe = MaskGITPipeline.from_pretrained(tmp_path / "gen" / "final")
     assert pipe.transformer.config.num_classes == 2 and pipe.transformer.config.codebook_size == 64
+    # the imagefolder's class folders name the classes, as transformers' id2label
+    assert pipe.transformer.config.id2label == {0: "blue", 1: "red"}
+    assert pipe.get_label_ids(["red", "blue"]) == [1, 0]
+    with pytest.raises(ValueError, match="unknown class name 'green'"):
+        pipe.get_label_ids("green")
     images = pipe(class_labels=[0, 1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
     assert images.shape == (2, 16, 16, 3)
     assert (tmp_path / "gen" / "images" / "step-0000003.png").is_file()

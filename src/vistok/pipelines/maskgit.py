@@ -113,6 +113,15 @@ class MaskGITPipeline(VistokPipeline):
                 cfg_scale = ratio * g
         return ids
 
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Class ids for class names, from the transformer config's ``id2label`` (as diffusers' DiT pipeline)."""
+        names = {str(name): int(i) for i, name in (self.transformer.config.id2label or {}).items()}
+        labels = [label] if isinstance(label, str) else list(label)
+        unknown = [name for name in labels if name not in names]
+        if unknown:
+            raise ValueError(f"unknown class name {unknown[0]!r}; this model's classes are {sorted(names)}")
+        return [names[name] for name in labels]
+
     @torch.no_grad()
     def __call__(self, class_labels, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  guidance_schedule: str | None = None, guidance_scale_pow: float | None = None,

@@ -81,6 +81,9 @@ class GeneratorTrainer(Trainer):
         label_feature = features.get(data.label_column) if data.label_column else None
         if label_feature is not None and hasattr(label_feature, "num_classes"):
             derived["num_classes"] = label_feature.num_classes
+            # class names (an imagefolder's folders) travel in the config, as transformers' id2label
+            if getattr(label_feature, "names", None):
+                derived["id2label"] = dict(enumerate(label_feature.names))
         overrides = {k: v for k, v in derived.items() if k not in self.config.model.config}
         if self.config.model.pretrained:
             overrides = {}
