@@ -1,0 +1,123 @@
+"""Copy the two training runs of the default model into the package (src/vistok/demo/default) with cards.
+
+    python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer \
+        --generator-run runs/demo-generator --photos data/demo-photos
+
+The pipeline folder is the generator run's export (model_index.json, image_tokenizer/, transformer/);
+its image_tokenizer must hold exactly the tokenizer run's exported weights. Each card gets the data
+recipe and every command, and the tokenizer card the held-out evaluation (vistok eval) as metadata.
+Nothing in the package changes unless every step succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from vistok.conversion.common import atomic_output_dir
+from vistok.demo import DEFAULT_PIPELINE, DEMO_GRID_IMAGES, DEMO_RD_IMAGES, HELDOUT_IMAGES
+from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS
+from vistok.evaluation import run_eval
+from vistok.evaluation.card import write_card_results
+
+RECIPE = """
+## How this model was made (the default model of `vistok demo`)
+
+Data: crops of real photographs that ship inside PyPI packages, split by photograph.
+
+```bash
+pip install "vistok[photos]"      # scikit-image, scikit-learn, matplotlib: the photographs
+python -m vistok.demo.photos --output data/demo-photos
+```
+
+- Training: {crops} random square crops per class (side log-uniform between 48 px and the photograph's shorter
+  edge, bicubic-resized to 80 px; seed 0) of {n_train} classes, one class per photograph (the motorcycle class
+  is a stereo pair): {train}.
+- Held out, never trained on: {heldout} ({n_heldout} crops stored at 64 px, the centre square tiled 1x1 ... 4x4,
+  which the tokenizer's processor resizes to {image_size} px; `vistok/demo/heldout/`, licences in its SOURCES.md).
+
+Commands, in order (2-core CPU):
+
+```bash
+vistok train tokenizer --config configs/demo_tokenizer.yaml --data.dataset data/demo-photos/train \\
+    --training.output_dir=runs/demo-tokenizer
+vistok train generator --config configs/demo_generator.yaml --data.dataset data/demo-photos/train \\
+    --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-generator
+python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer --generator-run runs/demo-generator \\
+    --photos data/demo-photos
+```
+
+Evaluation on the held-out crops (`vistok demo` runs the same):
+
+```bash
+vistok eval {tokenizer_path} --images {heldout_path} --rd-images {rd} --no-fid --grid-images {grid} --output eval
+```
+
+{results}
+
+This is a demonstration model: {n_train} photographs are far too few to generalise like an ImageNet tokenizer,
+and the generator's samples are textures of its training photographs, not new scenes.
+"""
+
+
+def results_table(report: dict) -> str:
+    rows = ["| tokens | bytes/image | PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    for row in report["results"]:
+        rows.append(f"| {row['num_tokens']} | {row['bytes_per_image']:.1f} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
+    rd = report["rate_distortion"]
+    jpeg = {p["quality"]: p for p in rd["jpeg"]}
+    beaten = rd["dominance"]["jpeg"]["beaten_qualities"]
+    lines = ["Held-out reconstruction (PSNR over [0, 255] per image, then averaged; SSIM as vistok eval's conventions):",
+             "", *rows, ""]
+    if beaten:
+        q = beaten[-1]
+        lines.append(f"JPEG at qualities {beaten} is beaten outright: a token count with no more bytes and more PSNR "
+                     f"(JPEG quality {q}: {jpeg[q]['bytes_per_image']:.0f} bytes, {jpeg[q]['psnr']:.2f} dB). "
+                     f"WebP qualities beaten: {rd['dominance']['webp']['beaten_qualities'] or 'none'}.")
+    else:
+        lines.append("The tokenizer does not beat JPEG at any quality on these images.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokenizer-run", required=True, type=Path)
+    parser.add_argument("--generator-run", required=True, type=Path)
+    parser.add_argument("--photos", required=True, type=Path, help="the folder python -m vistok.demo.photos wrote")
+    parser.add_argument("--dest", type=Path, default=DEFAULT_PIPELINE)
+    args = parser.parse_args(argv)
+    recipe = json.loads((args.photos / "recipe.json").read_text())
+    exported = args.generator_run / "final"
+    tokenizer_weights = load_file(str(args.tokenizer_run / "final" / "model.safetensors"))
+    shipped = load_file(str(exported / "image_tokenizer" / "model.safetensors"))
+    if tokenizer_weights.keys() != shipped.keys() or any(not torch.equal(tokenizer_weights[k], shipped[k]) for k in shipped):
+        raise SystemExit(f"{exported}/image_tokenizer is not the tokenizer run's export {args.tokenizer_run}/final")
+    with atomic_output_dir(args.dest, overwrite=True) as scratch:
+        for item in exported.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
+        with tempfile.TemporaryDirectory() as tmp:
+            report = run_eval(scratch / "image_tokenizer", Path(tmp) / "eval", images=HELDOUT_IMAGES,
+                              rate_distortion_images=DEMO_RD_IMAGES, fid=False, grid_images=DEMO_GRID_IMAGES,
+                              progress=False)
+        section = RECIPE.format(
+            crops=next(iter(recipe["train_classes"].values())), n_train=len(TRAIN_PHOTOS),
+            train=", ".join(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout=report["num_images"],
+            tokenizer_path="$(python -c 'import vistok.demo as d; print(d.DEFAULT_TOKENIZER)')",
+            heldout_path="$(python -c 'import vistok.demo as d; print(d.HELDOUT_IMAGES)')",
+            rd=DEMO_RD_IMAGES, grid=DEMO_GRID_IMAGES, image_size=report["image_size"], results=results_table(report))
+        tokenizer_card = scratch / "image_tokenizer" / "README.md"
+        shutil.copyfile(args.tokenizer_run / "final" / "README.md", tokenizer_card)
+        for card in (tokenizer_card, scratch / "README.md"):
+            card.write_text(card.read_text().rstrip() + "\n" + section)
+        write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
+    print(f"wrote {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The photographs the default model is trained and evaluated on, and how the crops are made.
+
+Every photograph ships inside a package on PyPI (scikit-image, scikit-learn, matplotlib), so the
+recipe runs offline once those are installed. The split is by photograph: the held-out photographs
+(three, from two packages) never appear in training, in any crop. Training classes are the source
+photographs, which is what the class-conditional generator is conditioned on.
+
+    pip install scikit-image scikit-learn matplotlib
+    python -m vistok.demo.photos --output data/demo-photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+# class name -> photographs (package, name). Grey-scale photographs are used as RGB.
+TRAIN_PHOTOS: dict[str, tuple[tuple[str, str], ...]] = {
+    "astronaut": (("skimage", "astronaut"),),
+    "rocket": (("skimage", "rocket"),),
+    "hubble_deep_field": (("skimage", "hubble_deep_field"),),
+    "retina": (("skimage", "retina"),),
+    "immunohistochemistry": (("skimage", "immunohistochemistry"),),
+    "camera": (("skimage", "camera"),),
+    "brick": (("skimage", "brick"),),
+    "grass": (("skimage", "grass"),),
+    "gravel": (("skimage", "gravel"),),
+    "coins": (("skimage", "coins"),),
+    "moon": (("skimage", "moon"),),
+    "motorcycle": (("skimage", "motorcycle_left"), ("skimage", "motorcycle_right")),
+    "china": (("sklearn", "china.jpg"),),
+    "flower": (("sklearn", "flower.jpg"),),
+}
+HELDOUT_PHOTOS: dict[str, tuple[str, str]] = {
+    "chelsea": ("skimage", "chelsea"),            # CC0, Stefan van der Walt
+    "coffee": ("skimage", "coffee"),              # CC0, Rachel Michetti
+    "grace_hopper": ("matplotlib", "grace_hopper.jpg"),  # public domain, U.S. Navy
+}
+HELDOUT_GRIDS = (1, 2, 3, 4)  # n x n square crops of each held-out photograph's centre square
+
+
+def load_photo(package: str, name: str) -> PIL.Image.Image:
+    """One photograph as an RGB PIL image, read from the installed package that ships it."""
+    try:
+        if package == "skimage":
+            import skimage.data
+
+            if name.startswith("motorcycle_"):
+                left, right, _ = skimage.data.stereo_motorcycle()
+                array = left if name.endswith("left") else right
+            else:
+                array = getattr(skimage.data, name)()
+        elif package == "sklearn":
+            import sklearn.datasets
+
+            images = sklearn.datasets.load_sample_images()
+            array = images.images[[Path(f).name for f in images.filenames].index(name)]
+        elif package == "matplotlib":
+            import matplotlib.cbook
+
+            with matplotlib.cbook.get_sample_data(name) as handle:
+                return PIL.Image.open(handle).convert("RGB")
+        else:
+            raise ValueError(f"unknown photo package {package!r}")
+    except ImportError as err:
+        raise ImportError(f"the demo photographs need {package}: pip install scikit-image scikit-learn matplotlib") from err
+    array = np.asarray(array)
+    if array.dtype != np.uint8:  # a few skimage images are bool/float
+        array = (np.clip(array.astype(np.float64) / max(1.0, float(array.max())), 0, 1) * 255).round().astype(np.uint8)
+    image = PIL.Image.fromarray(array)
+    return image.convert("RGB")
+
+
+def heldout_crops(image: PIL.Image.Image, size: int) -> list[tuple[int, PIL.Image.Image]]:
+    """(n, crop) for the square crops tiling the centre square at 1x1, 2x2, 3x3 and 4x4, resized to ``size``."""
+    width, height = image.size
+    side = min(width, height)
+    left0, top0 = (width - side) // 2, (height - side) // 2
+    crops = []
+    for n in HELDOUT_GRIDS:
+        step = side / n
+        for row in range(n):
+            for column in range(n):
+                box = tuple(int(round(v)) for v in (left0 + column * step, top0 + row * step,
+                                                    left0 + (column + 1) * step, top0 + (row + 1) * step))
+                crops.append((n, image.crop(box).resize((size, size), PIL.Image.BICUBIC)))
+    return crops
+
+
+def write_heldout(folder: str | os.PathLike, size: int = 64) -> list[Path]:
+    """The held-out evaluation images, ``<n>x<n>_<photo>_<i>.png``: file order puts the whole photographs first."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (package, photo) in HELDOUT_PHOTOS.items():
+        for i, (n, crop) in enumerate(heldout_crops(load_photo(package, photo), size)):
+            path = folder / f"{n}x{n}_{name}_{i:02d}.png"
+            crop.save(path)
+            written.append(path)
+    return written
+
+
+def random_crops(image: PIL.Image.Image, count: int, size: int, rng: np.random.Generator,
+                 min_side: int) -> list[PIL.Image.Image]:
+    """``count`` square crops with side log-uniform in [min_side, shorter edge], resized to ``size``."""
+    width, height = image.size
+    short = min(width, height)
+    crops = []
+    for _ in range(count):
+        side = int(round(math.exp(rng.uniform(math.log(min(min_side, short)), math.log(short)))))
+        left, top = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        crops.append(image.crop((left, top, left + side, top + side)).resize((size, size), PIL.Image.BICUBIC))
+    return crops
+
+
+def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320, train_size: int = 80,
+                        heldout_size: int = 64, min_side: int = 48, seed: int = 0) -> dict:
+    """Write ``output/train/<class>/*.png`` (an imagefolder: labels are the class folders) and
+    ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``."""
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise ValueError(f"{output} exists and is not empty")
+    rng = np.random.default_rng(seed)
+    counts = {}
+    for name, sources in TRAIN_PHOTOS.items():
+        folder = output / "train" / name
+        folder.mkdir(parents=True)
+        per_photo = [crops_per_class // len(sources) + (i < crops_per_class % len(sources)) for i in range(len(sources))]
+        index = 0
+        for (package, photo), count in zip(sources, per_photo):
+            for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side):
+                crop.save(folder / f"{index:04d}.png")
+                index += 1
+        counts[name] = index
+    write_heldout(output / "heldout", heldout_size)
+    recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
+              "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_grids": list(HELDOUT_GRIDS)}
+    (output / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    return recipe
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--crops-per-class", type=int, default=320)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(json.dumps(build_photo_dataset(args.output, crops_per_class=args.crops_per_class, seed=args.seed), indent=2))
+
+
+if __name__ == "__main__":
+    main()
