@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from vistok.conversion.common import atomic_output_dir
@@ -113,8 +114,19 @@ def main(argv=None) -> None:
             rd=DEMO_RD_IMAGES, grid=DEMO_GRID_IMAGES, image_size=report["image_size"], results=results_table(report))
         tokenizer_card = scratch / "image_tokenizer" / "README.md"
         shutil.copyfile(args.tokenizer_run / "final" / "README.md", tokenizer_card)
-        for card in (tokenizer_card, scratch / "README.md"):
-            card.write_text(card.read_text().rstrip() + "\n" + section)
+        # the pipeline export carries no image processor: ship the tokenizer run's, for AutoImageProcessor
+        shutil.copyfile(args.tokenizer_run / "final" / "preprocessor_config.json",
+                        scratch / "image_tokenizer" / "preprocessor_config.json")
+        # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
+        relative = {str(args.photos.resolve()): "data/demo-photos", str(args.tokenizer_run.resolve()): "runs/demo-tokenizer",
+                    str(args.generator_run.resolve()): "runs/demo-generator"}
+        for card_path in (tokenizer_card, scratch / "README.md"):
+            card = ModelCard.load(card_path)
+            card.data.datasets = None
+            text = str(card)
+            for absolute, short in relative.items():
+                text = text.replace(absolute, short)
+            card_path.write_text(text.rstrip() + "\n" + section)
         write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
     print(f"wrote {args.dest}")
 
