@@ -89,7 +89,7 @@ def test_continuous_model_refuses_token_ids():
 
 def test_bad_configs():
     with pytest.raises(ValueError, match="quantize_mode"):
-        TiTokConfig(quantize_mode="fsq")
+        TiTokConfig(quantize_mode="lfq")
     with pytest.raises(ValueError, match="multiple of patch_size"):
         TiTokConfig(image_size=100)
     with pytest.raises(ValueError, match="is_legacy must be False"):
