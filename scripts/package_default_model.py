@@ -28,7 +28,18 @@ from vistok.evaluation import run_eval
 from vistok.evaluation.card import write_card_results
 
 RECIPE = """
-## How this model was made (the default model of `vistok demo`)
+## The default model of `vistok demo`
+
+It ships inside the vistok package; load it from there:
+
+```python
+import vistok.demo
+tokenizer = vistok.demo.load_default_tokenizer()     # AutoModel.from_pretrained(vistok.demo.DEFAULT_TOKENIZER)
+pipe = vistok.demo.load_default_pipeline()           # MaskGITPipeline.from_pretrained(vistok.demo.DEFAULT_PIPELINE)
+images = pipe(class_labels=pipe.get_label_ids(["astronaut", "china"])).images
+```
+
+### How it was made
 
 Data: crops of real photographs that ship inside PyPI packages, split by photograph.
 
