@@ -326,7 +326,7 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
         if text_encoder is not None:
             from transformers import AutoTokenizer, T5EncoderModel
 
-            encoder, tok = T5EncoderModel.from_pretrained(text_encoder).eval(), AutoTokenizer.from_pretrained(text_encoder)
+            encoder, tok = T5EncoderModel.from_pretrained(text_encoder).train(False), AutoTokenizer.from_pretrained(text_encoder)
         pipeline = TextToImageAutoregressivePipeline(image_tokenizer=vq, transformer=transformer, text_encoder=encoder, tokenizer=tok)
     with atomic_output_dir(output, overwrite=overwrite) as scratch:
         pipeline.save_pretrained(scratch)

@@ -13,7 +13,7 @@ _USAGE = {
     "tokenizer": """import torch, vistok
 from transformers import AutoModel, AutoImageProcessor
 
-tokenizer = AutoModel.from_pretrained("PATH").eval()
+tokenizer = AutoModel.from_pretrained("PATH").train(False)
 processor = AutoImageProcessor.from_pretrained("PATH")
 pixel_values = processor(images=[image], return_tensors="pt").pixel_values
 with torch.no_grad():

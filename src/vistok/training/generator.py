@@ -65,7 +65,7 @@ class GeneratorTrainer(Trainer):
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
-            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
+            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).train(False).requires_grad_(False)
             self.tokenizer.to(self.accelerator.device)
             layout = getattr(self.tokenizer.config, "token_layout", None)
             if layout not in TOKEN_LAYOUTS[self.family]:
@@ -101,7 +101,7 @@ class GeneratorTrainer(Trainer):
 
             from ..pipelines import TextToImageAutoregressivePipeline
 
-            encoder = T5EncoderModel.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
+            encoder = T5EncoderModel.from_pretrained(loss.text_encoder).train(False).requires_grad_(False).to(self.accelerator.device)
             self.text_pipeline = TextToImageAutoregressivePipeline(
                 image_tokenizer=self.tokenizer, transformer=self.model, text_encoder=encoder,
                 tokenizer=AutoTokenizer.from_pretrained(loss.text_encoder))
@@ -191,12 +191,12 @@ class GeneratorTrainer(Trainer):
             from ..pipelines import TextToImageAutoregressivePipeline
 
             pipe = self.text_pipeline
-            return TextToImageAutoregressivePipeline(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval(),
+            return TextToImageAutoregressivePipeline(image_tokenizer=self.tokenizer, transformer=self.averaged_model().train(False),
                                                      text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
         from .. import pipelines
 
         pipeline_cls = getattr(pipelines, PIPELINES[self.family])
-        return pipeline_cls(image_tokenizer=self.tokenizer, transformer=self.averaged_model().eval())
+        return pipeline_cls(image_tokenizer=self.tokenizer, transformer=self.averaged_model().train(False))
 
     @torch.no_grad()
     def save_images(self, path: Path) -> None:

@@ -15,7 +15,7 @@ GPT_PRESETS = {
     "GPT-L": dict(num_hidden_layers=24, num_attention_heads=16, hidden_size=1024),
     "GPT-XL": dict(num_hidden_layers=36, num_attention_heads=20, hidden_size=1280),
     "GPT-XXL": dict(num_hidden_layers=48, num_attention_heads=24, hidden_size=1536),
-    "GPT-XXXL": dict(num_hidden_layers=48, num_attention_heads=40, hidden_size=2560),
+    "GPT-XXXL": dict(num_hidden_layers=48, num_attention_heads=40, hidden_size=2560),  # upstream GPT_XXXL (3.9B)
     "GPT-1B": dict(num_hidden_layers=22, num_attention_heads=32, hidden_size=2048),
     "GPT-3B": dict(num_hidden_layers=24, num_attention_heads=32, hidden_size=3200),
     "GPT-7B": dict(num_hidden_layers=32, num_attention_heads=32, hidden_size=4096),
