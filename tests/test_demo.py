@@ -124,3 +124,26 @@ def test_demo_refuses_a_non_empty_output_and_keeps_it(tmp_path):
     assert cli_main(["demo", "--output", str(out)]) == 2
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no scratch folder left behind
+
+
+def test_photo_recipe_writes_an_imagefolder_and_leaves_nothing_when_a_package_is_missing(tmp_path, monkeypatch):
+    import vistok.demo.photos as photos
+
+    photo = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    monkeypatch.setattr(photos, "load_photo", lambda package, name: photo)
+    recipe = photos.build_photo_dataset(tmp_path / "ok", crops_per_class=3)
+    assert recipe["train_classes"] == {name: 3 for name in photos.TRAIN_PHOTOS}
+    assert sorted(p.name for p in (tmp_path / "ok" / "train").iterdir()) == sorted(photos.TRAIN_PHOTOS)
+    assert len(list((tmp_path / "ok" / "heldout").glob("*.png"))) == 90
+    with pytest.raises(ValueError, match="not empty"):
+        photos.build_photo_dataset(tmp_path / "ok", crops_per_class=3)
+
+    def missing(package, name):
+        if package == "sklearn":
+            raise ImportError("the demo photographs need sklearn")
+        return photo
+
+    monkeypatch.setattr(photos, "load_photo", missing)
+    with pytest.raises(ImportError, match="sklearn"):
+        photos.build_photo_dataset(tmp_path / "bad", crops_per_class=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # no partial folder, no scratch

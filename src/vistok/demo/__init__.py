@@ -87,7 +87,7 @@ def run_demo(output: str | os.PathLike = "vistok-demo", *, overwrite: bool = Fal
         summary = _summary(tokenizer_report, pipeline_report)
         summary["seconds"] = {"tokenizer_eval": round(tokenizer_seconds, 2),
                               "total": round(time.perf_counter() - start, 2)}
-        summary["reproduce"] = {k: v.replace(str(scratch), str(output)) for k, v in eval_commands(scratch).items()}
+        summary["reproduce"] = eval_commands(output)
         (scratch / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -120,28 +120,28 @@ def random_crops(image: PIL.Image.Image, count: int, size: int, rng: np.random.G
 
 
 def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320, train_size: int = 80,
-                        heldout_size: int = 64, min_side: int = 48, seed: int = 0) -> dict:
+                        heldout_size: int = 64, min_side: int = 48, seed: int = 0, overwrite: bool = False) -> dict:
     """Write ``output/train/<class>/*.png`` (an imagefolder: labels are the class folders) and
     ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``."""
-    output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise ValueError(f"{output} exists and is not empty")
+    from ..conversion.common import atomic_output_dir
+
     rng = np.random.default_rng(seed)
     counts = {}
-    for name, sources in TRAIN_PHOTOS.items():
-        folder = output / "train" / name
-        folder.mkdir(parents=True)
-        per_photo = [crops_per_class // len(sources) + (i < crops_per_class % len(sources)) for i in range(len(sources))]
-        index = 0
-        for (package, photo), count in zip(sources, per_photo):
-            for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side):
-                crop.save(folder / f"{index:04d}.png")
-                index += 1
-        counts[name] = index
-    write_heldout(output / "heldout", heldout_size)
-    recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
-              "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_grids": list(HELDOUT_GRIDS)}
-    (output / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    with atomic_output_dir(output, overwrite=overwrite) as scratch:  # a missing package part-way leaves nothing behind
+        for name, sources in TRAIN_PHOTOS.items():
+            folder = scratch / "train" / name
+            folder.mkdir(parents=True)
+            per_photo = [crops_per_class // len(sources) + (i < crops_per_class % len(sources)) for i in range(len(sources))]
+            index = 0
+            for (package, photo), count in zip(sources, per_photo):
+                for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side):
+                    crop.save(folder / f"{index:04d}.png")
+                    index += 1
+            counts[name] = index
+        write_heldout(scratch / "heldout", heldout_size)
+        recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
+                  "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_grids": list(HELDOUT_GRIDS)}
+        (scratch / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
 
 
@@ -150,8 +150,14 @@ def main(argv=None) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--crops-per-class", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    print(json.dumps(build_photo_dataset(args.output, crops_per_class=args.crops_per_class, seed=args.seed), indent=2))
+    try:
+        recipe = build_photo_dataset(args.output, crops_per_class=args.crops_per_class, seed=args.seed,
+                                     overwrite=args.overwrite)
+    except (ValueError, ImportError) as err:
+        raise SystemExit(f"vistok.demo.photos: error: {err}") from err
+    print(json.dumps(recipe, indent=2))
 
 
 if __name__ == "__main__":
