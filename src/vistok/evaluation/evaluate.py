@@ -542,7 +542,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
              image_column="image", streaming=False, num_images=None, rate_distortion_images=256, batch_size=8,
              token_counts=None, inception_weights=None, lpips_weights=None, lpips_heads=None, reference_stats=None,
              class_labels=None, seed=0, device=None, card=None, overwrite=False, fid=True, grid_images=None,
-             call_kwargs=None, progress=True) -> dict:
+             progress=True) -> dict:
     """Evaluate ``model`` (a folder or hub id) and write ``results.json`` + PNGs into ``output``.
 
     Nothing is written unless the whole evaluation succeeds.
@@ -582,7 +582,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
             report, samples = evaluate_pipeline(
                 loaded, num_images=num_images or 50, batch_size=batch_size, reference_stats=reference_stats,
                 inception_weights=inception_weights, class_labels=class_labels, seed=seed, fid=fid,
-                grid_images=grid_images or GRID_IMAGES * 2, call_kwargs=call_kwargs, progress=progress)
+                grid_images=grid_images or GRID_IMAGES * 2, progress=progress)
             stats = report.pop("sample_statistics", None)
             if stats is not None:
                 np.savez(scratch / "sample_statistics.npz", mu=stats["mu"], sigma=stats["sigma"])
