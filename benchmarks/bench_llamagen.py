@@ -71,7 +71,7 @@ def _build(upstream: Path, impls: tuple[str, ...], device: str = "cpu"):
     pipe = None
     if "vistok" in impls:
         from vistok import AutoregressiveImagePipeline, LlamaGenVQConfig, LlamaGenVQModel
-        from vistok.conversion.llamagen import build_gpt
+        from vistok.modeling.llamagen.convert_llamagen import build_gpt
 
         transformer = build_gpt(original.state_dict(), 256, sampling=SETTINGS)
         tokenizer = LlamaGenVQModel(LlamaGenVQConfig(image_size=32, codebook_size=16384, hidden_channels=32,

@@ -83,7 +83,7 @@ MODELS = {
 
 def _settings(model: str, s128_steps: int) -> dict:
     """The released sampling settings (vistok's converter presets), with the S-128 step override."""
-    from vistok.conversion.maskgit import SAMPLING_PRESETS
+    from vistok.modeling.maskgit.convert_maskgit import SAMPLING_PRESETS
 
     s = {"guidance_scale_pow": 3.0, **SAMPLING_PRESETS[MODELS[model]["preset"]]}
     if model == "titok-s128":
@@ -116,7 +116,7 @@ def _build(model: str, upstream: Path, impls: tuple[str, ...]):
 
     warnings.filterwarnings("ignore")
     from vistok import MaskGITPipeline, TiTokConfig, TiTokModel
-    from vistok.conversion.maskgit import convert_generator_state_dict, infer_generator_config
+    from vistok.modeling.maskgit.convert_maskgit import convert_generator_state_dict, infer_generator_config
     from vistok.modeling.maskgit import MaskGITConfig, MaskGITTransformer
 
     spec = MODELS[model]

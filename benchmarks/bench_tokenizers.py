@@ -109,7 +109,8 @@ def build_models(name: str, upstream: Path, which=("original", "vistok")):
     import torch
     from omegaconf import OmegaConf
 
-    from vistok.conversion.titok import FAMILIES, PRESETS, convert_state_dict, infer_config
+    from vistok.families import converter_specs, tokenizer_specs
+    from vistok.modeling.titok.convert_titok import convert_state_dict, infer_config
 
     spec = MODELS[name]
     model_cls, stubbed = import_original(upstream, spec["family"])
@@ -119,7 +120,7 @@ def build_models(name: str, upstream: Path, which=("original", "vistok")):
                                "dataset": {"preprocessing": OmegaConf.to_container(config.dataset.preprocessing)}})
     vq_model = OmegaConf.to_container(config.model.vq_model)
     crop_size = int(config.dataset.preprocessing.crop_size)
-    preset = PRESETS[spec["family"]][spec["preset"]].vq_model
+    preset = converter_specs()[spec["family"]].presets[spec["preset"]].settings
     for key, value in preset.items():
         if key in vq_model and vq_model[key] != value:
             raise RuntimeError(f"{spec['config']}: {key}={vq_model[key]!r} but vistok's preset says {value!r}")
@@ -131,8 +132,9 @@ def build_models(name: str, upstream: Path, which=("original", "vistok")):
     original.eval()
     state = original.state_dict()
 
-    kwargs = infer_config(state, vq_model, crop_size, spec["family"])
-    config_cls, vistok_cls = FAMILIES[spec["family"]]
+    kwargs = infer_config(state, vq_model, crop_size, legacy_only=spec["family"] != "titok")
+    family = tokenizer_specs()[spec["family"]]
+    config_cls, vistok_cls = family.config_class, family.model_class
     converted, unused = convert_state_dict(state, kwargs["is_legacy"])
     vistok_model = None
     if "vistok" in which:
@@ -460,7 +462,7 @@ def main(argv=None):
             "image_size": 256,
             "input": "torch.rand(B, 3, 256, 256) (seed 0), cast to the dtype; pixel range [0, 1]",
             "weights": "random, deterministic (fan-in scaled normal), loaded into the original model; vistok gets "
-                       "them through vistok.conversion.titok.convert_state_dict + infer_config",
+                       "them through vistok.modeling.titok.convert_titok.convert_state_dict + infer_config",
             "timed_call": {"original": "model.encode(x) -> result['min_encoding_indices'] -> model.decode_tokens(ids)",
                            "vistok": "enc = model.encode(x); model.decode(enc.token_ids)"},
             "timing": "torch.inference_mode(); both implementations in one process; repeats interleaved, "

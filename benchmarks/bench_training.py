@@ -75,7 +75,8 @@ def _build_tokenizer(upstream: Path):
 
     from _random_weights import random_state_dict
     from bench_tokenizers import import_original
-    from vistok.conversion.titok import FAMILIES, convert_state_dict, infer_config
+    from vistok import TiTokConfig, TiTokModel
+    from vistok.modeling.titok.convert_titok import convert_state_dict, infer_config
 
     model_cls, _ = import_original(upstream, "titok")
     config = OmegaConf.load(upstream / TOKENIZER_CONFIG)
@@ -85,8 +86,8 @@ def _build_tokenizer(upstream: Path):
     shapes = {k: list(v.shape) for k, v in original.state_dict().items()}
     original.load_state_dict(random_state_dict(shapes, 64), strict=True)
     state = original.state_dict()
-    kwargs = infer_config(state, OmegaConf.to_container(config.model.vq_model), int(config.dataset.preprocessing.crop_size), "titok")
-    config_cls, vistok_cls = FAMILIES["titok"]
+    kwargs = infer_config(state, OmegaConf.to_container(config.model.vq_model), int(config.dataset.preprocessing.crop_size))
+    config_cls, vistok_cls = TiTokConfig, TiTokModel
     converted, _ = convert_state_dict(state, kwargs["is_legacy"])
     vistok_model = vistok_cls(config_cls(**kwargs))
     vistok_model.load_state_dict(converted, strict=True)

@@ -97,7 +97,7 @@ def _build(upstream: Path, impls: tuple[str, ...]):
     pipe = None
     if "vistok" in impls:
         from vistok import NextScalePipeline
-        from vistok.conversion.var import build_transformer, build_vae
+        from vistok.modeling.var.convert_var import build_transformer, build_vae
 
         tokenizer = build_vae(vae.state_dict(), var.patch_nums)
         transformer = build_transformer(var.state_dict(), {"guidance_scale": SETTINGS["cfg"], "top_k": SETTINGS["top_k"],

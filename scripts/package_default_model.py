@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from vistok.conversion.common import atomic_output_dir
+from vistok.utils.io import atomic_output_dir
 from vistok.demo import DEFAULT_PIPELINE, DEMO_GRID_IMAGES, DEMO_RD_IMAGES, HELDOUT_IMAGES
 from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS
 from vistok.evaluation import run_eval

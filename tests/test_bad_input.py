@@ -10,7 +10,9 @@ from safetensors.torch import load_file, save_file
 
 from vistok import OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel, VistokImageProcessor
 from vistok.cli import main as cli_main
-from vistok.conversion import ConversionError, convert_titok
+from vistok.conversion import ConversionError
+from vistok.utils.io import OutputExistsError
+from vistok.modeling.titok.convert_titok import convert as convert_titok
 from _titok_fixtures import load_fixture, write_release_folder
 
 TINY = dict(image_size=16, encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1,
@@ -117,7 +119,7 @@ def release(tmp_path):
 def _convert_fails(release, tmp_path, match):
     out = tmp_path / "converted"
     with pytest.raises(ConversionError, match=match):
-        convert_titok("titok", str(release), str(out))
+        convert_titok(str(release), str(out))
     assert not out.exists(), "a failed conversion must not leave an output folder"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".converted")], "no scratch folder left behind"
 
@@ -169,13 +171,13 @@ def test_existing_output_is_kept(release, tmp_path):
     out = tmp_path / "converted"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(ConversionError, match="--overwrite"):
-        convert_titok("titok", str(release), str(out))
+    with pytest.raises(OutputExistsError, match="--overwrite"):  # a ValueError, as every converter error
+        convert_titok(str(release), str(out))
     assert (out / "keep.txt").read_text() == "precious"
 
 
 def test_unknown_family_and_preset(release, tmp_path):
     with pytest.raises(ConversionError, match="unknown titok preset"):
-        convert_titok("titok", str(release), str(tmp_path / "o"), preset="titok-xxl")
+        convert_titok(str(release), str(tmp_path / "o"), preset="titok-xxl")
     with pytest.raises(ConversionError, match="not found"):
-        convert_titok("titok", str(tmp_path / "nowhere"), str(tmp_path / "o"))
+        convert_titok(str(tmp_path / "nowhere"), str(tmp_path / "o"))

@@ -17,7 +17,9 @@ from transformers import AutoModel
 import vistok
 from vistok import AutoregressiveImagePipeline, LlamaGenConfig, LlamaGenTransformer, LlamaGenVQModel, TextToImageAutoregressivePipeline
 from vistok.cli import main as cli_main
-from vistok.conversion import ConversionError, convert_llamagen_gpt, convert_llamagen_vq
+from vistok.conversion import ConversionError
+from vistok.modeling.llamagen.convert_llamagen import convert_gpt as convert_llamagen_gpt
+from vistok.modeling.llamagen.convert_llamagen import convert_vq as convert_llamagen_vq
 from _random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llamagen"
@@ -46,11 +48,11 @@ def converted(tmp_path_factory):
     state["freqs_cis"] = torch.zeros(17, 8, 2)
     state["layers.0.attention.kv_cache.k_cache"] = torch.zeros(2, 4, 24, 16)
     torch.save(state, root / "c2i_tiny.pt")
-    assert cli_main(["convert", "llamagen-gpt", "--original", str(root / "c2i_tiny.pt"), "--tokenizer", str(root / "vq"),
+    assert cli_main(["convert", "llamagen", "--original", str(root / "c2i_tiny.pt"), "--tokenizer", str(root / "vq"),
                      "--image-size", "16", "--num-heads", "4", "--output", str(root / "c2i")]) == 0
     t2i_meta, _ = load("gpt_t2i")
     torch.save({"model": original_weights(t2i_meta)}, root / "t2i_tiny.pt")
-    assert cli_main(["convert", "llamagen-gpt", "--original", str(root / "t2i_tiny.pt"), "--tokenizer", str(root / "vq_tiny.pt"),
+    assert cli_main(["convert", "llamagen", "--original", str(root / "t2i_tiny.pt"), "--tokenizer", str(root / "vq_tiny.pt"),
                      "--image-size", "16", "--num-heads", "4", "--output", str(root / "t2i")]) == 0
     return root
 
@@ -263,14 +265,14 @@ def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path
     with pytest.raises(ConversionError, match="missing key 'encoder.conv_in.weight'"):
         convert_llamagen_vq(str(converted / "c2i_tiny.pt"), str(tmp_path / "out"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt"]
-    assert cli_main(["convert", "llamagen-gpt", "--original", str(converted / "c2i_tiny.pt"), "--tokenizer", str(converted / "vq"),
+    assert cli_main(["convert", "llamagen", "--original", str(converted / "c2i_tiny.pt"), "--tokenizer", str(converted / "vq"),
                      "--output", str(tmp_path / "out2")]) == 2
 
 
 def test_release_presets_fill_in_what_files_cannot_say():
-    from vistok.conversion.llamagen import GPT_RELEASES, VQ_RELEASES
+    from vistok.modeling.llamagen.convert_llamagen import GPT_RELEASES, VQ_RELEASES
 
-    assert GPT_RELEASES["c2i-b-384"].image_size == 384 and GPT_RELEASES["t2i-xl-stage2-512"].tokenizer == "vq-ds16-t2i"
+    assert GPT_RELEASES["c2i-b-384"].settings["image_size"] == 384 and GPT_RELEASES["t2i-xl-stage2-512"].tokenizer == "vq-ds16-t2i"
     assert VQ_RELEASES["vq-ds8-c2i"].hub_id == "FoundationVision/LlamaGen/vq_ds8_c2i.pt"
     for name, sizes in {"GPT-B": (768, 12, 12), "GPT-L": (1024, 24, 16), "GPT-XL": (1280, 36, 20), "GPT-XXL": (1536, 48, 24),
                         "GPT-3B": (3200, 24, 32)}.items():

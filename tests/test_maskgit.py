@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 import vistok
 from vistok import MaskGITPipeline, TiTokConfig, TiTokModel
 from vistok.cli import main as cli_main
-from vistok.conversion import ConversionError, convert_maskgit
+from vistok.conversion import ConversionError
+from vistok.modeling.maskgit.convert_maskgit import convert as convert_maskgit
 from _random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgit"
@@ -52,7 +53,7 @@ def pipelines(tmp_path_factory, tokenizer_folder):
         meta, expected = load(name)
         release = write_release(meta, root / f"{name}-original")
         folder = root / f"{name}-pipeline"
-        assert cli_main(["convert", "titok-maskgit", "--original", str(release), "--tokenizer", str(tokenizer_folder),
+        assert cli_main(["convert", "maskgit", "--original", str(release), "--tokenizer", str(tokenizer_folder),
                          "--output", str(folder)]) == 0
         out[name] = (MaskGITPipeline.from_pretrained(folder), meta, expected, folder)
     return out
@@ -143,13 +144,13 @@ def test_converter_refuses_mismatched_tokenizer_and_leaves_nothing(tmp_path):
                            encoder_hidden_size=64, encoder_num_layers=1, encoder_num_heads=1, decoder_hidden_size=64,
                            decoder_num_layers=1, decoder_num_heads=1)).save_pretrained(tok)
     with pytest.raises(ConversionError, match="64 codes but the tokenizer's codebook has 32"):
-        convert_maskgit("titok", str(release), str(tmp_path / "out"), tokenizer=str(tok))
+        convert_maskgit(str(release), str(tmp_path / "out"), tokenizer=str(tok))
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orig", "tok32"]
 
 
 def test_one_d_piece_generator_converts_with_its_original_tokenizer(tmp_path):
-    """`vistok convert one-d-piece-maskgit` converts the original tokenizer release on the way."""
+    """`vistok convert maskgit --tokenizer-family one-d-piece` converts the original tokenizer release on the way."""
     from _titok_fixtures import load_fixture, write_release_folder
     from transformers import BertConfig, BertModel
 
@@ -168,7 +169,7 @@ def test_one_d_piece_generator_converts_with_its_original_tokenizer(tmp_path):
     save_file(state, str(release / "model.safetensors"))
     (release / "config.json").write_text(json.dumps({"model": {"vq_model": {"codebook_size": 4096}, "generator": generator_cfg}}))
     out = tmp_path / "pipeline"
-    assert cli_main(["convert", "one-d-piece-maskgit", "--original", str(release), "--tokenizer", str(tokenizer_release),
+    assert cli_main(["convert", "maskgit", "--tokenizer-family", "one-d-piece", "--original", str(release), "--tokenizer", str(tokenizer_release),
                      "--output", str(out)]) == 0
     pipe = MaskGITPipeline.from_pretrained(out)
     assert type(pipe.image_tokenizer).__name__ == "OneDPieceModel" and pipe.image_tokenizer.config.variable_length

@@ -8,7 +8,9 @@ from transformers import AutoConfig, AutoModel
 
 import vistok
 from vistok import OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel
-from vistok.conversion import ConversionError, convert_titok
+from vistok.conversion import ConversionError
+from vistok.modeling.one_d_piece.convert_one_d_piece import convert as convert_one_d_piece
+from vistok.modeling.titok.convert_titok import convert as convert_titok
 from _titok_fixtures import load_fixture, original_state_dict, write_pickle_release
 
 SMALL = dict(image_size=32, encoder_hidden_size=64, encoder_num_layers=2, encoder_num_heads=2,
@@ -86,10 +88,10 @@ def test_one_d_piece_pickle_release_needs_config_or_preset(tmp_path):
     checkpoint, config = write_pickle_release(meta, tmp_path / "odp")
     config.unlink()
     with pytest.raises(ConversionError, match="--config ORIGINAL.yaml or --preset"):
-        convert_titok("one-d-piece", str(tmp_path / "odp"), str(tmp_path / "out"))
+        convert_one_d_piece(str(tmp_path / "odp"), str(tmp_path / "out"))
     # a preset whose sizes disagree with the checkpoint is refused, naming the disagreement
     with pytest.raises(ConversionError, match="num_latent_tokens 256 disagrees with latent_tokens \\(16\\)"):
-        convert_titok("one-d-piece", str(checkpoint), str(tmp_path / "out"), preset="one-d-piece-s256")
+        convert_one_d_piece(str(checkpoint), str(tmp_path / "out"), preset="one-d-piece-s256")
     assert not (tmp_path / "out").exists()
 
 
@@ -106,8 +108,8 @@ def test_stage1_legacy_checkpoint_takes_pixel_decoder(tmp_path):
     (tmp_path / "config.yaml").write_text(__import__("yaml").safe_dump(meta["original_config"]))
     args = dict(config=str(tmp_path / "config.yaml"))
     with pytest.raises(ConversionError, match="--pixel-decoder"):
-        convert_titok("titok", str(tmp_path / "stage1.bin"), str(tmp_path / "out"), **args)
-    out = convert_titok("titok", str(tmp_path / "stage1.bin"), str(tmp_path / "out"),
+        convert_titok(str(tmp_path / "stage1.bin"), str(tmp_path / "out"), **args)
+    out = convert_titok(str(tmp_path / "stage1.bin"), str(tmp_path / "out"),
                         pixel_decoder=str(tmp_path / "maskgit-vqgan.bin"), **args)
     model = AutoModel.from_pretrained(out).eval()
     with torch.no_grad():
@@ -131,7 +133,7 @@ def test_convert_from_hub_repo_id_uses_the_local_cache_offline(tmp_path, monkeyp
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    out = convert_titok("titok", "yucornetto/tokenizer_titok_bl64_vq8k_imagenet", str(tmp_path / "out"))
+    out = convert_titok("yucornetto/tokenizer_titok_bl64_vq8k_imagenet", str(tmp_path / "out"))
     card = (out / "README.md").read_text()
     assert "base_model: yucornetto/tokenizer_titok_bl64_vq8k_imagenet" in card and "2.06" in card  # preset metrics
     model = AutoModel.from_pretrained(out).eval()

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from vistok.training import list_checkpoints, load_train_config
 from vistok.training.cli import run_training
 from vistok.training.config import parse_overrides
-from vistok.training.generator import GeneratorTrainer, mask_tokens
+from vistok.modeling.maskgit.training_maskgit import mask_tokens
+from vistok.training.generator import GeneratorTrainer
 from vistok.training.tokenizer import TokenizerTrainer
 
 TINY_TOKENIZER = {

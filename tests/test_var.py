@@ -19,7 +19,9 @@ from transformers import AutoModel
 import vistok  # noqa: F401  (registers the model types)
 from vistok import NextScalePipeline, VARConfig, VARTransformer, VARVQVAE, VARVQVAEConfig
 from vistok.cli import main as cli_main
-from vistok.conversion import ConversionError, convert_var, convert_var_vae
+from vistok.conversion import ConversionError
+from vistok.modeling.var.convert_var import convert as convert_var
+from vistok.modeling.var.convert_var import convert_vae as convert_var_vae
 from _random_weights import random_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "var"
@@ -64,7 +66,7 @@ def converted(tmp_path_factory):
         pipe_dir, tok_dir = root / f"{name}-pipeline", root / f"{name}-tokenizer"
         if name == "main":
             nums = ",".join(map(str, meta["vae_config"]["v_patch_nums"]))
-            assert cli_main(["convert", "var-vae", "--original", str(root / f"{name}-vae.pth"), "--patch-nums", nums,
+            assert cli_main(["convert", "var-vqvae", "--original", str(root / f"{name}-vae.pth"), "--patch-nums", nums,
                              "--output", str(tok_dir)]) == 0
             tokenizer = str(tok_dir)
         else:
@@ -324,7 +326,7 @@ def test_converter_errors_leave_nothing_behind(converted, tmp_path):
     with pytest.raises(ConversionError, match=r"blocks\.1\.mlp\.fc2\.weight"):
         convert_var(str(tmp_path / "broken.pth"), str(tmp_path / "out"), tokenizer=str(tmp_path / "vae.pth"))
     # a VQVAE converted with other scales than the generator's
-    assert cli_main(["convert", "var-vae", "--original", str(tmp_path / "vae.pth"), "--patch-nums", "1,2,4",
+    assert cli_main(["convert", "var-vqvae", "--original", str(tmp_path / "vae.pth"), "--patch-nums", "1,2,4",
                      "--output", str(tmp_path / "tok124")]) == 0
     torch.save(var_sd, tmp_path / "var.pth")
     with pytest.raises(ConversionError, match=r"scales \[1, 2, 3, 4\]; the tokenizer's are \[1, 2, 4\]"):

@@ -7,42 +7,27 @@ import sys
 
 
 def _convert_parser(sub) -> None:
-    from .conversion import CONVERTERS
+    from .families import GENERATOR, converter_specs
 
     convert = sub.add_parser("convert", help="convert an original checkpoint to a vistok folder")
-    families = convert.add_subparsers(dest="family", required=True, metavar="FAMILY")
-    for family, (convert_fn, presets, kind) in CONVERTERS.items():
-        lines = "\n".join(f"  {name:<22} {p.hub_id}" for name, p in presets.items())
-        # a converter may declare its own flags (cli_options: [(flag, argparse kwargs)]) instead of TiTok's
-        own_options = getattr(convert_fn, "cli_options", None)
-        parser = families.add_parser(
-            family,
-            help=f"{family.replace('-maskgit', '')} {kind}" + (" -> a pipeline folder" if kind == "generator" else ""),
+    names = convert.add_subparsers(dest="family", required=True, metavar="FAMILY")
+    for name, spec in converter_specs().items():
+        lines = "\n".join(f"  {preset:<22} {release.hub_id}" for preset, release in spec.presets.items())
+        output = "a pipeline folder" if spec.kind == GENERATOR else "a tokenizer folder"
+        parser = names.add_parser(
+            name, help=spec.description or f"{name} {spec.kind} -> {output}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=(convert_fn.__doc__ or "").strip() if own_options is not None else
-            f"Convert a {family} tokenizer checkpoint. Architecture is inferred from the checkpoint's "
-            "shapes; the original config supplies the rest.",
-            epilog=f"release presets (--preset):\n{lines}",
+            description=(spec.convert.__doc__ or "").strip() + "\nThe architecture is read from the checkpoint's shapes; "
+            "a preset or the flags below give what the checkpoint cannot say.",
+            epilog=f"release presets (--preset):\n{lines}" if lines else None,
         )
         parser.add_argument("--original", required=True, metavar="SRC",
-                            help="the original checkpoint file (.pt/.pth pickle, read with weights_only=True) or a hub "
-                            "repo id (with --preset, served from the cache when offline)" if own_options is not None else
-                            "original release folder (config.json + model.safetensors), a .bin/.safetensors "
-                            "file (with --config or --preset), or a hub repo id")
+                            help="the original checkpoint: a file (.safetensors, or a .pt/.pth/.bin pickle read with "
+                            "weights_only=True), a release folder, or a hub repo id (served from the cache when offline)")
         parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (must not exist or be empty)")
-        if own_options is None:
-            parser.add_argument("--config", metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")
-        parser.add_argument("--preset", choices=sorted(presets), help="a released checkpoint's settings and card data")
-        if own_options is not None:
-            for flag, spec in own_options:
-                parser.add_argument(flag, **spec)
-        elif kind == "tokenizer":
-            parser.add_argument("--pixel-decoder", metavar="BIN",
-                                help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints without pixel_* weights")
-        else:
-            parser.add_argument("--tokenizer", required=True, metavar="SRC",
-                                help="the generator's tokenizer: a converted vistok folder, or an original release (converted on the way)")
-            parser.add_argument("--tokenizer-config", metavar="YAML", help="original config for a bare tokenizer checkpoint file")
+        parser.add_argument("--preset", choices=sorted(spec.presets) or None, help="a released checkpoint's settings and card data")
+        for flag, options in spec.options:
+            parser.add_argument(flag, **options)
         parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
         parser.add_argument("--push-to-hub", metavar="REPO", help="upload the converted folder to this hub repo")
 
@@ -130,21 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "convert":
-            from .conversion import CONVERTERS
+            from .families import converter_specs
 
-            convert, _, kind = CONVERTERS[args.family]
-            own_options = getattr(convert, "cli_options", None)
-            options = dict(preset=args.preset, overwrite=args.overwrite, push_to_hub=args.push_to_hub)
-            if own_options is not None:
-                for flag, _spec in own_options:
-                    dest = flag.lstrip("-").replace("-", "_")
-                    options[dest] = getattr(args, dest)
-            elif kind == "tokenizer":
-                options["config"] = args.config
-                options["pixel_decoder"] = args.pixel_decoder
-            else:
-                options.update(config=args.config, tokenizer=args.tokenizer, tokenizer_config=args.tokenizer_config)
-            out = convert(args.original, args.output, **options)
+            spec = converter_specs()[args.family]
+            options = {flag.lstrip("-").replace("-", "_"): None for flag, _ in spec.options}
+            options = {dest: getattr(args, dest) for dest in options}
+            out = spec.convert(args.original, args.output, preset=args.preset, overwrite=args.overwrite,
+                               push_to_hub=args.push_to_hub, **options)
             print(f"wrote {out}")
         elif args.command == "tokenize":
             from .training.tokenize import tokenize_dataset

@@ -35,6 +35,11 @@ class VistokImageProcessor(BaseImageProcessor):
         self.size, self.pixel_range, self.resample = size, [low, high], resample
         self.do_resize, self.do_center_crop = do_resize, do_center_crop
 
+    @classmethod
+    def from_model_config(cls, config, size: int | None = None) -> "VistokImageProcessor":
+        """The processor a tokenizer config expects: its ``image_size`` (or ``size``) and ``pixel_range``."""
+        return cls(size=size if size is not None else config.image_size, pixel_range=config.pixel_range)
+
     def to_dict(self):
         out = super(BaseImageProcessor, self).to_dict()
         out.pop("_valid_kwargs_names", None)

@@ -1,17 +1,17 @@
-"""What every converter shares: reading original checkpoints safely, strict key mapping, and
-writing the output folder atomically."""
+"""What every converter shares: the release record, reading original checkpoints safely, strict key
+mapping, and writing the output folder (weights, image processor, card; optional push) atomically."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
+
+from ..utils.io import SourceNotFoundError, atomic_output_dir, is_repo_id, resolve_source
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _WRAPPER_KEYS = ("model", "state_dict", "module", "ema")
@@ -19,6 +19,84 @@ _WRAPPER_KEYS = ("model", "state_dict", "module", "ema")
 
 class ConversionError(ValueError):
     """A checkpoint that cannot be converted as given; the message names what was expected."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """A released checkpoint: where it lives, what its file cannot say, and what was published.
+
+    ``filename`` names the checkpoint inside a hub repo that holds several (None: the repo is one release
+    folder); ``settings`` holds what the converter cannot read from the weights (the original config
+    section, the image size, the scales, ...); ``sampling`` the released sampling settings of a generator;
+    ``tokenizer`` the name of the release a generator decodes with.
+    """
+
+    repo: str
+    description: str
+    filename: str | None = None
+    license: str = "apache-2.0"
+    settings: dict = field(default_factory=dict)
+    sampling: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+    tokenizer: str | None = None
+
+    @property
+    def hub_id(self) -> str:
+        return f"{self.repo}/{self.filename}" if self.filename else self.repo
+
+
+def choose_release(name: str | None, releases: dict, what: str) -> Release | None:
+    """The release called ``name`` (None: none chosen); an unknown name lists the known ones."""
+    if name is None:
+        return None
+    if name not in releases:
+        raise ConversionError(f"unknown {what} preset {name!r}; choose from {sorted(releases)}")
+    return releases[name]
+
+
+@dataclass(frozen=True)
+class Original:
+    """An original checkpoint as read: its tensors, the file, the release folder it came from (if any) and
+    the hub repo id it was fetched from (None for local files)."""
+
+    state: dict
+    path: Path
+    folder: Path | None
+    hub_id: str | None
+
+
+def read_original(source: str, release: Release | None = None, filename: str | None = None,
+                  several_per_repo: bool = False) -> Original:
+    """Read an original checkpoint from a file, a release folder, or a hub repo id (served from the cache offline).
+
+    ``filename`` (or the release's) picks the file in a folder or repo holding several; ``several_per_repo``:
+    a repo id without a known file name is an error rather than a whole-repo snapshot.
+    """
+    filename = release.filename if release is not None and release.filename else filename
+    path = Path(source).expanduser()
+    if path.is_file():
+        return Original(load_state_dict(path), path, None, None)
+    if path.is_dir():
+        checkpoint = path / filename if filename and (path / filename).is_file() else find_checkpoint(path)
+        return Original(load_state_dict(checkpoint), checkpoint, path, None)
+    if not is_repo_id(source):
+        raise ConversionError(f"original checkpoint not found: {source}")
+    if filename is None:
+        if several_per_repo:
+            raise ConversionError(f"{source!r} holds several checkpoints: pass --preset NAME (its file) or a local file")
+        try:
+            folder = resolve_source(source, "original checkpoint")
+        except SourceNotFoundError as err:
+            raise ConversionError(str(err)) from err
+        checkpoint = find_checkpoint(folder)
+        return Original(load_state_dict(checkpoint), checkpoint, folder, source)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        checkpoint = Path(hf_hub_download(source, filename))
+    except Exception as err:
+        raise ConversionError(f"could not fetch {filename} from hub repo {source!r}: {err}") from err
+    return Original(load_state_dict(checkpoint), checkpoint, None, source)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -59,21 +137,6 @@ def load_config_file(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ConversionError(f"config {path} must be a mapping, got {type(data).__name__}")
     return data
-
-
-def resolve_source(source: str) -> Path:
-    """A local file or folder, or a hub repo id fetched with huggingface_hub (its cache serves it offline)."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return path
-    if source.count("/") == 1 and not source.startswith((".", "/")):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(snapshot_download(source, allow_patterns=["*.json", "*.yaml", "*.safetensors", "*.bin", "*.md"]))
-        except Exception as err:
-            raise ConversionError(f"{source!r} is neither a local path nor a downloadable hub repo: {err}") from err
-    raise ConversionError(f"original checkpoint not found: {source}")
 
 
 def find_checkpoint(folder: Path) -> Path:
@@ -117,23 +180,26 @@ def load_converted(model_cls, config, converted: dict[str, torch.Tensor], unused
     return model.train(False)
 
 
-@contextmanager
-def atomic_output_dir(output: str | os.PathLike, overwrite: bool = False):
-    """Yield a scratch folder beside ``output``; it becomes ``output`` only if the block succeeds."""
+def write_model_folder(output: str | os.PathLike, obj, *, card: str, overwrite: bool = False,
+                       push_to_hub: str | None = None) -> Path:
+    """Write a converted tokenizer (``PreTrainedModel``) or pipeline (``DiffusionPipeline``) folder with its
+    image processor and model card, atomically (nothing is left behind on failure); push it if asked."""
+    from ..image_processing import VistokImageProcessor
+
+    with atomic_output_dir(output, overwrite=overwrite) as scratch:
+        obj.save_pretrained(scratch)
+        tokenizer = getattr(obj, "image_tokenizer", None)  # a pipeline's processor lives beside its tokenizer
+        processor_folder = scratch / "image_tokenizer" if tokenizer is not None else scratch
+        VistokImageProcessor.from_model_config((tokenizer or obj).config).save_pretrained(processor_folder)
+        (scratch / "README.md").write_text(card)
     output = Path(output).expanduser().resolve()
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
-        raise ConversionError(f"output {output} already exists and is not empty; pass --overwrite to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        yield scratch
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    backup = None
-    if output.exists():
-        backup = output.parent / f".{output.name}.old-{os.getpid()}"
-        os.replace(output, backup)
-    os.replace(scratch, output)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    if push_to_hub:
+        from ..hub import push_folder
+
+        push_folder(output, push_to_hub)
+    return output
+
+
+def card_repo_id(output: str | os.PathLike, push_to_hub: str | None) -> str:
+    """The repo id a card's usage snippet shows: the push target, else a placeholder named after the folder."""
+    return push_to_hub or f"<your-namespace>/{Path(output).name}"

@@ -67,7 +67,7 @@ def run_demo(output: str | os.PathLike = "vistok-demo", *, overwrite: bool = Fal
     ``samples.png``, ``demo.json`` (all figures) and the full ``tokenizer/`` and ``pipeline/`` eval reports.
 
     Nothing is written unless the whole demo succeeds."""
-    from ..conversion.common import atomic_output_dir
+    from ..utils.io import atomic_output_dir
     from ..evaluation import run_eval
 
     _check_assets()

@@ -123,7 +123,7 @@ def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320
                         heldout_size: int = 64, min_side: int = 48, seed: int = 0, overwrite: bool = False) -> dict:
     """Write ``output/train/<class>/*.png`` (an imagefolder: labels are the class folders) and
     ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``."""
-    from ..conversion.common import atomic_output_dir
+    from ..utils.io import atomic_output_dir
 
     rng = np.random.default_rng(seed)
     counts = {}

@@ -107,7 +107,7 @@ def batches(iterable, size: int):
 def load_model(source: str | os.PathLike):
     """(kind, model, folder): a pipeline when the folder has model_index.json, else a tokenizer."""
     import vistok  # noqa: F401  (registers the Auto classes and pipeline classes)
-    from ..conversion.common import resolve_source
+    from ..utils.io import resolve_source
 
     folder = resolve_source(str(source))
     if (folder / "model_index.json").is_file():
@@ -547,7 +547,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
 
     Nothing is written unless the whole evaluation succeeds.
     """
-    from ..conversion.common import atomic_output_dir
+    from ..utils.io import atomic_output_dir
 
     if grid_images is not None and (not isinstance(grid_images, int) or grid_images < 1):
         raise ValueError(f"grid_images must be an int >= 1, got {grid_images!r}")

@@ -1,13 +1,6 @@
-from .base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
-from .one_d_piece import OneDPieceConfig, OneDPieceModel
-from .titok import TiTokConfig, TiTokModel
+"""Models: the VisualTokenizer contract (base.py), shared layers and quantizers, and one folder per family
+(each exporting its ``FAMILY`` descriptor; see :mod:`vistok.families`)."""
 
-__all__ = [
-    "VisualTokenizerMixin",
-    "VisualTokenizerEncoderOutput",
-    "VisualTokenizerOutput",
-    "TiTokConfig",
-    "TiTokModel",
-    "OneDPieceConfig",
-    "OneDPieceModel",
-]
+from .base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+
+__all__ = ["VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput"]

@@ -13,7 +13,7 @@ _USAGE = {
     "tokenizer": """import torch, vistok
 from transformers import AutoModel, AutoImageProcessor
 
-tokenizer = AutoModel.from_pretrained("PATH").train(False)
+tokenizer = AutoModel.from_pretrained("PATH").eval()
 processor = AutoImageProcessor.from_pretrained("PATH")
 pixel_values = processor(images=[image], return_tensors="pt").pixel_values
 with torch.no_grad():
@@ -34,7 +34,7 @@ def render_training_card(trainer, model_config) -> str:
     if metrics.is_file():
         lines = metrics.read_text().strip().splitlines()
         last = json.loads(lines[-1]) if lines else {}
-    family = config.model.family
+    family = trainer.spec.name
     return render_model_card(
         "trained",
         metadata={"library_name": "vistok", "license": "apache-2.0", "pipeline_tag": None,
@@ -60,6 +60,7 @@ def render_training_card(trainer, model_config) -> str:
 
 
 def _pipeline_name(trainer) -> str:
-    from .generator import PIPELINES
-
-    return PIPELINES.get(getattr(trainer, "family", None), "MaskGITPipeline")
+    if trainer.kind != "generator":
+        return ""
+    text = getattr(trainer, "text_pipeline", None) is not None
+    return trainer.spec.text_pipeline if text else trainer.spec.pipeline

@@ -17,7 +17,7 @@ import yaml
 
 @dataclass
 class ModelSection:
-    family: str = "one-d-piece"  # a key of vistok.training.families.TOKENIZER_FAMILIES / GENERATOR_FAMILIES
+    family: str | None = None  # a tokenizer/generator name of a family descriptor (vistok.families); required unless pretrained
     config: dict = field(default_factory=dict)  # keyword arguments of the family's config class
     pretrained: str | None = None  # a vistok folder or hub id to fine-tune instead of a fresh model
 
@@ -81,7 +81,7 @@ class TokenizerLossSection:
 @dataclass
 class GeneratorLossSection:
     mask_schedule: str = "arccos"  # arccos | cosine (MaskGIT)
-    label_smoothing: float | None = None  # None: the family's recipe (MaskGIT 0.1, LlamaGen 0)
+    label_smoothing: float | None = None  # None: the family's original recipe (its descriptor's label_smoothing)
     tokenizer: str | None = None  # the frozen tokenizer (folder or hub id) that turns images into tokens
     text_encoder: str | None = None  # text-conditional LlamaGen: a folder (or hub id) with a T5 encoder and its tokenizer
 
@@ -96,7 +96,7 @@ class TokenizerTrainConfig:
 
 @dataclass
 class GeneratorTrainConfig:
-    model: ModelSection = field(default_factory=lambda: ModelSection(family="maskgit"))
+    model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=lambda: DataSection(label_column="label"))
     training: TrainingSection = field(default_factory=TrainingSection)
     loss: GeneratorLossSection = field(default_factory=GeneratorLossSection)

@@ -8,27 +8,36 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-# config family name -> registered model_type; a fixed table, so configs never name code to import
-TOKENIZER_FAMILIES = {"titok": "vistok_titok", "one-d-piece": "vistok_one_d_piece", "llamagen-vq": "vistok_llamagen_vq",
-                      "var-vqvae": "vistok_var_vqvae"}
-GENERATOR_FAMILIES = {"maskgit": "vistok_maskgit", "llamagen": "vistok_llamagen_gpt", "var": "vistok_var"}
-
-
-def build_model(section, families: dict, kind: str, **config_overrides):
-    """A fresh model of ``section.family`` from ``section.config``, or ``section.pretrained`` to fine-tune."""
+def model_spec(section, kind: str):
+    """The family descriptor's TokenizerSpec/GeneratorSpec of a model section: ``section.family``, or the
+    model type of ``section.pretrained``."""
     import vistok  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoConfig, AutoModel
 
+    from ..families import TOKENIZER, generator_specs, spec_for_model_type, tokenizer_specs
+
+    specs = tokenizer_specs() if kind == TOKENIZER else generator_specs()
     if section.pretrained:
-        model = AutoModel.from_pretrained(section.pretrained)
-        if model.config.model_type not in families.values():
-            raise ValueError(f"model.pretrained={section.pretrained!r} is a {model.config.model_type}; a {kind} "
-                             f"run takes one of {sorted(families.values())}")
-        return model
-    if section.family not in families:
-        raise ValueError(f"model.family={section.family!r} is not a {kind} family; choose one of {sorted(families)}")
-    config = AutoConfig.for_model(families[section.family], **{**section.config, **config_overrides})
-    return AutoModel.from_config(config)
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(section.pretrained).model_type
+        spec = spec_for_model_type(model_type, kind)
+        if spec is None:
+            raise ValueError(f"model.pretrained={section.pretrained!r} is a {model_type}; a {kind} run takes one of "
+                             f"{sorted(s.config_class.model_type for s in specs.values())}")
+        return spec
+    if section.family not in specs:
+        raise ValueError(f"model.family={section.family!r} is not a {kind}; choose one of {sorted(specs)}")
+    return specs[section.family]
+
+
+def build_model(section, kind: str, **config_overrides):
+    """A fresh model of ``section.family`` from ``section.config``, or ``section.pretrained`` to fine-tune."""
+    from transformers import AutoModel
+
+    spec = model_spec(section, kind)  # registers the Auto classes too
+    if section.pretrained:
+        return AutoModel.from_pretrained(section.pretrained)
+    return AutoModel.from_config(spec.config_class(**{**section.config, **config_overrides}))
 
 
 class EMAWeights:

@@ -19,7 +19,7 @@ def tokenize_dataset(tokenizer: str, dataset: str, output: str, *, split: str = 
 
     import vistok  # noqa: F401
 
-    from ..conversion.common import atomic_output_dir
+    from ..utils.io import atomic_output_dir
     from ..data import ImageTransform, load_image_dataset
 
     if batch_size < 1:

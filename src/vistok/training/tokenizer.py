@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .models import TOKENIZER_FAMILIES, PatchDiscriminator, build_model, last_decoder_weight
+from .models import PatchDiscriminator, build_model, last_decoder_weight, model_spec
 from .trainer import Trainer
 
 
@@ -24,7 +24,8 @@ class TokenizerTrainer(Trainer):
 
     def build_models(self) -> None:
         loss = self.config.loss
-        self.model = build_model(self.config.model, TOKENIZER_FAMILIES, "tokenizer")
+        self.spec = model_spec(self.config.model, self.kind)
+        self.model = build_model(self.config.model, self.kind)
         self.model.train()
         self.discriminator = None
         if loss.discriminator_weight > 0:

@@ -270,7 +270,7 @@ class Trainer(ABC):
             # FSDP/DeepSpeed hold shards: gathering the full state dict is a collective on every rank
             self._gathered_state = acc.get_state_dict(self.model) if self._sharded else None
             if acc.is_main_process:
-                from ..conversion.common import atomic_output_dir
+                from ..utils.io import atomic_output_dir
 
                 with atomic_output_dir(self.output_dir / "final", overwrite=True) as scratch:
                     self.export(Path(scratch))

@@ -1,4 +1,17 @@
+"""TiTok (bytedance/1d-tokenizer, "An Image is Worth 32 Tokens for Reconstruction and Generation"): a ViT
+that reads an image into a short 1D token sequence and back. VQ, FSQ and continuous (VAE) variants."""
+
+from ...families import TOKENIZER, ConverterSpec, Family, TokenizerSpec
+from . import convert_titok
 from .configuration_titok import TiTokConfig
 from .modeling_titok import TiTokModel, TiTokPreTrainedModel
 
-__all__ = ["TiTokConfig", "TiTokModel", "TiTokPreTrainedModel"]
+FAMILY = Family(
+    name="titok",
+    description="TiTok 1D tokenizers (bytedance/1d-tokenizer)",
+    tokenizers=(TokenizerSpec("titok", TiTokConfig, TiTokModel),),
+    converters=(ConverterSpec("titok", TOKENIZER, convert_titok.convert, convert_titok.RELEASES, convert_titok.CLI_OPTIONS,
+                              "a TiTok tokenizer: architecture from the checkpoint's shapes, the rest from the original config"),),
+)
+
+__all__ = ["FAMILY", "TiTokConfig", "TiTokModel", "TiTokPreTrainedModel"]

@@ -1,6 +1,6 @@
 """VAR (FoundationVision/VAR): the multi-scale residual VQVAE tokenizer and the next-scale-prediction
 transformer, ported from ``models/vqvae.py``, ``models/basic_vae.py``, ``models/var.py`` and
-``models/basic_var.py``. Converters map the original key names (see ``vistok.conversion.var``)."""
+``models/basic_var.py``. Converters map the original key names (see ``convert_var.py``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Convert original TiTok (bytedance/1d-tokenizer) and One-D-Piece (turingmotors/One-D-Piece)
-tokenizer checkpoints to vistok folders.
+"""Convert original TiTok tokenizer checkpoints (bytedance/1d-tokenizer) to vistok folders; the same
+reader serves TiTok's variants (One-D-Piece) through :func:`convert_release`.
 
 Every architecture hyper-parameter is read from the checkpoint's shapes; the original config
 supplies what shapes cannot tell (``use_l2_norm``, ``commitment_cost``) and is cross-checked.
@@ -9,40 +9,31 @@ Head counts are width // 64: every released TiTok trunk (S 512/8, B 768/12, L 10
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..hub.cards import metrics_table, render_model_card
-from ..image_processing import VistokImageProcessor
-from ..modeling import OneDPieceConfig, OneDPieceModel, TiTokConfig, TiTokModel
-from .common import (
+from ...conversion import (
     ConversionError,
-    atomic_output_dir,
-    find_checkpoint,
+    Release,
+    card_repo_id,
+    choose_release,
     load_config_file,
     load_converted,
     load_state_dict,
-    resolve_source,
+    read_original,
+    write_model_folder,
 )
+from ...hub.cards import metrics_table, render_model_card
+from .configuration_titok import TiTokConfig
+from .modeling_titok import TiTokModel
 
 HEAD_DIM = 64
 _TRUNKS = {"small": 512, "base": 768, "large": 1024}
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A released checkpoint: where it lives, what shapes cannot say, and what was published."""
-
-    hub_id: str
-    description: str
-    vq_model: dict
-    license: str = "apache-2.0"
-    metrics: list = field(default_factory=list)
-
-
-def _legacy(enc, dec, n):
+def legacy_vq_model(enc, dec, n):
+    """The original ``model.vq_model`` section of a two-stage (legacy) TiTok release."""
     return {"codebook_size": 4096, "token_size": 12, "use_l2_norm": True, "commitment_cost": 0.25,
             "vit_enc_model_size": enc, "vit_dec_model_size": dec, "num_latent_tokens": n, "finetune_decoder": True}
 
@@ -58,33 +49,23 @@ def _vae(enc, dec, n):
             "num_latent_tokens": n, "finetune_decoder": False, "is_legacy": False}
 
 
-def _rfid(value, source):
+def rfid(value, source):
     return [{"metric": "rFID (ImageNet-1k val, 256x256)", "value": value, "setting": "", "source": source}]
 
 
 _TITOK_README = "bytedance/1d-tokenizer README_TiTok.md"
-_ODP_README = "turingmotors/One-D-Piece README.md"
 
-PRESETS: dict[str, dict[str, Preset]] = {
-    "titok": {
-        "titok-l32": Preset("yucornetto/tokenizer_titok_l32_imagenet", "TiTok-L-32: large encoder/decoder, 32 tokens, two-stage (legacy) decoder.", _legacy("large", "large", 32), metrics=_rfid(2.21, _TITOK_README)),
-        "titok-b64": Preset("yucornetto/tokenizer_titok_b64_imagenet", "TiTok-B-64: base encoder/decoder, 64 tokens, two-stage (legacy) decoder.", _legacy("base", "base", 64), metrics=_rfid(1.70, _TITOK_README)),
-        "titok-s128": Preset("yucornetto/tokenizer_titok_s128_imagenet", "TiTok-S-128: small encoder/decoder, 128 tokens, two-stage (legacy) decoder.", _legacy("small", "small", 128), metrics=_rfid(1.71, _TITOK_README)),
-        "titok-bl64-vq8k": Preset("yucornetto/tokenizer_titok_bl64_vq8k_imagenet", "TiTok-BL-64 VQ: base encoder, large decoder, 64 tokens, 8192-entry codebook, single-stage decoder.", _vq8k("base", "large", 64), metrics=_rfid(2.06, _TITOK_README)),
-        "titok-bl128-vq8k": Preset("yucornetto/tokenizer_titok_bl128_vq8k_imagenet", "TiTok-BL-128 VQ: base encoder, large decoder, 128 tokens, 8192-entry codebook, single-stage decoder.", _vq8k("base", "large", 128), metrics=_rfid(1.49, _TITOK_README)),
-        "titok-sl256-vq8k": Preset("yucornetto/tokenizer_titok_sl256_vq8k_imagenet", "TiTok-SL-256 VQ: small encoder, large decoder, 256 tokens, 8192-entry codebook, single-stage decoder.", _vq8k("small", "large", 256), metrics=_rfid(1.03, _TITOK_README)),
-        "titok-ll32-vae-c16": Preset("yucornetto/tokenizer_titok_ll32_vae_c16_imagenet", "TiTok-LL-32 VAE: continuous 16-channel tokens, large encoder/decoder, 32 tokens.", _vae("large", "large", 32), metrics=_rfid(1.61, _TITOK_README)),
-        "titok-bl64-vae-c16": Preset("yucornetto/tokenizer_titok_bl64_vae_c16_imagenet", "TiTok-BL-64 VAE: continuous 16-channel tokens, base encoder, large decoder, 64 tokens.", _vae("base", "large", 64), metrics=_rfid(1.25, _TITOK_README)),
-        "titok-bl128-vae-c16": Preset("yucornetto/tokenizer_titok_bl128_vae_c16_imagenet", "TiTok-BL-128 VAE: continuous 16-channel tokens, base encoder, large decoder, 128 tokens.", _vae("base", "large", 128), metrics=_rfid(0.84, _TITOK_README)),
-    },
-    "one-d-piece": {
-        "one-d-piece-s256": Preset("turing-motors/One-D-Piece-S-256", "One-D-Piece-S-256: small encoder/decoder, up to 256 tokens.", _legacy("small", "small", 256), metrics=_rfid(1.48, _ODP_README + " (256 tokens)")),
-        "one-d-piece-b256": Preset("turing-motors/One-D-Piece-B-256", "One-D-Piece-B-256: base encoder/decoder, up to 256 tokens.", _legacy("base", "base", 256), metrics=_rfid(1.11, _ODP_README + " (256 tokens)")),
-        "one-d-piece-l256": Preset("turing-motors/One-D-Piece-L-256", "One-D-Piece-L-256: large encoder/decoder, up to 256 tokens.", _legacy("large", "large", 256), metrics=_rfid(1.08, _ODP_README + " (256 tokens)")),
-    },
+RELEASES = {
+    "titok-l32": Release("yucornetto/tokenizer_titok_l32_imagenet", "TiTok-L-32: large encoder/decoder, 32 tokens, two-stage (legacy) decoder.", settings=legacy_vq_model("large", "large", 32), metrics=rfid(2.21, _TITOK_README)),
+    "titok-b64": Release("yucornetto/tokenizer_titok_b64_imagenet", "TiTok-B-64: base encoder/decoder, 64 tokens, two-stage (legacy) decoder.", settings=legacy_vq_model("base", "base", 64), metrics=rfid(1.70, _TITOK_README)),
+    "titok-s128": Release("yucornetto/tokenizer_titok_s128_imagenet", "TiTok-S-128: small encoder/decoder, 128 tokens, two-stage (legacy) decoder.", settings=legacy_vq_model("small", "small", 128), metrics=rfid(1.71, _TITOK_README)),
+    "titok-bl64-vq8k": Release("yucornetto/tokenizer_titok_bl64_vq8k_imagenet", "TiTok-BL-64 VQ: base encoder, large decoder, 64 tokens, 8192-entry codebook, single-stage decoder.", settings=_vq8k("base", "large", 64), metrics=rfid(2.06, _TITOK_README)),
+    "titok-bl128-vq8k": Release("yucornetto/tokenizer_titok_bl128_vq8k_imagenet", "TiTok-BL-128 VQ: base encoder, large decoder, 128 tokens, 8192-entry codebook, single-stage decoder.", settings=_vq8k("base", "large", 128), metrics=rfid(1.49, _TITOK_README)),
+    "titok-sl256-vq8k": Release("yucornetto/tokenizer_titok_sl256_vq8k_imagenet", "TiTok-SL-256 VQ: small encoder, large decoder, 256 tokens, 8192-entry codebook, single-stage decoder.", settings=_vq8k("small", "large", 256), metrics=rfid(1.03, _TITOK_README)),
+    "titok-ll32-vae-c16": Release("yucornetto/tokenizer_titok_ll32_vae_c16_imagenet", "TiTok-LL-32 VAE: continuous 16-channel tokens, large encoder/decoder, 32 tokens.", settings=_vae("large", "large", 32), metrics=rfid(1.61, _TITOK_README)),
+    "titok-bl64-vae-c16": Release("yucornetto/tokenizer_titok_bl64_vae_c16_imagenet", "TiTok-BL-64 VAE: continuous 16-channel tokens, base encoder, large decoder, 64 tokens.", settings=_vae("base", "large", 64), metrics=rfid(1.25, _TITOK_README)),
+    "titok-bl128-vae-c16": Release("yucornetto/tokenizer_titok_bl128_vae_c16_imagenet", "TiTok-BL-128 VAE: continuous 16-channel tokens, base encoder, large decoder, 128 tokens.", settings=_vae("base", "large", 128), metrics=rfid(0.84, _TITOK_README)),
 }
-
-FAMILIES = {"titok": (TiTokConfig, TiTokModel), "one-d-piece": (OneDPieceConfig, OneDPieceModel)}
 
 _BLOCK_RENAMES = [
     (r"\.transformer\.(\d+)\.ln_1\.", r".layers.\1.layer_norm1."),
@@ -153,8 +134,9 @@ def _need(state, key) -> torch.Tensor:
     return state[key]
 
 
-def infer_config(state: dict[str, torch.Tensor], vq_model: dict, crop_size: int | None, family: str) -> dict:
-    """vistok config kwargs from the original state dict (shapes) and its config (what shapes cannot say)."""
+def infer_config(state: dict[str, torch.Tensor], vq_model: dict, crop_size: int | None, legacy_only: bool = False) -> dict:
+    """vistok config kwargs from the original state dict (shapes) and its config (what shapes cannot say).
+    ``legacy_only``: the variant exists only with the two-stage decoder (One-D-Piece)."""
     patch_w = _need(state, "encoder.patch_embed.weight")
     enc_width, patch = patch_w.shape[0], patch_w.shape[-1]
     grid_sq = _need(state, "encoder.positional_embedding").shape[0] - 1
@@ -170,9 +152,9 @@ def infer_config(state: dict[str, torch.Tensor], vq_model: dict, crop_size: int 
     dec_width = _need(state, "decoder.decoder_embed.weight").shape[0]
     dec_grid = round((_need(state, "decoder.positional_embedding").shape[0] - 1) ** 0.5)
     is_legacy = "decoder.ffn.2.weight" in state
-    if family == "titok" and "is_legacy" in vq_model and bool(vq_model["is_legacy"]) != is_legacy:
+    if not legacy_only and "is_legacy" in vq_model and bool(vq_model["is_legacy"]) != is_legacy:
         raise ConversionError(f"config is_legacy={vq_model['is_legacy']} but the checkpoint's decoder is {'legacy two-stage' if is_legacy else 'single-stage'}")
-    if family == "one-d-piece" and not is_legacy:
+    if legacy_only and not is_legacy:
         raise ConversionError("One-D-Piece checkpoints have the legacy two-stage decoder (decoder.ffn.2.*); this one does not")
     quantize_mode = "vq" if "quantize.embedding.weight" in state else "vae"
     if vq_model.get("quantize_mode", "vq") != quantize_mode:
@@ -224,15 +206,13 @@ def _merge_pixel_decoder(state: dict, path: str) -> None:
             state[f"pixel_{key}"] = value
 
 
-def read_original(source: str, config_path: str | None, preset: Preset | None) -> tuple[dict, dict, int | None, str | None]:
+def read_release(source: str, config_path: str | None, release: Release | None) -> tuple[dict, dict, int | None, str | None]:
     """(state_dict, vq_model config, crop_size, hub id) from a release folder, a checkpoint file or a hub id."""
-    path = resolve_source(source)
-    hub_id = source if not Path(source).expanduser().exists() else None
-    checkpoint = find_checkpoint(path) if path.is_dir() else path
-    if config_path is None and path.is_dir():
+    original = read_original(source)
+    if config_path is None and original.folder is not None:
         for name in ("config.json", "config.yaml"):
-            if (path / name).is_file():
-                config_path = str(path / name)
+            if (original.folder / name).is_file():
+                config_path = str(original.folder / name)
                 break
     if config_path is not None:
         config = load_config_file(config_path)
@@ -241,51 +221,50 @@ def read_original(source: str, config_path: str | None, preset: Preset | None) -
         if not isinstance(vq_model, dict):
             raise ConversionError(f"{config_path} has no model.vq_model section (the original TiTok config layout)")
         crop = config.get("dataset", {}).get("preprocessing", {}).get("crop_size")
-    elif preset is not None:
-        vq_model, crop = dict(preset.vq_model), None
+    elif release is not None:
+        vq_model, crop = dict(release.settings), None
     else:
-        raise ConversionError(f"no config.json beside {checkpoint}: pass --config ORIGINAL.yaml or --preset NAME")
-    return load_state_dict(checkpoint), dict(vq_model), crop, hub_id
+        raise ConversionError(f"no config.json beside {original.path}: pass --config ORIGINAL.yaml or --preset NAME")
+    return original.state, dict(vq_model), crop, original.hub_id
 
 
-def convert(family: str, source: str, output: str, *, config: str | None = None, preset: str | None = None,
-            pixel_decoder: str | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
-    """Convert one original checkpoint; the output folder appears only if everything succeeded."""
-    if family not in FAMILIES:
-        raise ConversionError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
-    presets = PRESETS[family]
-    if preset is not None and preset not in presets:
-        raise ConversionError(f"unknown {family} preset {preset!r}; choose from {sorted(presets)}")
-    chosen = presets.get(preset)
-    state, vq_model, crop, hub_id = read_original(source, config, chosen)
+def convert_release(name: str, config_class, model_class, releases: dict, source: str, output: str, *,
+                    config: str | None = None, preset: str | None = None, pixel_decoder: str | None = None,
+                    overwrite: bool = False, push_to_hub: str | None = None, legacy_only: bool = False) -> Path:
+    """Convert one original checkpoint of TiTok or a variant of it (``config_class``/``model_class``, its
+    ``releases`` and card template ``name``; ``legacy_only``: its releases all have the two-stage decoder);
+    the output folder appears only if everything succeeded."""
+    chosen = choose_release(preset, releases, name)
+    state, vq_model, crop, hub_id = read_release(source, config, chosen)
     if chosen is None:
-        chosen = next((p for p in presets.values() if hub_id and p.hub_id.lower() == hub_id.lower()), None)
+        chosen = next((p for p in releases.values() if hub_id and p.hub_id.lower() == hub_id.lower()), None)
     if pixel_decoder is not None:
         _merge_pixel_decoder(state, pixel_decoder)
     elif "decoder.ffn.2.weight" in state and "pixel_quantize.embedding.weight" not in state:
         raise ConversionError("legacy checkpoint without pixel_decoder.* / pixel_quantize.* (a stage-1 checkpoint): "
                               "pass --pixel-decoder maskgit-vqgan-imagenet-f16-256.bin")
-    config_cls, model_cls = FAMILIES[family]
-    model_config = config_cls(**infer_config(state, vq_model, crop, family))
+    model_config = config_class(**infer_config(state, vq_model, crop, legacy_only))
     converted, unused = convert_state_dict(state, model_config.is_legacy)
-    model = load_converted(model_cls, model_config, converted, unused)
-
+    model = load_converted(model_class, model_config, converted, unused)
     base_model = hub_id or (chosen.hub_id if chosen else None)
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        model.save_pretrained(scratch)
-        VistokImageProcessor(size=model_config.image_size, pixel_range=model_config.pixel_range).save_pretrained(scratch)
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        card = render_card(family, model_config, chosen, base_model, Path(source).name, repo_id)
-        (scratch / "README.md").write_text(card)
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
+    card = render_card(name, model_config, chosen, base_model, Path(source).name, card_repo_id(output, push_to_hub))
+    return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
-def render_card(family: str, cfg: TiTokConfig, preset: Preset | None, base_model: str | None, source_name: str, repo_id: str) -> str:
+def convert(source: str, output: str, **options) -> Path:
+    """``vistok convert titok``: an original TiTok tokenizer -> a vistok tokenizer folder."""
+    return convert_release("titok", TiTokConfig, TiTokModel, RELEASES, source, output, **options)
+
+
+# the flags of ``vistok convert titok`` (and of TiTok's variants) beside --original/--output/--preset
+CLI_OPTIONS = (
+    ("--config", dict(metavar="YAML", help="the original config (YAML/JSON) for a bare checkpoint file")),
+    ("--pixel-decoder", dict(metavar="BIN", help="maskgit-vqgan-imagenet-f16-256.bin, for stage-1 legacy checkpoints "
+                                                  "without pixel_* weights")),
+)
+
+
+def render_card(name: str, cfg: TiTokConfig, preset: Release | None, base_model: str | None, source_name: str, repo_id: str) -> str:
     def trunk(width, layers, heads):
         return f"ViT {width} wide, {layers} layers, {heads} heads"
 
@@ -301,17 +280,16 @@ def render_card(family: str, cfg: TiTokConfig, preset: Preset | None, base_model
         decode_line = "reconstruction = tokenizer.decode(encoded.token_ids)"
     else:
         decode_line = "reconstruction = tokenizer.decode_latents(encoded.latents)"
-    name = Path(repo_id).name
-    conversion = f"Converted from `{base_model or source_name}` with `vistok convert {family}`."
+    conversion = f"Converted from `{base_model or source_name}` with `vistok convert {name}`."
     metadata = {
         "license": preset.license if preset else "apache-2.0",
         "library_name": "vistok",
-        "tags": ["vistok", "image-tokenization", family, "1d-tokenizer"],
+        "tags": ["vistok", "image-tokenization", name, "1d-tokenizer"],
         "base_model": base_model,
         "datasets": ["ILSVRC/imagenet-1k"] if preset else None,
     }
     return render_model_card(
-        family, metadata=metadata, model_name=name, base_model=base_model or source_name,
+        name, metadata=metadata, model_name=Path(repo_id).name, base_model=base_model or source_name,
         description=preset.description if preset else "",
         image_size=str(cfg.image_size), pixel_low=str(cfg.pixel_range[0]), pixel_high=str(cfg.pixel_range[1]),
         num_tokens=str(cfg.num_tokens), quantizer=quantizer,

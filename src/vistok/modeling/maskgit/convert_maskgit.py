@@ -1,19 +1,32 @@
 """Convert the MaskGIT generators of bytedance/1d-tokenizer (yucornetto/generator_titok_*) and
 turingmotors/One-D-Piece (turing-motors/MaskGIT_One-D-Piece-*) into a complete MaskGITPipeline folder:
-the converted tokenizer, the generator, and the released sampling settings."""
+the converted tokenizer, the generator, and the released sampling settings.
+
+The generator's tokenizer is a converted vistok folder, or an original tokenizer release converted on the
+way by its family's converter (``--tokenizer-family``, or the preset's)."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 
-from ..hub.cards import render_model_card
-from ..modeling.maskgit import MaskGITConfig, MaskGITTransformer
-from ..pipelines import MaskGITPipeline
-from .common import ConversionError, atomic_output_dir, find_checkpoint, load_config_file, load_converted, load_state_dict, resolve_source
-from .titok import convert as convert_tokenizer
+from ...conversion import (
+    ConversionError,
+    Release,
+    card_repo_id,
+    choose_release,
+    load_config_file,
+    load_converted,
+    read_original,
+    write_model_folder,
+)
+from ...hub.cards import render_model_card
+from .configuration_maskgit import MaskGITConfig
+from .modeling_maskgit import MaskGITTransformer
 
 # Released sampling settings (configs/infer/TiTok/*.yaml + sample_imagenet_titok.py, which turns
 # softmax-temperature annealing on; One-D-Piece configs/training/generator/*.yaml + its inference script).
@@ -25,15 +38,24 @@ SAMPLING_PRESETS = {
     "one-d-piece-b256": dict(num_inference_steps=16, guidance_scale=8.5, guidance_schedule="power-cosine", randomize_temperature=2.5, softmax_temperature_annealing=False),
     "one-d-piece-l256": dict(num_inference_steps=16, guidance_scale=5.5, guidance_schedule="power-cosine", randomize_temperature=3.0, softmax_temperature_annealing=False),
 }
-GENERATOR_HUB_IDS = {
+_HUB_IDS = {
     "titok-l32": "yucornetto/generator_titok_l32_imagenet", "titok-b64": "yucornetto/generator_titok_b64_imagenet",
     "titok-s128": "yucornetto/generator_titok_s128_imagenet", "one-d-piece-s256": "turing-motors/MaskGIT_One-D-Piece-S-256",
     "one-d-piece-b256": "turing-motors/MaskGIT_One-D-Piece-B-256", "one-d-piece-l256": "turing-motors/MaskGIT_One-D-Piece-L-256",
 }
-PUBLISHED = {
+_PUBLISHED = {
     "titok-l32": "gFID 2.77 (bytedance/1d-tokenizer README_TiTok.md)", "titok-b64": "gFID 2.48 (README_TiTok.md)",
     "titok-s128": "gFID 1.97 (README_TiTok.md)", "one-d-piece-s256": "gFID 2.67 (turingmotors/One-D-Piece README)",
     "one-d-piece-b256": "gFID 2.70 (One-D-Piece README)", "one-d-piece-l256": "gFID 2.35 (One-D-Piece README)",
+}
+# The sampling scripts of the two releases differ in softmax-temperature annealing: bytedance's
+# sample_imagenet_titok.py turns it on, One-D-Piece's inference script does not.
+_ANNEALING_BY_TOKENIZER = {"titok": True, "one-d-piece": False}
+
+RELEASES = {
+    name: Release(_HUB_IDS[name], f"MaskGIT generator of the {name} tokenizer.", sampling=SAMPLING_PRESETS[name],
+                  settings={"tokenizer_family": name.rsplit("-", 1)[0]})
+    for name in _HUB_IDS
 }
 
 _UVIT_RENAMES = [
@@ -87,70 +109,76 @@ def infer_generator_config(state: dict, generator_cfg: dict, codebook_size: int 
     )
 
 
-def sampling_from_config(generator_cfg: dict, preset: str | None, family: str) -> dict:
-    sampling = dict(SAMPLING_PRESETS[preset]) if preset else {}
+def sampling_from_config(generator_cfg: dict, release: Release | None, tokenizer_family: str | None) -> dict:
+    sampling = dict(release.sampling) if release else {}
     keys = {"num_steps": "num_inference_steps", "guidance_scale": "guidance_scale", "guidance_decay": "guidance_schedule",
             "randomize_temperature": "randomize_temperature"}
     for original, ours in keys.items():
         if original in generator_cfg and ours not in sampling:
             sampling[ours] = generator_cfg[original]
-    sampling.setdefault("softmax_temperature_annealing", family == "titok")
+    sampling.setdefault("softmax_temperature_annealing", _ANNEALING_BY_TOKENIZER.get(tokenizer_family, False))
     return sampling
 
 
-def _load_tokenizer(tokenizer: str, family: str, tokenizer_config: str | None, scratch: Path):
-    """A converted vistok tokenizer folder, or an original release converted on the way."""
-    from transformers import AutoModel
+def _load_tokenizer(tokenizer: str, tokenizer_family: str | None, tokenizer_config: str | None):
+    """(model, family name): a converted vistok tokenizer folder, or an original release converted on the way
+    by ``tokenizer_family``'s converter."""
+    from transformers import AutoConfig, AutoModel
 
-    import vistok  # noqa: F401  (registers the vistok model types)
+    from ...families import TOKENIZER, converter_specs, spec_for_model_type
 
     path = Path(tokenizer).expanduser()
     config_json = path / "config.json"
     if path.is_dir() and config_json.is_file() and '"model_type": "vistok_' in config_json.read_text():
-        return AutoModel.from_pretrained(path)
-    converted = convert_tokenizer(family, tokenizer, scratch / "tokenizer", config=tokenizer_config)
-    return AutoModel.from_pretrained(converted)
+        spec = spec_for_model_type(AutoConfig.from_pretrained(path).model_type, TOKENIZER)
+        return AutoModel.from_pretrained(path), spec.name if spec else None
+    converters = {name: c for name, c in converter_specs().items() if c.kind == TOKENIZER}
+    if tokenizer_family not in converters:
+        raise ConversionError(f"--tokenizer {tokenizer} is an original release: pass --tokenizer-family (one of "
+                              f"{sorted(converters)}) or a --preset, or a converted vistok tokenizer folder")
+    scratch = Path(tempfile.mkdtemp(prefix=".vistok-tokenizer-"))
+    try:
+        folder = converters[tokenizer_family].convert(tokenizer, str(scratch / "tokenizer"), config=tokenizer_config)
+        return AutoModel.from_pretrained(folder), tokenizer_family
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def convert(family: str, source: str, output: str, *, tokenizer: str, tokenizer_config: str | None = None,
-            config: str | None = None, preset: str | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
-    if family not in ("titok", "one-d-piece"):
-        raise ConversionError(f"family must be 'titok' or 'one-d-piece', got {family!r}")
-    if preset is not None and (preset not in SAMPLING_PRESETS or not preset.startswith(family)):
-        raise ConversionError(f"unknown {family} generator preset {preset!r}; choose from {sorted(p for p in SAMPLING_PRESETS if p.startswith(family))}")
-    path = resolve_source(source)
-    checkpoint = find_checkpoint(path) if path.is_dir() else path
-    if config is None and path.is_dir() and (path / "config.json").is_file():
-        config = str(path / "config.json")
+def convert(source: str, output: str, *, tokenizer: str, tokenizer_family: str | None = None,
+            tokenizer_config: str | None = None, config: str | None = None, preset: str | None = None,
+            overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """``vistok convert maskgit``: a MaskGIT generator (+ its tokenizer) -> a MaskGITPipeline folder."""
+    from ...pipelines import MaskGITPipeline
+
+    release = choose_release(preset, RELEASES, "maskgit")
+    tokenizer_family = tokenizer_family or (release.settings["tokenizer_family"] if release else None)
+    original = read_original(source)
+    if config is None and original.folder is not None and (original.folder / "config.json").is_file():
+        config = str(original.folder / "config.json")
     original_config = load_config_file(config) if config else {}
     generator_cfg = original_config.get("model", {}).get("generator")
     if not isinstance(generator_cfg, dict):
         raise ConversionError("the generator needs its original config (model.generator section): pass --config ORIGINAL.yaml")
-    state, _ = convert_generator_state_dict(load_state_dict(checkpoint))
+    state, _ = convert_generator_state_dict(original.state)
+    image_tokenizer, tokenizer_family = _load_tokenizer(tokenizer, tokenizer_family, tokenizer_config)
+    kwargs = infer_generator_config(state, generator_cfg, image_tokenizer.config.codebook_size)
+    model_config = MaskGITConfig(**kwargs, sampling_defaults=sampling_from_config(generator_cfg, release, tokenizer_family))
+    transformer = load_converted(MaskGITTransformer, model_config, state)
+    pipeline = MaskGITPipeline(image_tokenizer=image_tokenizer.eval(), transformer=transformer)
+    base = release.hub_id if release else (original.hub_id or Path(source).name)
+    card = render_card(tokenizer_family or image_tokenizer.config.model_type, model_config, image_tokenizer.config, base,
+                       card_repo_id(output, push_to_hub), preset)
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        image_tokenizer = _load_tokenizer(tokenizer, family, tokenizer_config, Path(scratch).parent / (Path(scratch).name + "-tok"))
-        try:
-            kwargs = infer_generator_config(state, generator_cfg, image_tokenizer.config.codebook_size)
-            model_config = MaskGITConfig(**kwargs, sampling_defaults=sampling_from_config(generator_cfg, preset, family))
-            transformer = load_converted(MaskGITTransformer, model_config, state)
-            pipeline = MaskGITPipeline(image_tokenizer=image_tokenizer.train(False), transformer=transformer)
-        finally:
-            import shutil
 
-            shutil.rmtree(Path(scratch).parent / (Path(scratch).name + "-tok"), ignore_errors=True)
-        pipeline.save_pretrained(scratch)
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        base = GENERATOR_HUB_IDS.get(preset) if preset else None
-        if base is None and not Path(source).expanduser().exists():
-            base = source
-        (Path(scratch) / "README.md").write_text(render_card(family, model_config, image_tokenizer.config, base or Path(source).name, repo_id, preset))
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
+CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the generator's tokenizer: a converted vistok folder, or an "
+                                                           "original release (converted on the way)")),
+    ("--tokenizer-family", dict(metavar="NAME", help="the converter of an original --tokenizer release (e.g. titok, "
+                                                    "one-d-piece); a preset sets it")),
+    ("--tokenizer-config", dict(metavar="YAML", help="original config for a bare tokenizer checkpoint file")),
+    ("--config", dict(metavar="YAML", help="the generator's original config (YAML/JSON) for a bare checkpoint file")),
+)
 
 
 def render_card(family, cfg: MaskGITConfig, tok_cfg, base_model: str, repo_id: str, preset: str | None) -> str:
@@ -163,6 +191,6 @@ def render_card(family, cfg: MaskGITConfig, tok_cfg, base_model: str, repo_id: s
         backbone="BERT encoder" if cfg.backbone == "bert" else "U-ViT with long skips",
         hidden_size=str(cfg.hidden_size), num_hidden_layers=str(cfg.num_hidden_layers), num_tokens=str(cfg.num_tokens),
         codebook_size=str(cfg.codebook_size), num_classes=str(cfg.num_classes), sampling=sampling, repo_id=repo_id,
-        published=PUBLISHED.get(preset, "No published numbers recorded for this checkpoint."),
+        published=_PUBLISHED.get(preset, "No published numbers recorded for this checkpoint."),
         tokenizer_model_type=tok_cfg.model_type,
     )

@@ -12,92 +12,69 @@ preset or ``--image-size``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..hub.cards import metrics_table, render_model_card
-from ..image_processing import VistokImageProcessor
-from ..modeling.llamagen import GPT_PRESETS, LlamaGenConfig, LlamaGenTransformer, LlamaGenVQConfig, LlamaGenVQModel
-from .common import ConversionError, atomic_output_dir, find_checkpoint, load_converted, load_state_dict
+from ...conversion import (
+    ConversionError,
+    Release,
+    card_repo_id,
+    choose_release,
+    load_converted,
+    read_original,
+    write_model_folder,
+)
+from ...hub.cards import metrics_table, render_model_card
+from .configuration_llamagen import DEFAULT_SAMPLING, GPT_PRESETS, LlamaGenConfig, LlamaGenVQConfig
+from .modeling_llamagen import LlamaGenTransformer, LlamaGenVQModel
 
 C2I_REPO, T2I_REPO = "FoundationVision/LlamaGen", "peizesun/llamagen_t2i"
 _README = "FoundationVision/LlamaGen README"
-
-
-@dataclass(frozen=True)
-class Release:
-    """A released checkpoint: where it lives and what its file cannot say."""
-
-    repo: str
-    filename: str
-    description: str
-    image_size: int
-    tokenizer: str | None = None  # the VQ release a generator decodes with
-    sampling: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)
-
-    @property
-    def hub_id(self) -> str:
-        return f"{self.repo}/{self.filename}"
 
 
 def _metric(name, value, setting):
     return [{"metric": name, "value": value, "setting": setting, "source": _README}]
 
 
-# sample_c2i.py / sample_t2i.py defaults; FID settings are in GETTING_STARTED.md (cfg 2.0 B/L, 1.75 XL/XXL, 1.65 3B, top_k 0)
-_C2I = dict(guidance_scale=4.0, cfg_interval=-1, temperature=1.0, top_k=2000, top_p=1.0)
-_T2I = dict(guidance_scale=7.5, cfg_interval=-1, temperature=1.0, top_k=1000, top_p=1.0)
+# sample_c2i.py's defaults are the config's DEFAULT_SAMPLING; sample_t2i.py's differ in guidance and top-k.
+# FID settings are in GETTING_STARTED.md (cfg 2.0 B/L, 1.75 XL/XXL, 1.65 3B, top_k 0).
+_T2I = {**DEFAULT_SAMPLING, "guidance_scale": 7.5, "top_k": 1000}
 
+_MIT = {"license": "mit"}
+_PX256 = {"image_size": 256}
 VQ_RELEASES = {
-    "vq-ds16-c2i": Release(C2I_REPO, "vq_ds16_c2i.pt", "VQ-16: 16x downsampling, 16384 x 8 cosine codebook (ImageNet).", 256,
+    "vq-ds16-c2i": Release(C2I_REPO, "VQ-16: 16x downsampling, 16384 x 8 cosine codebook (ImageNet).", "vq_ds16_c2i.pt", **_MIT, settings=_PX256,
                            metrics=_metric("rFID (ImageNet val)", 2.19, "256 px, 16x16 tokens") + _metric("rFID (ImageNet val)", 0.94, "384 px, 24x24 tokens")),
-    "vq-ds8-c2i": Release(C2I_REPO, "vq_ds8_c2i.pt", "VQ-8: 8x downsampling, 16384 x 8 cosine codebook (ImageNet).", 256,
+    "vq-ds8-c2i": Release(C2I_REPO, "VQ-8: 8x downsampling, 16384 x 8 cosine codebook (ImageNet).", "vq_ds8_c2i.pt", **_MIT, settings=_PX256,
                           metrics=_metric("rFID (ImageNet val)", 0.59, "256 px, 32x32 tokens")),
-    "vq-ds16-t2i": Release(T2I_REPO, "vq_ds16_t2i.pt", "VQ-16 of the text-to-image models (LAION COCO + internal data).", 256),
+    "vq-ds16-t2i": Release(T2I_REPO, "VQ-16 of the text-to-image models (LAION COCO + internal data).", "vq_ds16_t2i.pt", **_MIT,
+                           settings=_PX256),
 }
 
 
 def _c2i(size, px, fid, fsdp=False):
     note = " (FSDP: a bare state dict)" if fsdp else ""
-    return Release(C2I_REPO, f"c2i_{size}_{px}.pt", f"LlamaGen-{size} class-conditional ImageNet generator at {px} px{note}.", px,
-                   tokenizer="vq-ds16-c2i", sampling=_C2I, metrics=_metric("FID-50k (ImageNet 256)", fid, f"{px} px, resized to 256"))
+    return Release(C2I_REPO, f"LlamaGen-{size} class-conditional ImageNet generator at {px} px{note}.", f"c2i_{size}_{px}.pt", **_MIT,
+                   settings={"image_size": px}, tokenizer="vq-ds16-c2i", sampling=DEFAULT_SAMPLING, metrics=_metric("FID-50k (ImageNet 256)", fid, f"{px} px, resized to 256"))
 
 
 GPT_RELEASES = {
     "c2i-b-256": _c2i("B", 256, 5.46), "c2i-b-384": _c2i("B", 384, 6.09), "c2i-l-256": _c2i("L", 256, 3.80),
     "c2i-l-384": _c2i("L", 384, 3.07), "c2i-xl-384": _c2i("XL", 384, 2.62), "c2i-xxl-384": _c2i("XXL", 384, 2.34, True),
     "c2i-3b-384": _c2i("3B", 384, 2.18, True),
-    "t2i-xl-stage1-256": Release(T2I_REPO, "t2i_XL_stage1_256.pt", "LlamaGen-XL text-to-image, stage 1 (LAION COCO) at 256 px.", 256,
+    "t2i-xl-stage1-256": Release(T2I_REPO, "LlamaGen-XL text-to-image, stage 1 (LAION COCO) at 256 px.", "t2i_XL_stage1_256.pt", **_MIT,
+                                 settings={"image_size": 256},
                                  tokenizer="vq-ds16-t2i", sampling=_T2I),
-    "t2i-xl-stage2-512": Release(T2I_REPO, "t2i_XL_stage2_512.pt", "LlamaGen-XL text-to-image, stage 2 (internal data) at 512 px.", 512,
+    "t2i-xl-stage2-512": Release(T2I_REPO, "LlamaGen-XL text-to-image, stage 2 (internal data) at 512 px.", "t2i_XL_stage2_512.pt", **_MIT,
+                                 settings={"image_size": 512},
                                  tokenizer="vq-ds16-t2i", sampling=_T2I),
 }
 
 
-def read_checkpoint(source: str, release: Release | None) -> tuple[dict, str | None]:
-    """(state dict, hub id) from a .pt file, a folder holding one, or a hub repo id (with a release's file name)."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        return load_state_dict(path), None
-    if path.is_dir():
-        if release is not None and (path / release.filename).is_file():
-            return load_state_dict(path / release.filename), None
-        return load_state_dict(find_checkpoint(path)), None
-    if source.count("/") == 1 and not source.startswith((".", "/")):
-        if release is None or release.repo.lower() != source.lower():
-            raise ConversionError(f"{source!r} holds several checkpoints: pass --preset NAME (its file) or a local .pt file")
-        from huggingface_hub import hf_hub_download
-
-        try:
-            return load_state_dict(hf_hub_download(source, release.filename)), release.hub_id
-        except ConversionError:
-            raise
-        except Exception as err:
-            raise ConversionError(f"could not fetch {release.filename} from {source}: {err}") from err
-    raise ConversionError(f"original checkpoint not found: {source}")
+def read_checkpoint(source: str, release: Release | None) -> dict:
+    """The state dict of a .pt file, a folder holding one, or a hub repo id (with a release's file name)."""
+    return read_original(source, release, several_per_repo=True).state
 
 
 # -- VQ --------------------------------------------------------------------------------------------
@@ -171,19 +148,11 @@ def build_vq(state: dict, image_size: int) -> LlamaGenVQModel:
     return load_converted(LlamaGenVQModel, config, converted)
 
 
-def _release(name, table, kind):
-    if name is None:
-        return None
-    if name not in table:
-        raise ConversionError(f"unknown LlamaGen {kind} preset {name!r}; choose from {sorted(table)}")
-    return table[name]
-
-
 def _image_size(image_size, release, kind) -> int:
     if image_size is None:
         if release is None:
             raise ConversionError(f"the {kind} does not record its image size: pass --image-size (e.g. 256 or 384) or --preset")
-        return release.image_size
+        return release.settings["image_size"]
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ConversionError(f"--image-size must be a positive int, got {image_size!r}")
     return image_size
@@ -192,24 +161,16 @@ def _image_size(image_size, release, kind) -> int:
 def convert_vq(source: str, output: str, *, preset: str | None = None, image_size: int | None = None,
                overwrite: bool = False, push_to_hub: str | None = None) -> Path:
     """A LlamaGen VQ checkpoint -> a vistok tokenizer folder (weights, config, image processor, card)."""
-    release = _release(preset, VQ_RELEASES, "tokenizer")
+    release = choose_release(preset, VQ_RELEASES, "LlamaGen tokenizer")
     size = _image_size(image_size if image_size is not None else (None if release else 256), release, "tokenizer")
-    state, hub_id = read_checkpoint(source, release)
+    state = read_checkpoint(source, release)
     try:
         model = build_vq(state, size)
     except ValueError as err:  # config checks (e.g. an image size the network cannot take)
         raise ConversionError(str(err)) from err
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        model.save_pretrained(scratch)
-        VistokImageProcessor(size=size, pixel_range=model.config.pixel_range).save_pretrained(scratch)
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        (scratch / "README.md").write_text(render_vq_card(model.config, release, hub_id or (release.hub_id if release else Path(source).name), repo_id))
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
+    base = release.hub_id if release else Path(source).name
+    card = render_vq_card(model.config, release, base, card_repo_id(output, push_to_hub))
+    return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
 # -- GPT -------------------------------------------------------------------------------------------
@@ -294,8 +255,7 @@ def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) ->
             raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a LlamaGen VQ tokenizer")
         return model
     vq_release = VQ_RELEASES.get(release.tokenizer) if release is not None and release.tokenizer else None
-    state, _ = read_checkpoint(tokenizer, vq_release)
-    return build_vq(state, image_size)
+    return build_vq(read_checkpoint(tokenizer, vq_release), image_size)
 
 
 def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None = None, image_size: int | None = None,
@@ -304,11 +264,11 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
     """A LlamaGen GPT checkpoint (+ its VQ tokenizer) -> an AutoregressiveImagePipeline (class) or
     TextToImageAutoregressivePipeline (text) folder. ``text_encoder``: a local T5 encoder folder (its
     tokenizer beside it) to include; without it, text pipelines take ``prompt_embeds`` or a T5 at load time."""
-    from ..pipelines import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
+    from ...pipelines import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 
-    release = _release(preset, GPT_RELEASES, "generator")
+    release = choose_release(preset, GPT_RELEASES, "LlamaGen generator")
     size = _image_size(image_size, release, "generator")
-    state, hub_id = read_checkpoint(source, release)
+    state = read_checkpoint(source, release)
     vq = _load_tokenizer(tokenizer, release, size)
     factor = vq.config.downsample_factor
     if size % factor:
@@ -326,32 +286,23 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
         if text_encoder is not None:
             from transformers import AutoTokenizer, T5EncoderModel
 
-            encoder, tok = T5EncoderModel.from_pretrained(text_encoder).train(False), AutoTokenizer.from_pretrained(text_encoder)
+            encoder, tok = T5EncoderModel.from_pretrained(text_encoder).eval(), AutoTokenizer.from_pretrained(text_encoder)
         pipeline = TextToImageAutoregressivePipeline(image_tokenizer=vq, transformer=transformer, text_encoder=encoder, tokenizer=tok)
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        pipeline.save_pretrained(scratch)
-        VistokImageProcessor(size=size, pixel_range=vq.config.pixel_range).save_pretrained(Path(scratch) / "image_tokenizer")
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        base = hub_id or (release.hub_id if release else Path(source).name)
-        (Path(scratch) / "README.md").write_text(render_gpt_card(transformer.config, vq.config, release, base, repo_id, text_encoder is not None))
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
+    base = release.hub_id if release else Path(source).name
+    card = render_gpt_card(transformer.config, vq.config, release, base, card_repo_id(output, push_to_hub), text_encoder is not None)
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
-convert_vq.cli_options = [
+VQ_CLI_OPTIONS = (
     ("--image-size", dict(type=int, metavar="PX", help="default image size of the tokenizer (its processor's); 256 unless the preset says otherwise")),
-]
-convert_gpt.cli_options = [
+)
+GPT_CLI_OPTIONS = (
     ("--tokenizer", dict(required=True, metavar="SRC", help="the generator's VQ tokenizer: a converted vistok folder or an original vq_*.pt file "
                                                          "(or, with --preset, the release's hub repo id)")),
     ("--image-size", dict(type=int, metavar="PX", help="the image size the GPT was trained at (256, 384, 512); the grid is size / the tokenizer's downsampling")),
     ("--num-heads", dict(type=int, metavar="N", help="attention heads, for a width/depth not in the original size table")),
     ("--text-encoder", dict(metavar="DIR", help="text-to-image: a local T5 encoder folder (with its tokenizer) to include in the pipeline")),
-]
+)
 
 
 # -- cards -----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Convert the FoundationVision/VAR release (``vae_ch160v4096z32.pth``, ``var_d{16,20,24,30,36}.pth``:
-bare pickled state dicts) to vistok: ``var-vae`` -> a ``VARVQVAE`` tokenizer folder, ``var`` -> a
+bare pickled state dicts) to vistok: ``var-vqvae`` -> a ``VARVQVAE`` tokenizer folder, ``var`` -> a
 complete ``NextScalePipeline`` folder (the tokenizer, the transformer, the released sampling settings).
 
 Architecture hyper-parameters come from the checkpoints' shapes: widths, depth, codebook, the
@@ -13,82 +13,49 @@ same VQVAE file serves 256 px and 512 px): ``--patch-nums`` or a preset gives th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..hub.cards import metrics_table, render_model_card
-from ..image_processing import VistokImageProcessor
-from ..modeling.quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_state_dict
-from ..modeling.var import VARConfig, VARTransformer, VARVQVAE, VARVQVAEConfig
-from .common import ConversionError, atomic_output_dir, load_converted, load_state_dict
+from ...conversion import (
+    ConversionError,
+    Release,
+    card_repo_id,
+    choose_release,
+    load_converted,
+    read_original,
+    write_model_folder,
+)
+from ...hub.cards import metrics_table, render_model_card
+from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_state_dict
+from .configuration_var import DEFAULT_SAMPLING, VARConfig, VARVQVAEConfig
+from .modeling_var import VARTransformer, VARVQVAE
 
 HUB_REPO = "FoundationVision/var"
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 _README = "FoundationVision/VAR README (model zoo)"
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A released checkpoint: its file in the hub repo, what shapes cannot say, what was published."""
-
-    hub_id: str
-    filename: str
-    description: str
-    patch_nums: tuple = DEFAULT_PATCH_NUMS
-    sampling: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)
-    license: str = "mit"
-
-
 def _fid(value, setting="ImageNet 256x256, cfg 1.5, top-k 900, top-p 0.96"):
     return [{"metric": "FID", "value": value, "setting": setting, "source": _README}]
 
 
-# README's FID-evaluation settings; the demo uses cfg 4, top-p 0.95.
-FID_SAMPLING = {"guidance_scale": 1.5, "top_k": 900, "top_p": 0.96, "smooth_sampling": False}
+_MIT = {"license": "mit"}
 VAE_PRESETS = {
-    "vae-ch160v4096z32": Preset(HUB_REPO, "vae_ch160v4096z32.pth", "VAR's multi-scale VQVAE, 10 scales at 256 px (680 tokens)."),
-    "vae-ch160v4096z32-512": Preset(HUB_REPO, "vae_ch160v4096z32.pth", "VAR's multi-scale VQVAE with the 512 px scales of VAR-d36 (2240 tokens).",
-                                    patch_nums=PATCH_NUMS_512),
+    "vae-ch160v4096z32": Release(HUB_REPO, "VAR's multi-scale VQVAE, 10 scales at 256 px (680 tokens).", "vae_ch160v4096z32.pth",
+                                 **_MIT, settings={"patch_nums": DEFAULT_PATCH_NUMS}),
+    "vae-ch160v4096z32-512": Release(HUB_REPO, "VAR's multi-scale VQVAE with the 512 px scales of VAR-d36 (2240 tokens).",
+                                     "vae_ch160v4096z32.pth", **_MIT, settings={"patch_nums": PATCH_NUMS_512}),
 }
+# the README's FID-evaluation settings are the config's DEFAULT_SAMPLING (the demo uses cfg 4, top-p 0.95)
 VAR_PRESETS = {
-    "var-d16": Preset(HUB_REPO, "var_d16.pth", "VAR-d16 (310M parameters), ImageNet 256x256.", sampling=FID_SAMPLING, metrics=_fid(3.55)),
-    "var-d20": Preset(HUB_REPO, "var_d20.pth", "VAR-d20 (600M parameters), ImageNet 256x256.", sampling=FID_SAMPLING, metrics=_fid(2.95)),
-    "var-d24": Preset(HUB_REPO, "var_d24.pth", "VAR-d24 (1.0B parameters), ImageNet 256x256.", sampling=FID_SAMPLING, metrics=_fid(2.33)),
-    "var-d30": Preset(HUB_REPO, "var_d30.pth", "VAR-d30 (2.0B parameters), ImageNet 256x256.", sampling=FID_SAMPLING, metrics=_fid(1.97)),
-    "var-d36": Preset(HUB_REPO, "var_d36.pth", "VAR-d36 with shared AdaLN (2.3B parameters), ImageNet 512x512.",
-                      patch_nums=PATCH_NUMS_512, sampling=FID_SAMPLING, metrics=_fid(2.63, "ImageNet 512x512")),
+    "var-d16": Release(HUB_REPO, "VAR-d16 (310M parameters), ImageNet 256x256.", "var_d16.pth", **_MIT, sampling=DEFAULT_SAMPLING, metrics=_fid(3.55)),
+    "var-d20": Release(HUB_REPO, "VAR-d20 (600M parameters), ImageNet 256x256.", "var_d20.pth", **_MIT, sampling=DEFAULT_SAMPLING, metrics=_fid(2.95)),
+    "var-d24": Release(HUB_REPO, "VAR-d24 (1.0B parameters), ImageNet 256x256.", "var_d24.pth", **_MIT, sampling=DEFAULT_SAMPLING, metrics=_fid(2.33)),
+    "var-d30": Release(HUB_REPO, "VAR-d30 (2.0B parameters), ImageNet 256x256.", "var_d30.pth", **_MIT, sampling=DEFAULT_SAMPLING, metrics=_fid(1.97)),
+    "var-d36": Release(HUB_REPO, "VAR-d36 with shared AdaLN (2.3B parameters), ImageNet 512x512.", "var_d36.pth", **_MIT,
+                       settings={"patch_nums": PATCH_NUMS_512}, sampling=DEFAULT_SAMPLING, metrics=_fid(2.63, "ImageNet 512x512")),
 }
-
-
-# -- reading the original -----------------------------------------------------------------------
-def read_original(source: str, preset: Preset | None, default_filename: str | None = None) -> tuple[dict, str | None]:
-    """(state_dict, hub repo id or None) from a local ``.pth`` file, a folder holding the release
-    file, or the hub repo (the preset's file; served from the cache offline)."""
-    path = Path(source).expanduser()
-    filename = preset.filename if preset else default_filename
-    if path.is_file():
-        return load_state_dict(path), None
-    if path.is_dir():
-        candidates = [path / filename] if filename else sorted(path.glob("*.pth"))
-        found = [p for p in candidates if p.is_file()]
-        if len(found) != 1:
-            raise ConversionError(f"expected {filename or 'one .pth checkpoint'} in {path}; pass the file itself or --preset")
-        return load_state_dict(found[0]), None
-    if source.count("/") == 1 and not source.startswith((".", "/")):
-        if filename is None:
-            raise ConversionError(f"{source!r} holds several checkpoints: pass --preset to choose one")
-        from huggingface_hub import hf_hub_download
-
-        try:
-            return load_state_dict(hf_hub_download(source, filename)), source
-        except ConversionError:
-            raise
-        except Exception as err:
-            raise ConversionError(f"could not fetch {filename} from hub repo {source!r}: {err}") from err
-    raise ConversionError(f"original checkpoint not found: {source}")
 
 
 # -- VQVAE ----------------------------------------------------------------------------------------
@@ -180,32 +147,15 @@ def _parse_patch_nums(patch_nums) -> tuple[int, ...] | None:
 
 
 def convert_vae(source: str, output: str, *, preset: str | None = None, patch_nums=None, overwrite: bool = False,
-                push_to_hub: str | None = None, config: str | None = None) -> Path:
-    """``vistok convert var-vae``: the VQVAE alone, as a tokenizer folder."""
-    if config is not None:
-        raise ConversionError("VAR releases have no config file; the architecture comes from the checkpoint (use --patch-nums)")
-    if preset is not None and preset not in VAE_PRESETS:
-        raise ConversionError(f"unknown var-vae preset {preset!r}; choose from {sorted(VAE_PRESETS)}")
-    chosen = VAE_PRESETS.get(preset)
-    nums = _parse_patch_nums(patch_nums) or (chosen.patch_nums if chosen else DEFAULT_PATCH_NUMS)
-    original, hub_id = read_original(source, chosen, VAE_PRESETS["vae-ch160v4096z32"].filename)
-    model = build_vae(original, nums)
-    base_model = hub_id or (chosen.hub_id if chosen else None)
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        _save_tokenizer(model, scratch)
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        (scratch / "README.md").write_text(render_vae_card(model.config, chosen, base_model, Path(source).name, repo_id))
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
-
-
-def _save_tokenizer(model: VARVQVAE, folder: Path) -> None:
-    model.save_pretrained(folder)
-    VistokImageProcessor(size=model.config.image_size, pixel_range=model.config.pixel_range).save_pretrained(folder)
+                push_to_hub: str | None = None) -> Path:
+    """``vistok convert var-vqvae``: the VQVAE alone, as a tokenizer folder."""
+    chosen = choose_release(preset, VAE_PRESETS, "var-vqvae")
+    nums = _parse_patch_nums(patch_nums) or (chosen.settings["patch_nums"] if chosen else DEFAULT_PATCH_NUMS)
+    original = read_original(source, chosen, VAE_PRESETS["vae-ch160v4096z32"].filename, several_per_repo=True)
+    model = build_vae(original.state, nums)
+    base_model = original.hub_id or (chosen.repo if chosen else None)
+    card = render_vae_card(model.config, chosen, base_model, Path(source).name, card_repo_id(output, push_to_hub))
+    return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
 # -- transformer ------------------------------------------------------------------------------------
@@ -293,50 +243,35 @@ def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
         if not isinstance(model, VARVQVAE):
             raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, expected a VAR VQVAE (vistok_var_vqvae)")
         return model
-    original, _ = read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], None)
-    return build_vae(original, patch_nums)
+    return build_vae(read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], several_per_repo=True).state, patch_nums)
 
 
 def convert(source: str, output: str, *, tokenizer: str, preset: str | None = None, overwrite: bool = False,
-            push_to_hub: str | None = None, config: str | None = None) -> Path:
+            push_to_hub: str | None = None) -> Path:
     """``vistok convert var``: a generator plus its VQVAE, as a NextScalePipeline folder."""
-    from ..pipelines import NextScalePipeline
+    from ...pipelines import NextScalePipeline
 
-    if config is not None:
-        raise ConversionError("VAR releases have no config file; the architecture comes from the checkpoint")
-    if preset is not None and preset not in VAR_PRESETS:
-        raise ConversionError(f"unknown var preset {preset!r}; choose from {sorted(VAR_PRESETS)}")
-    chosen = VAR_PRESETS.get(preset)
-    original, hub_id = read_original(source, chosen)
-    transformer = build_transformer(original, chosen.sampling if chosen else None)
+    chosen = choose_release(preset, VAR_PRESETS, "var")
+    original = read_original(source, chosen, several_per_repo=True)
+    transformer = build_transformer(original.state, chosen.sampling if chosen else None)
     tokenizer_model = _load_tokenizer(tokenizer, transformer.config.patch_nums)
     try:
         pipeline = NextScalePipeline(image_tokenizer=tokenizer_model, transformer=transformer)
     except ValueError as err:
         raise ConversionError(f"the tokenizer does not fit the generator: {err}") from err
-    base_model = hub_id or (chosen.hub_id if chosen else None)
-    with atomic_output_dir(output, overwrite=overwrite) as scratch:
-        pipeline.save_pretrained(scratch)
-        VistokImageProcessor(size=tokenizer_model.config.image_size,
-                             pixel_range=tokenizer_model.config.pixel_range).save_pretrained(scratch / "image_tokenizer")
-        repo_id = push_to_hub or f"<your-namespace>/{Path(output).name}"
-        (scratch / "README.md").write_text(render_var_card(transformer.config, tokenizer_model.config, chosen, base_model,
-                                                           Path(source).name, repo_id))
-    output = Path(output).expanduser().resolve()
-    if push_to_hub:
-        from ..hub import push_folder
-
-        push_folder(output, push_to_hub)
-    return output
+    base_model = original.hub_id or (chosen.repo if chosen else None)
+    card = render_var_card(transformer.config, tokenizer_model.config, chosen, base_model, Path(source).name,
+                           card_repo_id(output, push_to_hub))
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
 # -- cards ------------------------------------------------------------------------------------------
-def render_vae_card(cfg: VARVQVAEConfig, preset: Preset | None, base_model: str | None, source_name: str, repo_id: str) -> str:
+def render_vae_card(cfg: VARVQVAEConfig, preset: Release | None, base_model: str | None, source_name: str, repo_id: str) -> str:
     metadata = {"license": preset.license if preset else "mit", "library_name": "vistok",
                 "tags": ["vistok", "image-tokenization", "var", "multi-scale"], "base_model": base_model,
                 "datasets": ["ILSVRC/imagenet-1k"] if preset else None}
     return render_model_card(
-        "var-vae", metadata=metadata, model_name=Path(repo_id).name, base_model=base_model or source_name,
+        "var-vqvae", metadata=metadata, model_name=Path(repo_id).name, base_model=base_model or source_name,
         description=preset.description if preset else "", image_size=str(cfg.image_size), num_tokens=str(cfg.num_tokens),
         num_scales=str(cfg.num_scales), patch_nums=", ".join(map(str, cfg.patch_nums)), codebook_size=str(cfg.codebook_size),
         z_channels=str(cfg.z_channels), channels=str(cfg.channels), channel_mult=", ".join(map(str, cfg.channel_mult)),
@@ -344,7 +279,7 @@ def render_vae_card(cfg: VARVQVAEConfig, preset: Preset | None, base_model: str 
     )
 
 
-def render_var_card(cfg: VARConfig, tok_cfg: VARVQVAEConfig, preset: Preset | None, base_model: str | None,
+def render_var_card(cfg: VARConfig, tok_cfg: VARVQVAEConfig, preset: Release | None, base_model: str | None,
                     source_name: str, repo_id: str) -> str:
     sampling = "\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items())
     metadata = {"license": preset.license if preset else "mit", "library_name": "vistok",
@@ -362,11 +297,11 @@ def render_var_card(cfg: VARConfig, tok_cfg: VARVQVAEConfig, preset: Preset | No
     )
 
 
-convert_vae.cli_options = [
+VQVAE_CLI_OPTIONS = (
     ("--patch-nums", dict(metavar="PN", help="the token-map side of each scale, coarse to fine, e.g. 1,2,3,4,5,6,8,10,13,16 "
                           "(256 px, the default) or 1,2,3,4,6,9,13,18,24,32 (512 px); a preset sets it")),
-]
-convert.cli_options = [
-    ("--tokenizer", dict(required=True, metavar="SRC", help="the VQVAE: a converted vistok var-vae folder, or the original "
+)
+CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the VQVAE: a converted vistok var-vqvae folder, or the original "
                          "vae_ch160v4096z32.pth (converted on the way with the generator's scales)")),
-]
+)

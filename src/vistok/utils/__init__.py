@@ -1,0 +1,1 @@
+"""Helpers every part of vistok uses (conversion, training, evaluation, the demo)."""
