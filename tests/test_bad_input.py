@@ -157,7 +157,9 @@ def test_unexpected_key(release, tmp_path):
 
 def test_misshaped_key(release, tmp_path):
     _edit_checkpoint(release, lambda s: s.__setitem__("decoder.ln_pre.bias", torch.zeros(7)))
-    _convert_fails(release, tmp_path, r"decoder.pre_layernorm.bias: expected shape \(192,\), got \(7,\)")
+    # names the user's key, the vistok key it maps to, and the file
+    _convert_fails(release, tmp_path, r"checkpoint .*model.safetensors does not match the architecture: 'decoder.pre_layernorm.bias' "
+                   r"\(original 'decoder.ln_pre.bias'\): expected shape \(192,\), got \(7,\)")
 
 
 def test_config_disagreeing_with_checkpoint(release, tmp_path):

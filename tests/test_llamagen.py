@@ -253,7 +253,8 @@ def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path
     state = original_weights(meta)
     del state["layers.1.feed_forward.w3.weight"]
     torch.save({"model": state}, tmp_path / "broken.pt")
-    with pytest.raises(ConversionError, match=r"missing keys: \['layers.1.mlp.up_proj.weight'\]"):
+    with pytest.raises(ConversionError, match=r"missing keys: \['layers.1.mlp.up_proj.weight'\], i.e. 'layers.1.mlp.up_proj.weight' "
+                       r"\(original 'layers.1.feed_forward.w3.weight'\)"):
         convert_llamagen_gpt(str(tmp_path / "broken.pt"), str(tmp_path / "out"), tokenizer=str(converted / "vq"),
                              image_size=16, num_heads=4)
     with pytest.raises(ConversionError, match="does not record its image size: pass --image-size"):
@@ -262,9 +263,15 @@ def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path
         convert_llamagen_gpt(str(converted / "c2i_tiny.pt"), str(tmp_path / "out"), tokenizer=str(converted / "vq"), image_size=16)
     with pytest.raises(ConversionError, match="multiple of the downsampling factor 4"):
         convert_llamagen_vq(str(converted / "vq_tiny.pt"), str(tmp_path / "out"), image_size=30)
+    vq_state = original_weights(load("vq")[0])
+    del vq_state["decoder.mid.1.k.weight"]  # an attention's key conv, fused into vistok's qkv
+    torch.save({"model": vq_state}, tmp_path / "broken_vq.pt")
+    with pytest.raises(ConversionError, match=r"missing keys \['decoder.mid.1.k.weight'\] in the checkpoint of .*broken_vq.pt "
+                       r"\(they are fused into vistok's 'decoder.mid.attention.qkv.weight'\)"):
+        convert_llamagen_vq(str(tmp_path / "broken_vq.pt"), str(tmp_path / "out"))
     with pytest.raises(ConversionError, match="missing key 'encoder.conv_in.weight'"):
         convert_llamagen_vq(str(converted / "c2i_tiny.pt"), str(tmp_path / "out"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "broken_vq.pt"]
     assert cli_main(["convert", "llamagen", "--original", str(converted / "c2i_tiny.pt"), "--tokenizer", str(converted / "vq"),
                      "--output", str(tmp_path / "out2")]) == 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,15 +55,13 @@ def choose_release(name: str | None, releases: dict, what: str) -> Release | Non
     return releases[name]
 
 
-@dataclass(frozen=True)
-class Original:
-    """An original checkpoint as read: its tensors, the file, the release folder it came from (if any) and
-    the hub repo id it was fetched from (None for local files)."""
+class Original(dict):
+    """An original checkpoint as read: its tensors (the dict itself), the file ``path``, the release ``folder``
+    it came from (if any) and the hub repo id it was fetched from (``hub_id``; None for local files)."""
 
-    state: dict
-    path: Path
-    folder: Path | None
-    hub_id: str | None
+    def __init__(self, state: dict, path: Path, folder: Path | None = None, hub_id: str | None = None):
+        super().__init__(state)
+        self.path, self.folder, self.hub_id = path, folder, hub_id
 
 
 def read_original(source: str, release: Release | None = None, filename: str | None = None,
@@ -151,33 +150,84 @@ def find_checkpoint(folder: Path) -> Path:
     return found[0]
 
 
-def check_state_dict(converted: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], unused: set[str]) -> None:
-    """Fail with the offending key names if anything is missing, unexpected or mis-shaped."""
+def _storage(tensor) -> int | None:
+    try:
+        return tensor.untyped_storage().data_ptr() if tensor.numel() else None
+    except (RuntimeError, AttributeError):  # meta tensors, non-tensors
+        return None
+
+
+def original_key_names(converted: dict, original: dict) -> dict[str, str]:
+    """{vistok key: the original key it was read from}, found by shared storage (renamed and sliced tensors share
+    it with the original's; tensors a converter computed anew, e.g. a cloned split, have no origin)."""
+    by_storage: dict[int, list[str]] = {}
+    for key, value in original.items():
+        ptr = _storage(value)
+        if ptr is not None:
+            by_storage.setdefault(ptr, []).append(key)
+    origin = {}
+    for key, value in converted.items():
+        ptr = _storage(value)
+        if ptr is not None and len(by_storage.get(ptr, ())) == 1:
+            origin[key] = by_storage[ptr][0]
+    return origin
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def _expected_original_key(missing: str, origin: dict[str, str]) -> str | None:
+    """The original key a missing vistok key would have been read from, by analogy with a present sibling that
+    differs only in its indices (``layers.1.x`` <- ``blocks.1.y`` because ``layers.0.x`` <- ``blocks.0.y``)."""
+    pattern = _NUMBER.sub("#", missing)
+    numbers = _NUMBER.findall(missing)
+    for key, source in origin.items():
+        if _NUMBER.sub("#", key) != pattern:
+            continue
+        swap = {old: new for old, new in zip(_NUMBER.findall(key), numbers) if old != new}
+        if len(set(swap.values())) != len(swap):  # ambiguous renumbering
+            continue
+        return _NUMBER.sub(lambda m: swap.get(m.group(), m.group()), source)
+    return None
+
+
+def check_state_dict(converted: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], unused: set[str],
+                     original: dict | None = None) -> None:
+    """Fail with the offending key names if anything is missing, unexpected or mis-shaped. With the ``original``
+    state dict, each vistok key is named with the original key it maps to, and an :class:`Original`'s file."""
+    origin = original_key_names(converted, original) if original is not None else {}
+
+    def named(key: str, missing: bool = False) -> str:
+        source = _expected_original_key(key, origin) if missing else origin.get(key)
+        return f"{key!r} (original {source!r})" if source else repr(key)
+
     problems = []
     if unused:
-        problems.append(f"unexpected keys in the original checkpoint: {sorted(unused)[:10]}")
+        problems.append(f"unexpected keys in the original checkpoint (vistok has no place for them): {sorted(unused)[:10]}")
     missing = sorted(set(expected) - set(converted))
     if missing:
-        problems.append(f"missing keys: {missing[:10]}")
+        problems.append(f"missing keys: {missing[:10]}, i.e. " + ", ".join(named(k, missing=True) for k in missing[:10]))
     extra = sorted(set(converted) - set(expected))
     if extra:
-        problems.append(f"keys with no place in the converted model: {extra[:10]}")
+        problems.append(f"keys with no place in the converted model: " + ", ".join(named(k) for k in extra[:10]))
     for key in sorted(set(converted) & set(expected)):
         if tuple(converted[key].shape) != tuple(expected[key].shape):
-            problems.append(f"{key}: expected shape {tuple(expected[key].shape)}, got {tuple(converted[key].shape)}")
+            problems.append(f"{named(key)}: expected shape {tuple(expected[key].shape)}, got {tuple(converted[key].shape)}")
     if problems:
-        raise ConversionError("checkpoint does not match the architecture: " + "; ".join(problems))
+        where = f"checkpoint {original.path}" if isinstance(original, Original) else "checkpoint"
+        raise ConversionError(f"{where} does not match the architecture: " + "; ".join(problems))
 
 
-def load_converted(model_cls, config, converted: dict[str, torch.Tensor], unused=frozenset()):
+def load_converted(model_cls, config, converted: dict[str, torch.Tensor], unused=frozenset(), original: dict | None = None):
     """``model_cls(config)`` holding ``converted``: keys and shapes are checked against the architecture
-    (built on the meta device, so a mismatch costs no memory) before a strict load; inference mode."""
+    (built on the meta device, so a mismatch costs no memory) before a strict load; inference mode.
+    ``original``: the state dict ``converted`` was made from, so that errors name its keys (and file)."""
     with torch.device("meta"):
         expected = model_cls(config).state_dict()
-    check_state_dict(converted, expected, set(unused))
+    check_state_dict(converted, expected, set(unused), original)
     model = model_cls(config)
     model.load_state_dict(converted, strict=True, assign=True)
-    return model.train(False)
+    return model.eval()
 
 
 def write_model_folder(output: str | os.PathLike, obj, *, card: str, overwrite: bool = False,
@@ -194,7 +244,7 @@ def write_model_folder(output: str | os.PathLike, obj, *, card: str, overwrite: 
         (scratch / "README.md").write_text(card)
     output = Path(output).expanduser().resolve()
     if push_to_hub:
-        from ..hub import push_folder
+        from ..utils.hub import push_folder
 
         push_folder(output, push_to_hub)
     return output

@@ -136,7 +136,7 @@ def _processor_for(model, folder: Path | None):
 
     if folder is not None and (folder / "preprocessor_config.json").is_file():
         return VistokImageProcessor.from_pretrained(str(folder))
-    return VistokImageProcessor(size=model.config.image_size, pixel_range=model.config.pixel_range)
+    return VistokImageProcessor.from_model_config(model.config)
 
 
 def default_token_counts(config) -> list[int]:

@@ -116,7 +116,7 @@ class VisualTokenizerMixin:
         ``VistokImageProcessor`` for the config's ``image_size``/``pixel_range``) and ``model_card``
         (README text; default: the card of the local folder the model came from, else a minimal one).
         """
-        from ..hub.push import push_tokenizer_to_hub
+        from ..utils.hub import push_tokenizer_to_hub
 
         return push_tokenizer_to_hub(
             self, repo_id, image_processor=image_processor, model_card=model_card,

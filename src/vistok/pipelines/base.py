@@ -31,7 +31,7 @@ class VistokPipeline(DiffusionPipeline):
                     token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
                     model_card: str | None = None, tags: list[str] | None = None) -> str:
         """Upload every component (safetensors) and the card of the folder it came from; returns the commit URL."""
-        from ..hub import push_pipeline_to_hub
+        from ..utils.hub import push_pipeline_to_hub
 
         return push_pipeline_to_hub(self, repo_id, model_card=model_card, tags=tags, commit_message=commit_message,
                                     private=private, token=token, revision=revision, create_pr=create_pr)

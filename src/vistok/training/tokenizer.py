@@ -140,7 +140,7 @@ class TokenizerTrainer(Trainer):
 
         model = self.averaged_model()
         model.save_pretrained(path)
-        VistokImageProcessor(size=model.config.image_size, pixel_range=model.config.pixel_range).save_pretrained(path)
+        VistokImageProcessor.from_model_config(model.config).save_pretrained(path)
         (path / "README.md").write_text(render_training_card(self, model.config))
 
 

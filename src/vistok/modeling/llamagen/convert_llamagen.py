@@ -18,6 +18,7 @@ import torch
 
 from ...conversion import (
     ConversionError,
+    Original,
     Release,
     card_repo_id,
     choose_release,
@@ -74,7 +75,7 @@ GPT_RELEASES = {
 
 def read_checkpoint(source: str, release: Release | None) -> dict:
     """The state dict of a .pt file, a folder holding one, or a hub repo id (with a release's file name)."""
-    return read_original(source, release, several_per_repo=True).state
+    return read_original(source, release, several_per_repo=True)
 
 
 # -- VQ --------------------------------------------------------------------------------------------
@@ -114,9 +115,12 @@ def convert_vq_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.
         else:
             out[_rename_vq(key)] = value
     for (prefix, kind), parts in qkv.items():
+        fused = _rename_vq(f"{prefix}.qkv.{kind}")
         if set(parts) != {"q", "k", "v"}:
-            raise ConversionError(f"attention {prefix} lacks its {sorted({'q', 'k', 'v'} - set(parts))} {kind}")
-        out[_rename_vq(f"{prefix}.qkv.{kind}")] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+            absent = [f"{prefix}.{name}.{kind}" for name in "qkv" if name not in parts]
+            where = f" of {original.path}" if isinstance(original, Original) else ""
+            raise ConversionError(f"missing keys {absent} in the checkpoint{where} (they are fused into vistok's {fused!r})")
+        out[fused] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
 
 
@@ -145,7 +149,7 @@ def infer_vq_config(state: dict, image_size: int) -> dict:
 def build_vq(state: dict, image_size: int) -> LlamaGenVQModel:
     config = LlamaGenVQConfig(**infer_vq_config(state, image_size))
     converted = convert_vq_state_dict(state)
-    return load_converted(LlamaGenVQModel, config, converted)
+    return load_converted(LlamaGenVQModel, config, converted, original=state)
 
 
 def _image_size(image_size, release, kind) -> int:
@@ -239,7 +243,7 @@ def build_gpt(state: dict, num_tokens: int, num_heads: int | None = None, sampli
         config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     except ValueError as err:
         raise ConversionError(str(err)) from err
-    return load_converted(LlamaGenTransformer, config, converted)
+    return load_converted(LlamaGenTransformer, config, converted, original=state)
 
 
 def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) -> LlamaGenVQModel:

@@ -159,11 +159,11 @@ def convert(source: str, output: str, *, tokenizer: str, tokenizer_family: str |
     generator_cfg = original_config.get("model", {}).get("generator")
     if not isinstance(generator_cfg, dict):
         raise ConversionError("the generator needs its original config (model.generator section): pass --config ORIGINAL.yaml")
-    state, _ = convert_generator_state_dict(original.state)
+    state, _ = convert_generator_state_dict(original)
     image_tokenizer, tokenizer_family = _load_tokenizer(tokenizer, tokenizer_family, tokenizer_config)
     kwargs = infer_generator_config(state, generator_cfg, image_tokenizer.config.codebook_size)
     model_config = MaskGITConfig(**kwargs, sampling_defaults=sampling_from_config(generator_cfg, release, tokenizer_family))
-    transformer = load_converted(MaskGITTransformer, model_config, state)
+    transformer = load_converted(MaskGITTransformer, model_config, state, original=original)
     pipeline = MaskGITPipeline(image_tokenizer=image_tokenizer.eval(), transformer=transformer)
     base = release.hub_id if release else (original.hub_id or Path(source).name)
     card = render_card(tokenizer_family or image_tokenizer.config.model_type, model_config, image_tokenizer.config, base,

@@ -225,7 +225,7 @@ def read_release(source: str, config_path: str | None, release: Release | None) 
         vq_model, crop = dict(release.settings), None
     else:
         raise ConversionError(f"no config.json beside {original.path}: pass --config ORIGINAL.yaml or --preset NAME")
-    return original.state, dict(vq_model), crop, original.hub_id
+    return original, dict(vq_model), crop, original.hub_id
 
 
 def convert_release(name: str, config_class, model_class, releases: dict, source: str, output: str, *,
@@ -245,7 +245,7 @@ def convert_release(name: str, config_class, model_class, releases: dict, source
                               "pass --pixel-decoder maskgit-vqgan-imagenet-f16-256.bin")
     model_config = config_class(**infer_config(state, vq_model, crop, legacy_only))
     converted, unused = convert_state_dict(state, model_config.is_legacy)
-    model = load_converted(model_class, model_config, converted, unused)
+    model = load_converted(model_class, model_config, converted, unused, state)
     base_model = hub_id or (chosen.hub_id if chosen else None)
     card = render_card(name, model_config, chosen, base_model, Path(source).name, card_repo_id(output, push_to_hub))
     return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)

@@ -129,7 +129,7 @@ def infer_vae_config(original: dict[str, torch.Tensor], patch_nums) -> dict:
 def build_vae(original: dict[str, torch.Tensor], patch_nums) -> VARVQVAE:
     config = VARVQVAEConfig(**infer_vae_config(original, patch_nums))
     converted, unused = convert_vae_state_dict(original)
-    return load_converted(VARVQVAE, config, converted, unused)
+    return load_converted(VARVQVAE, config, converted, unused, original)
 
 
 def _parse_patch_nums(patch_nums) -> tuple[int, ...] | None:
@@ -152,7 +152,7 @@ def convert_vae(source: str, output: str, *, preset: str | None = None, patch_nu
     chosen = choose_release(preset, VAE_PRESETS, "var-vqvae")
     nums = _parse_patch_nums(patch_nums) or (chosen.settings["patch_nums"] if chosen else DEFAULT_PATCH_NUMS)
     original = read_original(source, chosen, VAE_PRESETS["vae-ch160v4096z32"].filename, several_per_repo=True)
-    model = build_vae(original.state, nums)
+    model = build_vae(original, nums)
     base_model = original.hub_id or (chosen.repo if chosen else None)
     card = render_vae_card(model.config, chosen, base_model, Path(source).name, card_repo_id(output, push_to_hub))
     return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
@@ -228,7 +228,7 @@ def infer_var_config(original: dict[str, torch.Tensor]) -> dict:
 def build_transformer(original: dict[str, torch.Tensor], sampling: dict | None = None) -> VARTransformer:
     config = VARConfig(**infer_var_config(original), sampling_defaults=sampling)
     converted, unused = convert_var_state_dict(original)
-    return load_converted(VARTransformer, config, converted, unused)
+    return load_converted(VARTransformer, config, converted, unused, original)
 
 
 def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
@@ -243,7 +243,7 @@ def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
         if not isinstance(model, VARVQVAE):
             raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, expected a VAR VQVAE (vistok_var_vqvae)")
         return model
-    return build_vae(read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], several_per_repo=True).state, patch_nums)
+    return build_vae(read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], several_per_repo=True), patch_nums)
 
 
 def convert(source: str, output: str, *, tokenizer: str, preset: str | None = None, overwrite: bool = False,
@@ -253,7 +253,7 @@ def convert(source: str, output: str, *, tokenizer: str, preset: str | None = No
 
     chosen = choose_release(preset, VAR_PRESETS, "var")
     original = read_original(source, chosen, several_per_repo=True)
-    transformer = build_transformer(original.state, chosen.sampling if chosen else None)
+    transformer = build_transformer(original, chosen.sampling if chosen else None)
     tokenizer_model = _load_tokenizer(tokenizer, transformer.config.patch_nums)
     try:
         pipeline = NextScalePipeline(image_tokenizer=tokenizer_model, transformer=transformer)

@@ -1,4 +1,6 @@
-"""Publishing vistok folders and tokenizers on the Hugging Face Hub (safetensors only)."""
+"""Publishing to the hub: upload a saved folder (safetensors only, validated first), and push a tokenizer
+(with its image processor and card) or a pipeline. Depends on no model code, so the model and pipeline
+base classes build their ``push_to_hub`` on it."""
 
 from __future__ import annotations
 
@@ -171,7 +173,7 @@ def push_tokenizer_to_hub(
 ) -> str:
     """Save ``model`` with its image processor and a README.md model card, and push them to ``repo_id``.
 
-    image_processor: defaults to ``VistokImageProcessor(size=config.image_size, pixel_range=config.pixel_range)``.
+    image_processor: defaults to ``VistokImageProcessor.from_model_config(model.config)``.
     model_card: the README text (or a ``huggingface_hub.ModelCard``); default: the README.md of the local
         folder the model was loaded from, else a minimal vistok card.
     tags: extra tags added to the card's front matter.
@@ -199,7 +201,7 @@ def push_tokenizer_to_hub(
     if image_processor is None:
         from ..image_processing import VistokImageProcessor
 
-        image_processor = VistokImageProcessor(size=config.image_size, pixel_range=config.pixel_range)
+        image_processor = VistokImageProcessor.from_model_config(config)
     model_card = _resolve_card(model, model_card, tags, lambda: default_model_card(model, repo_id, tags))
 
     with tempfile.TemporaryDirectory(prefix="vistok-push-") as tmp:
