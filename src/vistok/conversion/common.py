@@ -150,6 +150,13 @@ def find_checkpoint(folder: Path) -> Path:
     return found[0]
 
 
+def rename_key(key: str, renames) -> str:
+    """Apply a converter's rename table ``[(regex, replacement), ...]`` to an original key, in order."""
+    for pattern, replacement in renames:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
 def _storage(tensor) -> int | None:
     try:
         return tensor.untyped_storage().data_ptr() if tensor.numel() else None

@@ -24,6 +24,7 @@ from ...conversion import (
     choose_release,
     load_converted,
     read_original,
+    rename_key,
     write_model_folder,
 )
 from ...hub.cards import metrics_table, render_model_card
@@ -94,9 +95,7 @@ _VQ_DROPPED = ("quantize.codebook_used",)  # training-time usage statistics
 
 
 def _rename_vq(key: str) -> str:
-    for pattern, repl in _VQ_RENAMES:
-        key = re.sub(pattern, repl, key)
-    return key.replace("encoder.LEVELS", "encoder.down_levels").replace("decoder.LEVELS", "decoder.up_levels")
+    return rename_key(key, _VQ_RENAMES).replace("encoder.LEVELS", "encoder.down_levels").replace("decoder.LEVELS", "decoder.up_levels")
 
 
 _VQ_QKV = re.compile(r"^(.*\.(?:attn\.\d+|mid\.1))\.(q|k|v)\.(weight|bias)$")
@@ -202,9 +201,7 @@ def convert_gpt_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch
         key = re.sub(r"^(module|_orig_mod)\.", "", key)
         if key == "freqs_cis" or ".kv_cache." in key:
             continue
-        for pattern, repl in _GPT_RENAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
+        out[rename_key(key, _GPT_RENAMES)] = value
     return out
 
 

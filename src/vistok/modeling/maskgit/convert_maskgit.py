@@ -22,6 +22,7 @@ from ...conversion import (
     load_config_file,
     load_converted,
     read_original,
+    rename_key,
     write_model_folder,
 )
 from ...hub.cards import render_model_card
@@ -76,9 +77,7 @@ def convert_generator_state_dict(original: dict[str, torch.Tensor]) -> tuple[dic
             for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                 out[f"{match[1]}.self_attn.{name}.weight"] = part.clone()
             continue
-        for pattern, repl in _UVIT_RENAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
+        out[rename_key(key, _UVIT_RENAMES)] = value
     return out, "uvit"
 
 

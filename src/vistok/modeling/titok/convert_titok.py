@@ -22,6 +22,7 @@ from ...conversion import (
     load_converted,
     load_state_dict,
     read_original,
+    rename_key,
     write_model_folder,
 )
 from ...hub.cards import metrics_table, render_model_card
@@ -98,9 +99,7 @@ def convert_state_dict(original: dict[str, torch.Tensor], is_legacy: bool) -> tu
             for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                 out[f"{prefix}.{name}.{match[3]}"] = part.clone()
             continue
-        new = key
-        for pattern, repl in _BLOCK_RENAMES + _RENAMES:
-            new = re.sub(pattern, repl, new)
+        new = rename_key(key, _BLOCK_RENAMES + _RENAMES)
         ffn = re.match(r"^decoder\.ffn\.(\d+)\.(weight|bias)$", key)
         if ffn:  # 1x1 convs over the token grid are linear layers over tokens
             index = int(ffn[1])

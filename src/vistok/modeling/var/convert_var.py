@@ -24,6 +24,7 @@ from ...conversion import (
     choose_release,
     load_converted,
     read_original,
+    rename_key,
     write_model_folder,
 )
 from ...hub.cards import metrics_table, render_model_card
@@ -194,9 +195,7 @@ def convert_var_state_dict(original: dict[str, torch.Tensor]) -> tuple[dict[str,
             if value.abs().max() != 0:
                 raise ConversionError(f"{key} is not zero: VAR's key bias is a zero buffer")
             continue
-        new = key
-        for pattern, repl in _VAR_RENAMES:
-            new = re.sub(pattern, repl, new)
+        new = rename_key(key, _VAR_RENAMES)
         if new == key and not key.startswith(("word_embed.",)):
             unused.add(key)
             continue
