@@ -5,7 +5,7 @@ AutoImageProcessor, and exports each family's config and model classes by their 
 (``vistok.TiTokModel``, ``vistok.LlamaGenConfig``, ...) beside the pipelines.
 """
 
-from .families import families, register_auto_classes
+from . import families
 from .image_processing import VistokImageProcessor
 from .modeling import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from .pipelines import (
@@ -18,14 +18,14 @@ from .pipelines import (
 
 __version__ = "0.1.0"
 
-register_auto_classes()
+families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline", "families",
+    "NextScalePipeline",
 ]
-for _family in families():
+for _family in families.families():
     for _spec in _family.models:
         for _cls in (_spec.config_class, _spec.model_class):
             globals()[_cls.__name__] = _cls

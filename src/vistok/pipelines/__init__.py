@@ -1,3 +1,6 @@
+"""diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT), autoregressive next-token
+(class- and text-conditional) and next-scale prediction; their shared base in ``base.py``."""
+
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .maskgit import MaskGITPipeline

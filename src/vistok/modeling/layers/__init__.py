@@ -1,3 +1,6 @@
+"""Blocks shared by families: transformer attention/MLP blocks, conv autoencoder parts, the MaskGIT-VQGAN
+decoder, RoPE, norms and the KV cache."""
+
 from .transformer import Attention, MLP, TransformerBlock, eager_attention_forward
 from .vqgan import MaskGITVQGANDecoder, VQGANResnetBlock
 
