@@ -97,13 +97,15 @@ class ResidualVQ(Quantizer):
         for q in range(n):
             stage = self.stage(q)
             out = stage(z - total)  # the residual keeps its gradient path to z (commitment)
-            with torch.no_grad():
-                total = total + stage.indices_to_codes(out.indices).float()
-            if stage.codebook_dim != stage.dim:
+            if stage.has_projections:
                 # project_out learns from what follows the quantizer, as in a single VectorQuantizer
-                projected = stage.project_out(stage._lookup_codes(out.indices).to(stage.project_out.weight.dtype))
-                path = projected.float() - projected.float().detach()
+                projected = stage.indices_to_codes(out.indices).float()
+                path = projected - projected.detach()
                 projection_path = path if projection_path is None else projection_path + path
+                total = total + projected.detach()
+            else:
+                with torch.no_grad():
+                    total = total + stage.indices_to_codes(out.indices).float()
             indices.append(out.indices)
             outputs.append(out)
         indices = torch.stack(indices, dim=-1)
