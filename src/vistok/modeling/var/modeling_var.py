@@ -65,9 +65,9 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
         pad = c.quant_conv_kernel_size // 2
         self.quant_conv = nn.Conv2d(c.z_channels, c.z_channels, c.quant_conv_kernel_size, padding=pad)
         self.quantizer = MultiScaleResidualQuantizer(
-            codebook_size=c.codebook_size, dim=c.z_channels, v_patch_nums=tuple(c.patch_nums), beta=c.beta,
-            using_znorm=c.using_znorm, quant_resi=c.quant_resi, share_quant_resi=c.share_quant_resi,
-            default_qresi_counts=c.default_qresi_counts)
+            codebook_size=c.codebook_size, dim=c.z_channels, patch_nums=tuple(c.patch_nums),
+            commitment_cost=c.commitment_cost, use_l2_norm=c.use_l2_norm, residual_ratio=c.residual_ratio,
+            num_residual_convs=c.num_residual_convs)
         self.post_quant_conv = nn.Conv2d(c.z_channels, c.z_channels, c.quant_conv_kernel_size, padding=pad)
         # VAR's (and taming's) decoder has one ResNet block more per level than the encoder
         self.decoder = ConvDecoder(c.channels, c.channel_mult, c.num_res_blocks + 1, c.z_channels, dropout=c.dropout)
