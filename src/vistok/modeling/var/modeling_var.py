@@ -17,6 +17,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.drop_path import drop_path
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
 from .configuration_var import VARConfig, VARVQVAEConfig
@@ -131,14 +132,6 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth per sample (timm's drop_path, as VAR uses it in training)."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
-    return x * keep.div_(1 - p)
-
-
 class VARAttention(nn.Module):
     """Self-attention with a fused bias-free ``qkv`` projection plus learned q and v biases (k has
     none). With ``attn_l2_norm`` it is cosine attention: q and k are L2-normalised and q is scaled by
@@ -226,10 +219,10 @@ class VARBlock(GradientCheckpointingLayer):
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h = self.norm(hidden_states).mul(scale1.add(1)).add_(shift1)
         h = self.dropout(self.attention(h, attention_mask, cache)).mul_(gamma1)
-        hidden_states = hidden_states + _drop_path(h, self.drop_path, self.training)
+        hidden_states = hidden_states + drop_path(h, self.drop_path, self.training)
         h = self.norm(hidden_states).mul(scale2.add(1)).add_(shift2)
         h = self.dropout(self.mlp(h)).mul(gamma2)
-        return hidden_states + _drop_path(h, self.drop_path, self.training)
+        return hidden_states + drop_path(h, self.drop_path, self.training)
 
 
 def _scale_layout(patch_nums) -> tuple[torch.LongTensor, torch.Tensor]:
