@@ -56,6 +56,14 @@ def scale_to_phi_indices(num_scales: int, num_phis: int) -> list[int]:
     return [int(np.argmin(np.abs(ticks - at))) for at in positions]
 
 
+def check_num_residual_convs(num_residual_convs: int | None) -> None:
+    """ValueError unless ``num_residual_convs`` is a positive integer or None (one Phi conv per scale)."""
+    if num_residual_convs is not None and (isinstance(num_residual_convs, bool)
+                                           or not isinstance(num_residual_convs, int) or num_residual_convs < 1):
+        raise ValueError(f"num_residual_convs must be a positive integer (K Phi convs shared by the scales) or "
+                         f"None (one per scale), got {num_residual_convs!r}")
+
+
 class PhiConv(nn.Conv2d):
     """``(1 - r) * h + r * conv3x3(h)``; the sign of the ratio is ignored, as in VAR."""
 
@@ -124,10 +132,7 @@ class MultiScaleResidualQuantizer(Quantizer):
         nums = tuple(patch_nums) if isinstance(patch_nums, Sequence) else ()
         if not nums or any(isinstance(pn, bool) or not isinstance(pn, int) or pn < 1 for pn in nums):
             raise ValueError(f"patch_nums must be a non-empty sequence of positive integers, got {patch_nums!r}")
-        if num_residual_convs is not None and (isinstance(num_residual_convs, bool)
-                                               or not isinstance(num_residual_convs, int) or num_residual_convs < 1):
-            raise ValueError(f"num_residual_convs must be a positive integer (K Phi convs shared by the scales) or "
-                             f"None (one per scale), got {num_residual_convs!r}")
+        check_num_residual_convs(num_residual_convs)
         self.codebook_size, self.dim = codebook_size, dim
         self.patch_nums = nums
         self.num_scales = len(nums)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput, usage_statistics
-from .vq import VectorQuantizer, rotation_trick
+from .vq import VectorQuantizer, estimate_gradient
 
 
 class ResidualVQ(Quantizer):
@@ -109,10 +109,7 @@ class ResidualVQ(Quantizer):
             indices.append(out.indices)
             outputs.append(out)
         indices = torch.stack(indices, dim=-1)
-        if self.gradient_estimator == "rotation":
-            quantized = rotation_trick(z, total)
-        else:
-            quantized = z + (total - z).detach()
+        quantized = estimate_gradient(z, total, self.gradient_estimator)
         if projection_path is not None:
             quantized = quantized + projection_path
         loss = torch.stack([o.loss for o in outputs]).sum()

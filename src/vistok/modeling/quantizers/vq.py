@@ -26,6 +26,14 @@ def rotation_trick(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return rotated * (code_norm / z_norm).detach()
 
 
+def estimate_gradient(z: torch.Tensor, codes: torch.Tensor, gradient_estimator: str) -> torch.Tensor:
+    """The codes' forward value with the gradient path to ``z`` of ``gradient_estimator``
+    ("straight_through" or "rotation"); shared by :class:`VectorQuantizer` and ``ResidualVQ``."""
+    if gradient_estimator == "rotation":
+        return rotation_trick(z, codes)
+    return z + (codes - z).detach()
+
+
 class VectorQuantizer(ProjectedQuantizer):
     """VQ over the last dimension of ``z [..., dim]``.
 
@@ -110,10 +118,7 @@ class VectorQuantizer(ProjectedQuantizer):
         if self.ema_decay is None:
             codebook_loss = self.codebook_weight * torch.mean((codes - z.detach()) ** 2)
             loss = loss + codebook_loss
-        if self.gradient_estimator == "rotation":
-            quantized = rotation_trick(z, codes)
-        else:
-            quantized = z + (codes - z).detach()
+        quantized = estimate_gradient(z, codes, self.gradient_estimator)
         perplexity, usage = usage_statistics(indices, self.codebook_size)
         return QuantizerOutput(self._from_code_space(quantized), indices, loss, commitment_loss, codebook_loss,
                                perplexity=perplexity, codebook_usage=usage)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedConfig
 
-from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_kwargs
+from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, check_num_residual_convs, convert_var_quantizer_kwargs
 
 # The settings NextScalePipeline falls back to: the README's FID settings (cfg 1.5, top-k 900, top-p 0.96).
 DEFAULT_SAMPLING = {"guidance_scale": 1.5, "top_k": 900, "top_p": 0.96, "smooth_sampling": False}
@@ -70,10 +70,7 @@ class VARVQVAEConfig(PreTrainedConfig):
             residual_ratio = renamed.get("residual_ratio", residual_ratio)
             num_residual_convs = renamed.get("num_residual_convs", num_residual_convs)
         patch_nums = _check_patch_nums(patch_nums)
-        if num_residual_convs is not None and (isinstance(num_residual_convs, bool)
-                                               or not isinstance(num_residual_convs, int) or num_residual_convs < 1):
-            raise ValueError(f"num_residual_convs must be a positive integer (Phi convs shared by the scales) or None "
-                             f"(one per scale), got {num_residual_convs!r}")
+        check_num_residual_convs(num_residual_convs)
         if quant_conv_kernel_size < 1 or quant_conv_kernel_size % 2 == 0:
             raise ValueError(f"quant_conv_kernel_size must be a positive odd integer, got {quant_conv_kernel_size}")
         self.codebook_size = codebook_size
