@@ -113,9 +113,9 @@ class MultiScaleResidualQuantizer(Quantizer):
 
     ``forward`` returns the straight-through ``f_hat`` (fp32), indices ``[B, L]`` and VAR's loss
     ``mean over scales k of c * ||sg(f_hat_k) - f||^2 + ||f_hat_k - sg(f)||^2`` (``c`` the
-    commitment cost, ``f_hat_k`` the
-    running sum after scale k; mean squared errors). The codebook and the Phi convs learn from the
-    second term; the encoder from the first and from the straight-through estimator.
+    commitment cost, ``f_hat_k`` the running sum after scale k; mean squared errors). The codebook
+    and the Phi convs learn from the second term; the encoder from the first and from the
+    straight-through estimator.
 
     VAR's ``ema_vocab_hit_SV`` buffer is not kept: it changes no output, VAR updates it only under
     ``torch.distributed`` training and reads it only for its logged usage percentages; batch usage
