@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from vistok import OneDPieceConfig, OneDPieceModel, VARVQVAE, VARVQVAEConfig
+from vistok import VARVQVAE, TiTokConfig, TiTokModel, VARVQVAEConfig
 from vistok.modeling.quantizers import (BSQ, FSQ, LFQ, BinaryQuantizer, MultiScaleResidualQuantizer, ProjectedQuantizer,
                                         Quantizer, QuantizerOutput, ResidualVQ, VectorQuantizer)
 from vistok.modeling.quantizers.multiscale import convert_var_quantizer_kwargs
@@ -80,14 +80,15 @@ def test_fsq_built_on_the_meta_device_needs_no_restoring():
 
 
 def test_fsq_tokenizer_from_pretrained_has_correct_constants(tmp_path):
-    """A tiny One-D-Piece FSQ model through save_pretrained / from_pretrained (meta-device init):
+    """A tiny TiTok FSQ model through save_pretrained / from_pretrained (meta-device init):
     the quantizer's levels and basis are right without any restore in the model's code."""
     torch.manual_seed(0)
-    config = OneDPieceConfig(num_tokens=4, quantize_mode="fsq", fsq_levels=[7, 5, 3], token_dim=3, is_legacy=False,
-                             image_size=32, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
-                             decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, patch_size=16)
-    OneDPieceModel(config).save_pretrained(tmp_path)
+    config = TiTokConfig(num_latent_tokens=4, quantize_mode="fsq", fsq_levels=[7, 5, 3], token_dim=3, is_legacy=False,
+                         image_size=32, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+                         decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, patch_size=16)
+    TiTokModel(config).save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, TiTokModel)
     fsq = loaded.quantizer
     assert isinstance(fsq, FSQ) and not list(fsq.buffers())
     levels, basis = fsq.constants("cpu")
