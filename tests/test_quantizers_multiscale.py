@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from _random_weights import random_state_dict
 from vistok.modeling.quantizers import MultiScaleResidualQuantizer, ResidualVQ, VectorQuantizer
-from vistok.modeling.quantizers.multiscale import convert_var_quantizer_state_dict, scale_to_phi_indices
+from vistok.modeling.quantizers.multiscale import (convert_var_quantizer_kwargs, convert_var_quantizer_state_dict,
+                                                  scale_to_phi_indices)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "var_quantizer" / "var_quantizer"
 ATOL = 1e-5
@@ -42,10 +43,7 @@ def original_state_dict(name: str) -> dict[str, torch.Tensor]:
 def from_original(name: str) -> MultiScaleResidualQuantizer:
     variant = _fixture()[0]["variants"][name]
     cfg = variant["original_config"]
-    quantizer = MultiScaleResidualQuantizer(
-        codebook_size=cfg["vocab_size"], dim=cfg["Cvae"], v_patch_nums=cfg["v_patch_nums"], beta=cfg["beta"],
-        using_znorm=cfg["using_znorm"], quant_resi=cfg["quant_resi"], share_quant_resi=cfg["share_quant_resi"],
-        default_qresi_counts=cfg["default_qresi_counts"])
+    quantizer = MultiScaleResidualQuantizer(**convert_var_quantizer_kwargs(cfg))  # VAR's argument names -> ours
     quantizer.load_state_dict(convert_var_quantizer_state_dict(original_state_dict(name)), strict=True)
     return quantizer.eval()
 
@@ -80,7 +78,7 @@ def test_greedy_encoding_matches_original(name):
     indices = quantizer.codes_to_indices(exp["f"])
     assert indices.shape == (exp["f"].shape[0], quantizer.num_tokens)
     assert torch.equal(indices, torch.cat([exp[f"idx.{k}"] for k in range(num_scales)], dim=1))
-    for k, (scale, pn) in enumerate(zip(quantizer.split_scales(indices), quantizer.v_patch_nums)):
+    for k, (scale, pn) in enumerate(zip(quantizer.split_scales(indices), quantizer.patch_nums)):
         assert torch.equal(scale, exp[f"idx.{k}"].view(-1, pn, pn))
     for k, partial in enumerate(quantizer.partial_codes(exp["f"])):
         close(partial, exp[f"fhat.{k}"])
@@ -197,7 +195,7 @@ def test_split_merge_round_trip(seed, batch, scales):
     length = quantizer.scale_offsets[scales]
     indices = torch.randint(0, quantizer.codebook_size, (batch, length), generator=torch.Generator().manual_seed(seed))
     parts = quantizer.split_scales(indices)
-    assert [p.shape[1:] for p in parts] == [(pn, pn) for pn in quantizer.v_patch_nums[:scales]]
+    assert [p.shape[1:] for p in parts] == [(pn, pn) for pn in quantizer.patch_nums[:scales]]
     assert torch.equal(quantizer.merge_scales(parts), indices)
     assert torch.equal(quantizer.merge_scales([p.flatten(1) for p in parts]), indices)
 
@@ -208,7 +206,7 @@ def test_single_scale_without_phi_is_plain_vq(seed, side):
     """One scale and no Phi: the multi-scale quantizer reduces to VQ, so decode -> encode is the
     identity and a second quantization changes nothing."""
     gen = torch.Generator().manual_seed(seed)
-    quantizer = MultiScaleResidualQuantizer(codebook_size=16, dim=4, v_patch_nums=(side,), quant_resi=0.0)
+    quantizer = MultiScaleResidualQuantizer(codebook_size=16, dim=4, patch_nums=(side,), residual_ratio=0.0)
     vq = VectorQuantizer(16, 4)
     with torch.no_grad():
         quantizer.embedding.weight.copy_(torch.randn(16, 4, generator=gen))
@@ -246,7 +244,7 @@ def test_multiscale_low_precision_input_returns_fp32():
 
 
 def test_multiscale_bad_input():
-    quantizer = from_original("main")  # dim 8, v_patch_nums (1, 2, 3, 4, 6): 66 tokens
+    quantizer = from_original("main")  # dim 8, patch_nums (1, 2, 3, 4, 6): 66 tokens
     with pytest.raises(ValueError, match="expects 8 channels"):
         quantizer(torch.randn(2, 4, 6, 6))
     with pytest.raises(ValueError, match="6x6"):
@@ -273,10 +271,12 @@ def test_multiscale_bad_input():
         quantizer.merge_scales([torch.zeros(2, 1, 1, dtype=torch.long), torch.zeros(2, 3, 3, dtype=torch.long)])
     with pytest.raises(ValueError, match=r"\[B, 66\]"):
         quantizer.teacher_forcing_input(torch.zeros(2, 14, dtype=torch.long))
-    with pytest.raises(ValueError, match="v_patch_nums"):
-        MultiScaleResidualQuantizer(codebook_size=8, dim=4, v_patch_nums=(1, 0, 2))
+    with pytest.raises(ValueError, match="patch_nums"):
+        MultiScaleResidualQuantizer(codebook_size=8, dim=4, patch_nums=(1, 0, 2))
+    with pytest.raises(ValueError, match="num_residual_convs"):
+        MultiScaleResidualQuantizer(codebook_size=8, dim=4, num_residual_convs=0)
     with pytest.raises(ValueError, match="share_quant_resi"):
-        MultiScaleResidualQuantizer(codebook_size=8, dim=4, share_quant_resi=-1)
+        convert_var_quantizer_kwargs({"share_quant_resi": -1})
 
 
 # -- residual VQ ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.drop_path import drop_path
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.rope import apply_interleaved_rope, rope_2d_cos_sin
@@ -44,14 +45,6 @@ class LlamaGenOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-
-
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop a sample's whole residual branch with probability p (rescaled)."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
-    return x * keep / (1 - p)
 
 
 class LlamaGenAttention(nn.Module):

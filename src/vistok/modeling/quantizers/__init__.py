@@ -1,10 +1,11 @@
 """Quantizers, one contract (see base.py): forward(z) -> QuantizerOutput, indices_to_codes, codes_to_indices."""
 
 from .base import ProjectedQuantizer, Quantizer, QuantizerOutput, usage_statistics
+from .bits import bits_to_indices, indices_to_bits, merge_indices, split_indices
 from .bsq import BSQ, BinaryQuantizer
 from .fsq import FSQ
 from .gaussian import DiagonalGaussianPosterior
-from .lfq import LFQ, bits_to_indices, indices_to_bits, merge_indices, split_indices
+from .lfq import LFQ
 from .multiscale import MultiScaleResidualQuantizer
 from .residual import ResidualVQ
 from .vq import VectorQuantizer

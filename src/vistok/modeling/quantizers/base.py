@@ -1,12 +1,15 @@
-"""The contract every quantizer follows.
+"""The contract every quantizer follows, declared as abstract methods of :class:`Quantizer` (a
+subclass that leaves one out cannot be instantiated).
 
 ``forward(z)`` quantizes the last dimension of ``z [..., D]`` and returns a :class:`QuantizerOutput`;
 ``indices_to_codes(indices)`` and ``codes_to_indices(codes)`` convert between the two without
-gradients. Losses are already weighted; ``loss`` is their sum.
+gradients. Losses are already weighted; ``loss`` is their sum. :class:`ProjectedQuantizer` adds the
+Linear projections in and out of a lower-dimensional code space that several quantizers share.
 """
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -54,11 +57,26 @@ def usage_statistics(indices: torch.Tensor, codebook_size: int) -> tuple[torch.T
     return entropy.exp(), used
 
 
-class Quantizer(nn.Module):
-    """Base class: subclasses set ``codebook_size`` and ``dim`` and implement the three methods."""
+class Quantizer(nn.Module, metaclass=ABCMeta):
+    """Base class: subclasses set ``codebook_size`` and ``dim`` and implement the three abstract
+    methods (their own extra arguments, such as a number of stages or scales, are keyword arguments
+    with defaults)."""
 
     codebook_size: int
     dim: int
+
+    @abstractmethod
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        """Quantize ``z`` (straight-through codes, indices, weighted losses, usage statistics)."""
+
+    @abstractmethod
+    def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
+        """The codes of ``indices`` in the input's space (what ``forward`` returns as ``quantized``)."""
+
+    @abstractmethod
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.LongTensor:
+        """The indices of ``codes``: for codes from ``indices_to_codes`` or ``forward``, the indices
+        they came from."""
 
     def check_input(self, z: torch.Tensor) -> None:
         if not isinstance(z, torch.Tensor) or not z.is_floating_point():
@@ -79,9 +97,10 @@ class ProjectedQuantizer(Quantizer):
     """A quantizer of ``[..., dim]`` vectors whose codes live in a ``codebook_dim``-dimensional space,
     behind ``project_in``/``project_out`` Linear layers when the two differ.
 
-    ``codes_to_indices`` maps output-space codes back by the least-squares inverse of
+    ``_codes_to_code_space`` maps output-space codes back by the least-squares inverse of
     ``project_out`` (exact for codes from ``indices_to_codes`` when ``dim >= codebook_dim``).
-    Without projections the output keeps the input's dtype; with them it has the projection's.
+    ``_from_code_space`` keeps the codes' dtype (or casts to the one given) without projections;
+    with them the output has the projection's.
     """
 
     def __init__(self, dim: int, codebook_dim: int):
@@ -98,12 +117,14 @@ class ProjectedQuantizer(Quantizer):
         return self.dim != self.codebook_dim
 
     def _to_code_space(self, z: torch.Tensor) -> torch.Tensor:
-        """fp32 ``[..., codebook_dim]``."""
+        """Inputs ``[..., dim]`` -> fp32 ``[..., codebook_dim]`` (through ``project_in``)."""
         if self.has_projections:
             z = self.project_in(z.to(self.project_in.weight.dtype))
         return z.float()
 
     def _from_code_space(self, codes: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Code-space vectors ``[..., codebook_dim]`` -> ``[..., dim]`` (through ``project_out``;
+        without projections cast to ``dtype`` when given)."""
         if self.has_projections:
             return self.project_out(codes.to(self.project_out.weight.dtype))
         return codes if dtype is None else codes.to(dtype)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput, usage_statistics
-from .lfq import LFQ, MAX_BITS, _check_integer, _check_range, bits_to_indices, indices_to_bits
+from .bits import MAX_BITS, bits_to_indices, check_bit_indices, indices_to_bits
+from .lfq import LFQ
 
 
 class BSQ(LFQ):
@@ -61,8 +62,7 @@ class BinaryQuantizer(Quantizer):
         self.embed = nn.Parameter(torch.empty(num_bits, codebook_dim).normal_(0.0, 0.02))
 
     def check_indices(self, indices: torch.Tensor) -> None:
-        _check_integer(indices, f"{type(self).__name__} indices")
-        _check_range(indices, self.num_bits, "indices")
+        check_bit_indices(indices, self.num_bits, f"{type(self).__name__} indices")
 
     def _embed(self, bits: torch.Tensor) -> torch.Tensor:
         return (bits @ self.embed.float()).to(self.embed.dtype)

@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from .base import ProjectedQuantizer, QuantizerOutput, usage_statistics
+
 
 class FSQ(ProjectedQuantizer):
     """Finite scalar quantization over the last dimension of ``z [..., dim]``.
@@ -32,56 +32,65 @@ class FSQ(ProjectedQuantizer):
         super().__init__(len(levels) if dim is None else dim, len(levels))
         self.levels = levels
         self.codebook_size = codebook_size
-        levels_tensor, basis = self.constant_buffers()
-        self.register_buffer("_levels", levels_tensor, persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
-
-    def constant_buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The values of the non-persistent ``_levels`` and ``_basis`` buffers. A model loaded with
-        ``from_pretrained`` (meta-device init) must copy them back in its ``_init_weights``."""
         basis = [1]
-        for level in self.levels[:-1]:
+        for level in levels[:-1]:
             basis.append(basis[-1] * level)
-        return torch.tensor(self.levels, dtype=torch.long), torch.tensor(basis, dtype=torch.long)
+        self.basis = basis
+        # The level and basis tensors are derived from the Python lists on first use on each device,
+        # not registered as buffers: from_pretrained builds models on the meta device and leaves
+        # non-persistent buffers uninitialised, while these need no restoring by any model.
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _half_width(self) -> torch.Tensor:
-        return (self._levels // 2).float()
+    def constants(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(levels, basis)`` as int64 tensors on ``device`` (cached per device)."""
+        device = torch.device(device)
+        cached = self._constants.get(device)
+        if cached is None:
+            cached = (torch.tensor(self.levels, dtype=torch.long, device=device),
+                      torch.tensor(self.basis, dtype=torch.long, device=device))
+            self._constants[device] = cached
+        return cached
+
+    def _half_width(self, device: torch.device) -> torch.Tensor:
+        return (self.constants(device)[0] // 2).float()
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """Squash fp32 code-space ``z`` so that rounding yields ``levels_i`` values per channel."""
         eps = 1e-3
-        levels = self._levels.float()
+        int_levels = self.constants(z.device)[0]
+        levels = int_levels.float()
         half_l = (levels - 1) * (1 + eps) / 2
-        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0).to(levels)
+        offset = torch.where(int_levels % 2 == 0, 0.5, 0.0).to(levels)
         shift = torch.atanh(offset / half_l)
         return torch.tanh(z + shift) * half_l - offset
 
     def _digits_to_indices(self, digits: torch.Tensor) -> torch.LongTensor:
-        return (digits * self._basis).sum(-1)
+        return (digits * self.constants(digits.device)[1]).sum(-1)
 
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
         """Codes ``[..., dim]`` (in [-1, 1] before any projection) for indices ``[...]``."""
         self.check_indices(indices)
-        digits = (indices.unsqueeze(-1) // self._basis) % self._levels
-        half_width = self._half_width()
+        levels, basis = self.constants(indices.device)
+        digits = (indices.unsqueeze(-1) // basis) % levels
+        half_width = self._half_width(indices.device)
         return self._from_code_space((digits.float() - half_width) / half_width)
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.LongTensor:
         """Indices of the nearest codes — for codes from ``indices_to_codes`` or ``forward`` the original ones."""
         codes = self._codes_to_code_space(codes)
-        half_width = self._half_width()
+        half_width = self._half_width(codes.device)
         digits = torch.round(codes * half_width + half_width).long()
-        digits = torch.minimum(digits.clamp_min(0), self._levels - 1)
+        digits = torch.minimum(digits.clamp_min(0), self.constants(codes.device)[0] - 1)
         return self._digits_to_indices(digits)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self.check_input(z)
         bounded = self.bound(self._to_code_space(z))
         rounded = torch.round(bounded.detach())
-        half_width = self._half_width()
+        half_width = self._half_width(bounded.device)
         # forward value exactly the code; gradient of the bound (straight through the rounding)
         codes = (rounded + (bounded - bounded.detach())) / half_width
-        indices = self._digits_to_indices(rounded.long() + self._levels // 2)
+        indices = self._digits_to_indices(rounded.long() + self.constants(rounded.device)[0] // 2)
         perplexity, usage = usage_statistics(indices, self.codebook_size)
         loss = torch.zeros((), device=z.device)
         return QuantizerOutput(self._from_code_space(codes, z.dtype), indices, loss,

@@ -2,9 +2,8 @@
 
 Each of ``num_bits`` channels is quantized to its sign; the index is ``Σ_i [z_i > 0] · 2^i`` (channel
 0 least significant, as Open-MAGVIT2 computes it). The entropy loss of MAGVIT-v2 is computed without
-the tokens x codes matrix (:mod:`vistok.kernels.lfq_entropy`). Also here: the bit/index helpers
-shared with BSQ and the binary quantizer, and the sub-token factorisation of Open-MAGVIT2's
-generator (``split_indices(indices, [6, 12])``).
+the tokens x codes matrix (:mod:`vistok.kernels.lfq_entropy`). The bit/index helpers it shares with
+BSQ and the binary quantizer are in :mod:`.bits`.
 """
 
 from __future__ import annotations
@@ -15,85 +14,9 @@ import torch
 
 from ...kernels.lfq_entropy import MAX_ENTROPY_BITS, bit_logits, codebook_entropy, per_sample_entropy
 from .base import ProjectedQuantizer, QuantizerOutput, usage_statistics
-
-MAX_BITS = 64  # indices are int64; with 64 bits the index is the two's-complement bit pattern
-
-
-# -- bits <-> indices ---------------------------------------------------------------------------
-def bits_to_indices(bits: torch.Tensor) -> torch.LongTensor:
-    """``[..., n]`` bits (bool or 0/1) -> ``Σ_i bit_i · 2^i`` (bit 0 least significant), ``n <= 64``."""
-    n = bits.shape[-1]
-    if n > MAX_BITS:
-        raise ValueError(f"at most {MAX_BITS} bits fit an int64 index, got {n}")
-    shifts = torch.arange(n, device=bits.device)
-    return (bits.long() << shifts).sum(-1)
+from .bits import MAX_BITS, bits_to_indices, check_bit_groups, check_bit_indices, indices_to_bits
 
 
-def indices_to_bits(indices: torch.Tensor, num_bits: int) -> torch.Tensor:
-    """``[...]`` indices -> bool bits ``[..., num_bits]``, bit 0 least significant."""
-    shifts = torch.arange(num_bits, device=indices.device)
-    return ((indices.unsqueeze(-1) >> shifts) & 1).bool()
-
-
-def _check_groups(bits: Sequence[int], total: int | None = None) -> list[int]:
-    bits = list(bits)
-    if not bits or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in bits):
-        raise ValueError(f"bit groups must be a non-empty list of positive integers, got {bits}")
-    if total is not None and sum(bits) != total:
-        raise ValueError(f"bit groups must sum to {total} bits, got {bits} (sum {sum(bits)})")
-    if sum(bits) > MAX_BITS:
-        raise ValueError(f"bit groups must sum to at most {MAX_BITS} bits, got {bits}")
-    return bits
-
-
-def _check_integer(indices: torch.Tensor, name: str) -> None:
-    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex() \
-            or indices.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor")
-
-
-def _check_range(indices: torch.Tensor, bits: int, name: str) -> None:
-    if bits < MAX_BITS and indices.numel():
-        low, high = int(indices.min()), int(indices.max())
-        if low < 0 or high >= 2**bits:
-            raise ValueError(f"{name} must lie in [0, {2**bits - 1}] ({bits} bits), got [{low}, {high}]")
-
-
-def split_indices(indices: torch.Tensor, bits: Sequence[int]) -> tuple[torch.LongTensor, ...]:
-    """Factorise indices into sub-tokens over consecutive bit groups, lowest bits first:
-    ``split_indices(i, [6, 12]) -> (i & 63, i >> 6)`` — Open-MAGVIT2's (pre, post) sub-tokens of an
-    18-bit code (channels 0-5 and 6-17). Inverse of :func:`merge_indices`."""
-    bits = _check_groups(bits)
-    _check_integer(indices, "indices")
-    _check_range(indices, sum(bits), "indices")
-    indices = indices.long()
-    parts, offset = [], 0
-    for group in bits:
-        part = indices >> offset
-        if group < MAX_BITS:
-            part = part & ((1 << group) - 1)
-        parts.append(part)
-        offset += group
-    return tuple(parts)
-
-
-def merge_indices(parts: Sequence[torch.Tensor], bits: Sequence[int]) -> torch.LongTensor:
-    """``Σ_g parts[g] << (bits[0] + ... + bits[g-1])``: the index whose :func:`split_indices` is ``parts``."""
-    bits = _check_groups(bits)
-    parts = list(parts)
-    if len(parts) != len(bits):
-        raise ValueError(f"expected {len(bits)} sub-token tensors for bit groups {bits}, got {len(parts)}")
-    out, offset = None, 0
-    for part, group in zip(parts, bits):
-        _check_integer(part, "sub-token indices")
-        _check_range(part, group, "sub-token indices")
-        shifted = part.long() << offset
-        out = shifted if out is None else out | shifted
-        offset += group
-    return out
-
-
-# -- LFQ ----------------------------------------------------------------------------------------
 class LFQ(ProjectedQuantizer):
     """Lookup-free quantization over the last dimension of ``z [..., dim]``.
 
@@ -118,7 +41,7 @@ class LFQ(ProjectedQuantizer):
             raise ValueError(f"num_bits must be an integer in [1, {MAX_BITS}], got {num_bits}")
         if entropy_temperature <= 0:
             raise ValueError(f"entropy_temperature must be positive, got {entropy_temperature}")
-        groups = _check_groups(factorized_bits, num_bits) if factorized_bits is not None else [num_bits]
+        groups = check_bit_groups(factorized_bits, num_bits) if factorized_bits is not None else [num_bits]
         if entropy_weight != 0 and diversity_gamma != 0 and max(groups) > MAX_ENTROPY_BITS:
             raise ValueError(f"the codebook entropy is exact over at most {MAX_ENTROPY_BITS} bits per group; "
                              f"set factorized_bits (e.g. [{num_bits // 2}, {num_bits - num_bits // 2}]) for {num_bits} bits")
@@ -139,8 +62,7 @@ class LFQ(ProjectedQuantizer):
         return z
 
     def check_indices(self, indices: torch.Tensor) -> None:
-        _check_integer(indices, f"{type(self).__name__} indices")
-        _check_range(indices, self.num_bits, "indices")
+        check_bit_indices(indices, self.num_bits, f"{type(self).__name__} indices")
 
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
         """Codes ``[..., dim]`` (``±code_scale`` per bit before any projection) for indices ``[...]``."""

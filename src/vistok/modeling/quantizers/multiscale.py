@@ -1,17 +1,20 @@
 """Multi-scale residual quantization of VAR (Tian et al. 2024, "Visual Autoregressive Modeling").
 
-A channels-first feature map ``f [B, C, H, W]`` (``H == W == v_patch_nums[-1]``) is quantized
+A channels-first feature map ``f [B, C, H, W]`` (``H == W == patch_nums[-1]``) is quantized
 coarse to fine with one shared codebook. At scale ``k`` of side ``pn``:
 
 1. the residual ``f - f_hat`` is area-downsampled to ``pn x pn`` and each vector takes its nearest
-   code (Euclidean, or cosine with ``using_znorm``);
+   code (Euclidean, or cosine with ``use_l2_norm``);
 2. the code map is bicubic-upsampled back to ``H x W`` and passed through a 3x3 conv ``Phi``:
-   ``(1 - r) * h + r * conv(h)`` with ``r = |quant_resi|``;
+   ``(1 - r) * h + r * conv(h)`` with ``r = |residual_ratio|``;
 3. the result is added to ``f_hat``.
 
 The last scale uses the residual and the codes as they are (no resampling). ``Phi`` convs are
-shared between scales: ``share_quant_resi`` K convs (0: one per scale, 1: one for all) sit at
-ticks on [0, 1] and scale k takes the conv whose tick is nearest to ``k / (S - 1)``.
+shared between scales: ``num_residual_convs`` K convs (None: one per scale) sit at ticks on
+[0, 1] and scale k takes the conv whose tick is nearest to ``k / (S - 1)``.
+
+The arguments follow the library's quantizers; :func:`convert_var_quantizer_kwargs` and
+:func:`convert_var_quantizer_state_dict` map VAR's ``VectorQuantizer2`` arguments and weights.
 
 Token ids are flattened over scales, coarse first and row-major inside a scale: ``[B, L]`` with
 ``L = sum(pn**2)`` (680 for the default scales). ``split_scales`` / ``merge_scales`` convert.
@@ -53,6 +56,14 @@ def scale_to_phi_indices(num_scales: int, num_phis: int) -> list[int]:
     return [int(np.argmin(np.abs(ticks - at))) for at in positions]
 
 
+def check_num_residual_convs(num_residual_convs: int | None) -> None:
+    """ValueError unless ``num_residual_convs`` is a positive integer or None (one Phi conv per scale)."""
+    if num_residual_convs is not None and (isinstance(num_residual_convs, bool)
+                                           or not isinstance(num_residual_convs, int) or num_residual_convs < 1):
+        raise ValueError(f"num_residual_convs must be a positive integer (K Phi convs shared by the scales) or "
+                         f"None (one per scale), got {num_residual_convs!r}")
+
+
 class PhiConv(nn.Conv2d):
     """``(1 - r) * h + r * conv3x3(h)``; the sign of the ratio is ignored, as in VAR."""
 
@@ -87,22 +98,24 @@ class PhiBank(nn.Module):
 
 class MultiScaleResidualQuantizer(Quantizer):
     """VAR's multi-scale residual quantizer (``models/quant.py: VectorQuantizer2``) for feature maps
-    ``f [B, dim, pn, pn]`` with ``pn = v_patch_nums[-1]``.
+    ``f [B, dim, pn, pn]`` with ``pn = patch_nums[-1]``.
 
     Args:
-        codebook_size, dim: codebook entries (VAR ``vocab_size``) and channels (``Cvae``).
-        v_patch_nums: side of each scale's token map, coarse to fine.
-        beta: weight of the commitment term ``||sg(f_hat) - f||^2``.
-        using_znorm: cosine nearest-code lookup (inputs and codes L2-normalised for the lookup
-            only; the codes added to ``f_hat`` stay unnormalised, as in VAR).
-        quant_resi: Phi ratio r (its absolute value is used; ``|r| <= 1e-6`` disables Phi).
-        share_quant_resi: 0 = one Phi per scale (``default_qresi_counts`` of them if non-zero),
-            1 = one Phi for all scales, K >= 2 = K Phi convs shared by nearest tick.
+        codebook_size, dim: codebook entries (VAR ``vocab_size``) and channels (VAR ``Cvae``).
+        patch_nums: side of each scale's token map, coarse to fine (VAR ``v_patch_nums``).
+        commitment_cost: weight of the commitment term ``||sg(f_hat) - f||^2`` (VAR ``beta``).
+        use_l2_norm: cosine nearest-code lookup (inputs and codes L2-normalised for the lookup
+            only; the codes added to ``f_hat`` stay unnormalised, as in VAR; VAR ``using_znorm``).
+        residual_ratio: Phi ratio r (its absolute value is used; ``|r| <= 1e-6`` disables Phi;
+            VAR ``quant_resi``).
+        num_residual_convs: K Phi convs shared by the scales by nearest tick (1: one for all);
+            None: one per scale (VAR ``share_quant_resi`` and ``default_qresi_counts``).
 
     ``forward`` returns the straight-through ``f_hat`` (fp32), indices ``[B, L]`` and VAR's loss
-    ``mean over scales k of beta * ||sg(f_hat_k) - f||^2 + ||f_hat_k - sg(f)||^2`` (``f_hat_k`` the
-    running sum after scale k; mean squared errors). The codebook and the Phi convs learn from the
-    second term; the encoder from the first and from the straight-through estimator.
+    ``mean over scales k of c * ||sg(f_hat_k) - f||^2 + ||f_hat_k - sg(f)||^2`` (``c`` the
+    commitment cost, ``f_hat_k`` the running sum after scale k; mean squared errors). The codebook
+    and the Phi convs learn from the second term; the encoder from the first and from the
+    straight-through estimator.
 
     VAR's ``ema_vocab_hit_SV`` buffer is not kept: it changes no output, VAR updates it only under
     ``torch.distributed`` training and reads it only for its logged usage percentages; batch usage
@@ -110,32 +123,27 @@ class MultiScaleResidualQuantizer(Quantizer):
     :func:`convert_var_quantizer_state_dict` drops it when converting.
     """
 
-    def __init__(self, codebook_size: int = 4096, dim: int = 32, v_patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS,
-                 beta: float = 0.25, using_znorm: bool = False, quant_resi: float = 0.5, share_quant_resi: int = 4,
-                 default_qresi_counts: int = 0):
+    def __init__(self, codebook_size: int = 4096, dim: int = 32, patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS,
+                 commitment_cost: float = 0.25, use_l2_norm: bool = False, residual_ratio: float = 0.5,
+                 num_residual_convs: int | None = 4):
         super().__init__()
         if codebook_size < 1 or dim < 1:
             raise ValueError(f"codebook_size and dim must be positive, got {codebook_size} and {dim}")
-        patch_nums = tuple(v_patch_nums) if isinstance(v_patch_nums, Sequence) else ()
-        if not patch_nums or any(isinstance(pn, bool) or not isinstance(pn, int) or pn < 1 for pn in patch_nums):
-            raise ValueError(f"v_patch_nums must be a non-empty sequence of positive integers, got {v_patch_nums!r}")
-        if not isinstance(share_quant_resi, int) or share_quant_resi < 0:
-            raise ValueError(f"share_quant_resi must be an integer >= 0 (0: one Phi per scale, 1: one shared Phi, "
-                             f"K: K partially shared), got {share_quant_resi!r}")
-        if not isinstance(default_qresi_counts, int) or default_qresi_counts < 0:
-            raise ValueError(f"default_qresi_counts must be an integer >= 0, got {default_qresi_counts!r}")
+        nums = tuple(patch_nums) if isinstance(patch_nums, Sequence) else ()
+        if not nums or any(isinstance(pn, bool) or not isinstance(pn, int) or pn < 1 for pn in nums):
+            raise ValueError(f"patch_nums must be a non-empty sequence of positive integers, got {patch_nums!r}")
+        check_num_residual_convs(num_residual_convs)
         self.codebook_size, self.dim = codebook_size, dim
-        self.v_patch_nums = patch_nums
-        self.num_scales = len(patch_nums)
-        self.beta, self.using_znorm = beta, using_znorm
-        self.quant_resi_ratio, self.share_quant_resi = quant_resi, share_quant_resi
-        self.default_qresi_counts = default_qresi_counts
-        self.scale_lengths = tuple(pn * pn for pn in patch_nums)
+        self.patch_nums = nums
+        self.num_scales = len(nums)
+        self.commitment_cost, self.use_l2_norm = commitment_cost, use_l2_norm
+        self.residual_ratio, self.num_residual_convs = residual_ratio, num_residual_convs
+        self.scale_lengths = tuple(pn * pn for pn in nums)
         self.scale_offsets = tuple(int(x) for x in np.cumsum((0,) + self.scale_lengths))  # S + 1 entries
         self.num_tokens = self.scale_offsets[-1]
-        num_phis = (default_qresi_counts or self.num_scales) if share_quant_resi == 0 else share_quant_resi
         self.embedding = nn.Embedding(codebook_size, dim)
-        self.quant_resi = PhiBank(dim, quant_resi, num_phis, self.num_scales)
+        # the submodule keeps VAR's name: converted checkpoints hold quant_resi.qresi_ls.{i}.*
+        self.quant_resi = PhiBank(dim, residual_ratio, num_residual_convs or self.num_scales, self.num_scales)
 
     @property
     def scale_to_phi(self) -> list[int]:
@@ -143,12 +151,12 @@ class MultiScaleResidualQuantizer(Quantizer):
         return list(self.quant_resi.scale_to_phi)
 
     def extra_repr(self) -> str:
-        return (f"v_patch_nums={self.v_patch_nums}, using_znorm={self.using_znorm}, beta={self.beta}, "
-                f"quant_resi={self.quant_resi_ratio}, num_tokens={self.num_tokens}")
+        return (f"patch_nums={self.patch_nums}, use_l2_norm={self.use_l2_norm}, commitment_cost={self.commitment_cost}, "
+                f"residual_ratio={self.residual_ratio}, num_tokens={self.num_tokens}")
 
     # -- input checks -------------------------------------------------------------------------
     def check_input(self, f: torch.Tensor) -> None:
-        side = self.v_patch_nums[-1]
+        side = self.patch_nums[-1]
         expected = f"[B, {self.dim}, {side}, {side}]"
         if not isinstance(f, torch.Tensor) or not f.is_floating_point():
             raise TypeError(f"{type(self).__name__} quantizes floating-point feature maps {expected}")
@@ -158,13 +166,13 @@ class MultiScaleResidualQuantizer(Quantizer):
             raise ValueError(f"{type(self).__name__} expects {self.dim} channels (dim 1 of {expected}), "
                              f"got {f.shape[1]} in {tuple(f.shape)}")
         if tuple(f.shape[2:]) != (side, side):
-            raise ValueError(f"{type(self).__name__} expects a spatial size of {side}x{side} (the last of v_patch_nums "
-                             f"{self.v_patch_nums}), got {f.shape[2]}x{f.shape[3]}")
+            raise ValueError(f"{type(self).__name__} expects a spatial size of {side}x{side} (the last of patch_nums "
+                             f"{self.patch_nums}), got {f.shape[2]}x{f.shape[3]}")
 
     def _num_scales_of(self, length: int) -> int:
         if length not in self.scale_offsets[1:]:
-            raise ValueError(f"expected {self.num_tokens} tokens per image (sum of pn^2 over v_patch_nums "
-                             f"{self.v_patch_nums}), or a whole-scale prefix of {self.scale_offsets[1:]}; got {length}")
+            raise ValueError(f"expected {self.num_tokens} tokens per image (sum of pn^2 over patch_nums "
+                             f"{self.patch_nums}), or a whole-scale prefix of {self.scale_offsets[1:]}; got {length}")
         return self.scale_offsets.index(length)
 
     # -- token layout -------------------------------------------------------------------------
@@ -175,7 +183,7 @@ class MultiScaleResidualQuantizer(Quantizer):
                              f"{tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__}")
         count = self._num_scales_of(indices.shape[1])
         return [indices[:, self.scale_offsets[k]:self.scale_offsets[k + 1]].reshape(-1, pn, pn)
-                for k, pn in enumerate(self.v_patch_nums[:count])]
+                for k, pn in enumerate(self.patch_nums[:count])]
 
     def merge_scales(self, scales: Sequence[torch.LongTensor]) -> torch.LongTensor:
         """One ``[B, pn, pn]`` (or ``[B, pn*pn]``) map per scale, coarse first (a prefix of the scales
@@ -184,7 +192,7 @@ class MultiScaleResidualQuantizer(Quantizer):
             raise ValueError(f"expected a list of 1 to {self.num_scales} token maps, coarse first")
         flat = []
         for k, idx in enumerate(scales):
-            pn = self.v_patch_nums[k]
+            pn = self.patch_nums[k]
             if not isinstance(idx, torch.Tensor) or tuple(idx.shape[1:]) not in ((pn, pn), (pn * pn,)):
                 shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
                 raise ValueError(f"scale {k} must be [B, {pn}, {pn}] or [B, {pn * pn}], got {shape}")
@@ -194,19 +202,19 @@ class MultiScaleResidualQuantizer(Quantizer):
     # -- building blocks ----------------------------------------------------------------------
     def _nearest(self, f_rest: torch.Tensor, k: int) -> torch.LongTensor:
         """Codes ``[B, pn*pn]`` of the residual at scale k (area-downsampled except at the last scale)."""
-        pn, (b, c) = self.v_patch_nums[k], f_rest.shape[:2]
+        pn, (b, c) = self.patch_nums[k], f_rest.shape[:2]
         if k != self.num_scales - 1:
             f_rest = F.interpolate(f_rest, size=(pn, pn), mode="area")
         z = f_rest.permute(0, 2, 3, 1).reshape(-1, c)
         codebook = self.embedding.weight.detach().float()
-        if self.using_znorm:
+        if self.use_l2_norm:
             z, codebook = F.normalize(z, dim=-1), F.normalize(codebook, dim=-1)
         return nearest_code(z, codebook).view(b, pn * pn)
 
     def _scale_codes(self, idx: torch.LongTensor, k: int) -> torch.Tensor:
         """Contribution ``[B, C, H, W]`` of scale k's codes to f_hat: upsampled (except at the
         last scale), then Phi."""
-        pn, side = self.v_patch_nums[k], self.v_patch_nums[-1]
+        pn, side = self.patch_nums[k], self.patch_nums[-1]
         h = self.embedding(idx.reshape(-1, pn, pn)).permute(0, 3, 1, 2)
         if k != self.num_scales - 1:
             h = F.interpolate(h, size=(side, side), mode="bicubic")
@@ -241,7 +249,7 @@ class MultiScaleResidualQuantizer(Quantizer):
                 h = self._scale_codes(idx, k)
                 f_hat = f_hat + h
                 f_rest = f_rest - h.detach()
-                commitment_k = F.mse_loss(f_hat.detach(), f) * self.beta
+                commitment_k = F.mse_loss(f_hat.detach(), f) * self.commitment_cost
                 codebook_k = F.mse_loss(f_hat, f_no_grad)
                 loss = loss + (commitment_k + codebook_k)
                 commitment = commitment + commitment_k
@@ -284,7 +292,7 @@ class MultiScaleResidualQuantizer(Quantizer):
                 raise ValueError(f"up_to_scale must be an integer in [0, {len(scales) - 1}] for indices of "
                                  f"{len(scales)} scales, got {up_to_scale!r}")
             scales = scales[: up_to_scale + 1]
-        side = self.v_patch_nums[-1]
+        side = self.patch_nums[-1]
         f_hat = torch.zeros(indices.shape[0], self.dim, side, side, device=indices.device, dtype=torch.float32)
         for k, idx in enumerate(scales):
             f_hat = f_hat + self._scale_codes(idx, k)
@@ -299,13 +307,13 @@ class MultiScaleResidualQuantizer(Quantizer):
         if indices.ndim != 2 or indices.shape[1] != self.num_tokens:
             raise ValueError(f"expected indices [B, {self.num_tokens}], got {tuple(indices.shape)}")
         scales = self.split_scales(indices)
-        side = self.v_patch_nums[-1]
+        side = self.patch_nums[-1]
         b = indices.shape[0]
         f_hat = torch.zeros(b, self.dim, side, side, device=indices.device, dtype=torch.float32)
         inputs = []
         for k in range(self.num_scales - 1):
             f_hat = f_hat + self._scale_codes(scales[k], k)
-            pn = self.v_patch_nums[k + 1]
+            pn = self.patch_nums[k + 1]
             inputs.append(F.interpolate(f_hat, size=(pn, pn), mode="area").flatten(2).transpose(1, 2))
         return torch.cat(inputs, dim=1) if inputs else None
 
@@ -320,14 +328,39 @@ class MultiScaleResidualQuantizer(Quantizer):
         """
         if not 0 <= scale_index < self.num_scales:
             raise ValueError(f"scale_index must be in [0, {self.num_scales - 1}], got {scale_index}")
-        side = self.v_patch_nums[-1]
+        side = self.patch_nums[-1]
         if scale_index != self.num_scales - 1:
             h = F.interpolate(h, size=(side, side), mode="bicubic")
         f_hat = f_hat + self.quant_resi(h, scale_index)
         if scale_index == self.num_scales - 1:
             return f_hat, f_hat
-        pn = self.v_patch_nums[scale_index + 1]
+        pn = self.patch_nums[scale_index + 1]
         return f_hat, F.interpolate(f_hat, size=(pn, pn), mode="area")
+
+
+# VAR's VectorQuantizer2 argument -> MultiScaleResidualQuantizer's
+VAR_ARGUMENT_NAMES = {"vocab_size": "codebook_size", "Cvae": "dim", "v_patch_nums": "patch_nums", "beta": "commitment_cost",
+                      "using_znorm": "use_l2_norm", "quant_resi": "residual_ratio"}
+
+
+def convert_var_quantizer_kwargs(var_kwargs: Mapping[str, object]) -> dict[str, object]:
+    """VAR ``VectorQuantizer2`` keyword arguments (any subset) -> :class:`MultiScaleResidualQuantizer`'s.
+
+    ``share_quant_resi`` (0: one Phi per scale, or ``default_qresi_counts`` of them when non-zero;
+    K >= 1: K shared) becomes ``num_residual_convs`` (None: one per scale). Other names pass
+    through unchanged so that the constructor names what it does not know.
+    """
+    out = {}
+    for key, value in var_kwargs.items():
+        if key not in ("share_quant_resi", "default_qresi_counts"):
+            out[VAR_ARGUMENT_NAMES.get(key, key)] = value
+    if "share_quant_resi" in var_kwargs or "default_qresi_counts" in var_kwargs:
+        share = var_kwargs.get("share_quant_resi", 4)  # VectorQuantizer2's default
+        if not isinstance(share, int) or isinstance(share, bool) or share < 0:
+            raise ValueError(f"share_quant_resi must be an integer >= 0 (0: one Phi per scale, 1: one shared Phi, "
+                             f"K: K partially shared), got {share!r}")
+        out["num_residual_convs"] = share or var_kwargs.get("default_qresi_counts", 0) or None
+    return out
 
 
 def convert_var_quantizer_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput, usage_statistics
-from .vq import VectorQuantizer, rotation_trick
+from .vq import VectorQuantizer, estimate_gradient
 
 
 class ResidualVQ(Quantizer):
@@ -97,20 +97,19 @@ class ResidualVQ(Quantizer):
         for q in range(n):
             stage = self.stage(q)
             out = stage(z - total)  # the residual keeps its gradient path to z (commitment)
-            with torch.no_grad():
-                total = total + stage.indices_to_codes(out.indices).float()
-            if stage.codebook_dim != stage.dim:
+            if stage.has_projections:
                 # project_out learns from what follows the quantizer, as in a single VectorQuantizer
-                projected = stage.project_out(stage._lookup_codes(out.indices).to(stage.project_out.weight.dtype))
-                path = projected.float() - projected.float().detach()
+                projected = stage.indices_to_codes(out.indices).float()
+                path = projected - projected.detach()
                 projection_path = path if projection_path is None else projection_path + path
+                total = total + projected.detach()
+            else:
+                with torch.no_grad():
+                    total = total + stage.indices_to_codes(out.indices).float()
             indices.append(out.indices)
             outputs.append(out)
         indices = torch.stack(indices, dim=-1)
-        if self.gradient_estimator == "rotation":
-            quantized = rotation_trick(z, total)
-        else:
-            quantized = z + (total - z).detach()
+        quantized = estimate_gradient(z, total, self.gradient_estimator)
         if projection_path is not None:
             quantized = quantized + projection_path
         loss = torch.stack([o.loss for o in outputs]).sum()

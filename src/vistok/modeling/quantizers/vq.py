@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...kernels import ema_codebook_update, nearest_code
-from .base import Quantizer, QuantizerOutput, usage_statistics
+from .base import ProjectedQuantizer, QuantizerOutput, usage_statistics
 
 GRADIENT_ESTIMATORS = ("straight_through", "rotation")
 
@@ -26,7 +26,15 @@ def rotation_trick(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return rotated * (code_norm / z_norm).detach()
 
 
-class VectorQuantizer(Quantizer):
+def estimate_gradient(z: torch.Tensor, codes: torch.Tensor, gradient_estimator: str) -> torch.Tensor:
+    """The codes' forward value with the gradient path to ``z`` of ``gradient_estimator``
+    ("straight_through" or "rotation"); shared by :class:`VectorQuantizer` and ``ResidualVQ``."""
+    if gradient_estimator == "rotation":
+        return rotation_trick(z, codes)
+    return z + (codes - z).detach()
+
+
+class VectorQuantizer(ProjectedQuantizer):
     """VQ over the last dimension of ``z [..., dim]``.
 
     Args:
@@ -47,21 +55,17 @@ class VectorQuantizer(Quantizer):
                  codebook_weight: float = 1.0, codebook_dim: int | None = None,
                  gradient_estimator: str = "straight_through", ema_decay: float | None = None,
                  dead_code_threshold: float = 0.0, ema_eps: float = 1e-5):
-        super().__init__()
         if codebook_size < 1 or dim < 1:
             raise ValueError(f"codebook_size and dim must be positive, got {codebook_size} and {dim}")
         if gradient_estimator not in GRADIENT_ESTIMATORS:
             raise ValueError(f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, got {gradient_estimator!r}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
-        self.codebook_size, self.dim = codebook_size, dim
-        self.codebook_dim = codebook_dim or dim
+        super().__init__(dim, codebook_dim or dim)  # project_in / project_out when codebook_dim differs
+        self.codebook_size = codebook_size
         self.commitment_cost, self.codebook_weight = commitment_cost, codebook_weight
         self.use_l2_norm, self.gradient_estimator = use_l2_norm, gradient_estimator
         self.ema_decay, self.dead_code_threshold, self.ema_eps = ema_decay, dead_code_threshold, ema_eps
-        if self.codebook_dim != dim:
-            self.project_in = nn.Linear(dim, self.codebook_dim)
-            self.project_out = nn.Linear(self.codebook_dim, dim)
         self.embedding = nn.Embedding(codebook_size, self.codebook_dim)
         if ema_decay is not None:
             self.embedding.weight.requires_grad_(False)
@@ -76,30 +80,27 @@ class VectorQuantizer(Quantizer):
         return F.normalize(weight, dim=-1) if self.use_l2_norm else weight
 
     def _lookup_codes(self, indices: torch.LongTensor) -> torch.Tensor:
+        """fp32 code-space codes ``[..., codebook_dim]`` (normalised for cosine codebooks)."""
         codes = F.embedding(indices, self.embedding.weight.float())
         return F.normalize(codes, dim=-1) if self.use_l2_norm else codes
 
-    def _project_out(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.project_out(codes.to(self.project_out.weight.dtype)) if self.codebook_dim != self.dim else codes
-
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
-        """Codes ``[..., dim]`` for indices ``[...]`` (normalised for cosine codebooks, projected out)."""
+        """Codes ``[..., dim]`` for indices ``[...]`` (normalised for cosine codebooks, projected out);
+        differentiable in the codebook and ``project_out``."""
         self.check_indices(indices)
-        return self._project_out(self._lookup_codes(indices))
+        return self._from_code_space(self._lookup_codes(indices))
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.LongTensor:
         """Indices of the nearest codes — for codes from ``indices_to_codes`` the original indices."""
         self.check_input(codes)
-        if self.codebook_dim != self.dim:  # invert project_out: search the projected codebook
-            table = self._project_out(self.codebook()).float()
+        if self.has_projections:  # invert project_out: search the projected codebook
+            table = self._from_code_space(self.codebook()).float()
             return nearest_code(codes.float().reshape(-1, self.dim), table).view(codes.shape[:-1])
         flat = self._to_lookup_space(codes).reshape(-1, self.codebook_dim)
         return nearest_code(flat, self.codebook()).view(codes.shape[:-1])
 
     def _to_lookup_space(self, z: torch.Tensor) -> torch.Tensor:
-        if self.codebook_dim != self.dim:
-            z = self.project_in(z.to(self.project_in.weight.dtype))
-        z = z.float()
+        z = self._to_code_space(z)
         return F.normalize(z, dim=-1) if self.use_l2_norm else z
 
     # -- forward ------------------------------------------------------------------------------
@@ -117,12 +118,9 @@ class VectorQuantizer(Quantizer):
         if self.ema_decay is None:
             codebook_loss = self.codebook_weight * torch.mean((codes - z.detach()) ** 2)
             loss = loss + codebook_loss
-        if self.gradient_estimator == "rotation":
-            quantized = rotation_trick(z, codes)
-        else:
-            quantized = z + (codes - z).detach()
+        quantized = estimate_gradient(z, codes, self.gradient_estimator)
         perplexity, usage = usage_statistics(indices, self.codebook_size)
-        return QuantizerOutput(self._project_out(quantized), indices, loss, commitment_loss, codebook_loss,
+        return QuantizerOutput(self._from_code_space(quantized), indices, loss, commitment_loss, codebook_loss,
                                perplexity=perplexity, codebook_usage=usage)
 
     @torch.no_grad()

@@ -39,10 +39,6 @@ class TiTokPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TiTokDecoder):
             for param in (module.class_embedding, module.position_embedding, module.latent_position_embedding, module.mask_token):
                 init.normal_(param, std=module.hidden_size**-0.5)
-        elif isinstance(module, FSQ):
-            levels, basis = module.constant_buffers()
-            init.copy_(module._levels, levels)
-            init.copy_(module._basis, basis)
         elif isinstance(module, VectorQuantizer):
             init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
         elif isinstance(module, (nn.Linear, nn.Conv2d)):

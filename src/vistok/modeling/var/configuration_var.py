@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedConfig
 
-from ..quantizers.multiscale import DEFAULT_PATCH_NUMS
+from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, check_num_residual_convs, convert_var_quantizer_kwargs
 
 # The settings NextScalePipeline falls back to: the README's FID settings (cfg 1.5, top-k 900, top-p 0.96).
 DEFAULT_SAMPLING = {"guidance_scale": 1.5, "top_k": 900, "top_p": 0.96, "smooth_sampling": False}
@@ -20,13 +20,20 @@ def _check_patch_nums(patch_nums) -> tuple[int, ...]:
     return nums
 
 
+LEGACY_QUANTIZER_NAMES = ("beta", "using_znorm", "quant_resi", "share_quant_resi", "default_qresi_counts")
+
+
 class VARVQVAEConfig(PreTrainedConfig):
     """VAR's multi-scale residual VQVAE (``vae_ch160v4096z32``).
 
     Conv encoder ``channels * channel_mult`` (``num_res_blocks`` per level, attention at the lowest
     level and in the middle) -> 3x3 ``quant_conv`` -> multi-scale residual quantizer over
     ``patch_nums`` (one ``codebook_size x z_channels`` codebook, Euclidean lookup unless
-    ``using_znorm``) -> 3x3 ``post_quant_conv`` -> conv decoder (``num_res_blocks + 1`` blocks per level).
+    ``use_l2_norm``) -> 3x3 ``post_quant_conv`` -> conv decoder (``num_res_blocks + 1`` blocks per level).
+    The quantizer settings (``commitment_cost``, ``use_l2_norm``, ``residual_ratio``,
+    ``num_residual_convs``) are :class:`MultiScaleResidualQuantizer`'s arguments; configs saved with
+    VAR's names (``beta``, ``using_znorm``, ``quant_resi``, ``share_quant_resi``,
+    ``default_qresi_counts``) still load.
 
     Token layout ("multiscale"): ``token_ids [B, num_tokens]`` concatenates the scales coarse to fine,
     each ``pn x pn`` map row-major; ``num_tokens = sum(pn**2)`` (680 for the released 10 scales at
@@ -44,18 +51,26 @@ class VARVQVAEConfig(PreTrainedConfig):
         channel_mult: Sequence[int] = (1, 1, 2, 2, 4),
         num_res_blocks: int = 2,
         dropout: float = 0.0,
-        beta: float = 0.25,
-        using_znorm: bool = False,
+        commitment_cost: float = 0.25,
+        use_l2_norm: bool = False,
         quant_conv_kernel_size: int = 3,
-        quant_resi: float = 0.5,
-        share_quant_resi: int = 4,
-        default_qresi_counts: int = 0,
+        residual_ratio: float = 0.5,
+        num_residual_convs: int | None = 4,
         patch_nums: Sequence[int] = DEFAULT_PATCH_NUMS,
         pixel_range: Sequence[float] = (-1.0, 1.0),
         initializer_range: float = 0.02,
         **kwargs,
     ):
+        # configs written before the quantizer took the library's argument names
+        legacy = {key: kwargs.pop(key) for key in LEGACY_QUANTIZER_NAMES if key in kwargs}
+        if legacy:
+            renamed = convert_var_quantizer_kwargs(legacy)
+            commitment_cost = renamed.get("commitment_cost", commitment_cost)
+            use_l2_norm = renamed.get("use_l2_norm", use_l2_norm)
+            residual_ratio = renamed.get("residual_ratio", residual_ratio)
+            num_residual_convs = renamed.get("num_residual_convs", num_residual_convs)
         patch_nums = _check_patch_nums(patch_nums)
+        check_num_residual_convs(num_residual_convs)
         if quant_conv_kernel_size < 1 or quant_conv_kernel_size % 2 == 0:
             raise ValueError(f"quant_conv_kernel_size must be a positive odd integer, got {quant_conv_kernel_size}")
         self.codebook_size = codebook_size
@@ -64,12 +79,11 @@ class VARVQVAEConfig(PreTrainedConfig):
         self.channel_mult = list(channel_mult)
         self.num_res_blocks = num_res_blocks
         self.dropout = dropout
-        self.beta = beta
-        self.using_znorm = using_znorm
+        self.commitment_cost = commitment_cost
+        self.use_l2_norm = use_l2_norm
         self.quant_conv_kernel_size = quant_conv_kernel_size
-        self.quant_resi = quant_resi
-        self.share_quant_resi = share_quant_resi
-        self.default_qresi_counts = default_qresi_counts
+        self.residual_ratio = residual_ratio
+        self.num_residual_convs = num_residual_convs
         self.patch_nums = list(patch_nums)
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range

@@ -122,8 +122,8 @@ def infer_vae_config(original: dict[str, torch.Tensor], patch_nums) -> dict:
     return dict(
         codebook_size=embedding.shape[0], z_channels=embedding.shape[1], channels=channels, channel_mult=mult,
         num_res_blocks=blocks, quant_conv_kernel_size=_need(original, "quant_conv.weight").shape[-1],
-        share_quant_resi=share, default_qresi_counts=len(counts) if share == 0 else 0,
-        quant_resi=0.5 if (phis or counts or share == 1) else 0.0, patch_nums=list(patch_nums),
+        num_residual_convs=share or len(counts) or None,  # VAR's share_quant_resi / default_qresi_counts
+        residual_ratio=0.5 if (phis or counts or share == 1) else 0.0, patch_nums=list(patch_nums),
     )
 
 
@@ -274,7 +274,7 @@ def render_vae_card(cfg: VARVQVAEConfig, preset: Release | None, base_model: str
         description=preset.description if preset else "", image_size=str(cfg.image_size), num_tokens=str(cfg.num_tokens),
         num_scales=str(cfg.num_scales), patch_nums=", ".join(map(str, cfg.patch_nums)), codebook_size=str(cfg.codebook_size),
         z_channels=str(cfg.z_channels), channels=str(cfg.channels), channel_mult=", ".join(map(str, cfg.channel_mult)),
-        share_quant_resi=str(cfg.share_quant_resi), repo_id=repo_id, license=metadata["license"],
+        residual_convs=str(cfg.num_residual_convs or f"{cfg.num_scales} (one per scale)"), repo_id=repo_id, license=metadata["license"],
     )
 
 

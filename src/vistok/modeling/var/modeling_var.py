@@ -17,6 +17,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.drop_path import drop_path
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
 from .configuration_var import VARConfig, VARVQVAEConfig
@@ -65,9 +66,9 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
         pad = c.quant_conv_kernel_size // 2
         self.quant_conv = nn.Conv2d(c.z_channels, c.z_channels, c.quant_conv_kernel_size, padding=pad)
         self.quantizer = MultiScaleResidualQuantizer(
-            codebook_size=c.codebook_size, dim=c.z_channels, v_patch_nums=tuple(c.patch_nums), beta=c.beta,
-            using_znorm=c.using_znorm, quant_resi=c.quant_resi, share_quant_resi=c.share_quant_resi,
-            default_qresi_counts=c.default_qresi_counts)
+            codebook_size=c.codebook_size, dim=c.z_channels, patch_nums=tuple(c.patch_nums),
+            commitment_cost=c.commitment_cost, use_l2_norm=c.use_l2_norm, residual_ratio=c.residual_ratio,
+            num_residual_convs=c.num_residual_convs)
         self.post_quant_conv = nn.Conv2d(c.z_channels, c.z_channels, c.quant_conv_kernel_size, padding=pad)
         # VAR's (and taming's) decoder has one ResNet block more per level than the encoder
         self.decoder = ConvDecoder(c.channels, c.channel_mult, c.num_res_blocks + 1, c.z_channels, dropout=c.dropout)
@@ -129,14 +130,6 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 # Transformer
 # --------------------------------------------------------------------------------------------
-
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth per sample (timm's drop_path, as VAR uses it in training)."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
-    return x * keep.div_(1 - p)
 
 
 class VARAttention(nn.Module):
@@ -226,10 +219,10 @@ class VARBlock(GradientCheckpointingLayer):
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h = self.norm(hidden_states).mul(scale1.add(1)).add_(shift1)
         h = self.dropout(self.attention(h, attention_mask, cache)).mul_(gamma1)
-        hidden_states = hidden_states + _drop_path(h, self.drop_path, self.training)
+        hidden_states = hidden_states + drop_path(h, self.drop_path, self.training)
         h = self.norm(hidden_states).mul(scale2.add(1)).add_(shift2)
         h = self.dropout(self.mlp(h)).mul(gamma2)
-        return hidden_states + _drop_path(h, self.drop_path, self.training)
+        return hidden_states + drop_path(h, self.drop_path, self.training)
 
 
 def _scale_layout(patch_nums) -> tuple[torch.LongTensor, torch.Tensor]:
