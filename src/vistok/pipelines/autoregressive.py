@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from ..modeling.llamagen import LlamaGenTransformer
 from .base import VistokPipeline
 from .sampling import sample_next_token
 
@@ -64,7 +63,7 @@ class _AutoregressiveSampling(VistokPipeline):
         """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
         ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
         ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests)."""
-        model: LlamaGenTransformer = self.transformer
+        model = self.transformer
         cfg = model.config
         device = model.device
         prefix, total = cfg.num_condition_tokens, cfg.num_condition_tokens + cfg.num_tokens
@@ -123,9 +122,9 @@ class _AutoregressiveSampling(VistokPipeline):
 
 class AutoregressiveImagePipeline(_AutoregressiveSampling):
     """Class-conditional generation. Components: ``image_tokenizer`` (a 2D VQ VisualTokenizer) and
-    ``transformer`` (a class-conditional :class:`LlamaGenTransformer`)."""
+    ``transformer`` (a class-conditional next-token generator such as ``LlamaGenTransformer``)."""
 
-    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         self._check_components(image_tokenizer, transformer, "class")
         self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
@@ -168,7 +167,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
 
 class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
     """Text-conditional generation (LlamaGen t2i). Components: ``image_tokenizer``, ``transformer`` (a
-    text-conditional :class:`LlamaGenTransformer`), and optionally ``text_encoder`` (a transformers
+    text-conditional next-token generator such as ``LlamaGenTransformer``), and optionally ``text_encoder`` (a transformers
     ``T5EncoderModel``, flan-t5-xl for the releases) with its ``tokenizer``; without them, pass
     ``prompt_embeds`` (T5 ``last_hidden_state``, right-padded as the encoder returns it) and
     ``prompt_attention_mask``.
@@ -177,7 +176,7 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
     model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
     _optional_components = ["text_encoder", "tokenizer"]
 
-    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer, text_encoder=None, tokenizer=None):
+    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
         super().__init__()
         self._check_components(image_tokenizer, transformer, "text")
         if text_encoder is not None:

@@ -11,17 +11,17 @@ import math
 
 import torch
 
-from ..modeling.maskgit import GUIDANCE_SCHEDULES, MaskGITTransformer
 from .base import VistokPipeline
 from .sampling import gumbel_noise_from_uniform
 
 
 class MaskGITPipeline(VistokPipeline):
-    """Components: ``image_tokenizer`` (a 1D VisualTokenizer) and ``transformer`` (MaskGITTransformer)."""
+    """Components: ``image_tokenizer`` (a 1D VisualTokenizer) and ``transformer`` (a masked-token generator such
+    as ``MaskGITTransformer``: logits over the codes, a mask token, class labels and a null class)."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
 
-    def __init__(self, image_tokenizer, transformer: MaskGITTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         tok, gen = image_tokenizer.config, transformer.config
         if getattr(tok, "token_layout", None) != "1d":
@@ -45,8 +45,8 @@ class MaskGITPipeline(VistokPipeline):
             raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
         if guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
-        if schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"guidance_schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}")
+        if schedule not in cfg.guidance_schedules:
+            raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
         if temperature < 0:
             raise ValueError(f"randomize_temperature must be >= 0, got {temperature}")
         if not 1 <= num_tokens <= cfg.num_tokens:

@@ -13,18 +13,17 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..modeling.var import VARTransformer
 from .base import VistokPipeline
 from .sampling import filter_top_k, filter_top_p_ascending, gumbel_noise_from_exponential
 
 
 class NextScalePipeline(VistokPipeline):
     """Components: ``image_tokenizer`` (a multi-scale VisualTokenizer such as ``VARVQVAE``) and
-    ``transformer`` (``VARTransformer``)."""
+    ``transformer`` (a next-scale generator such as ``VARTransformer``)."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
 
-    def __init__(self, image_tokenizer, transformer: VARTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         tok, gen = image_tokenizer.config, transformer.config
         if getattr(tok, "token_layout", None) != "multiscale":

@@ -28,6 +28,8 @@ class MaskGITConfig(PreTrainedConfig):
     ``sampling_defaults`` holds the released sampling settings (see ``DEFAULT_SAMPLING``).
     """
 
+    guidance_schedules = GUIDANCE_SCHEDULES  # what MaskGITPipeline accepts as guidance_schedule
+
     model_type = "vistok_maskgit"
 
     def __init__(self, backbone: str = "bert", codebook_size: int = 4096, num_tokens: int = 32, num_classes: int = 1000,
