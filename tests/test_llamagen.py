@@ -17,6 +17,7 @@ from transformers import AutoModel
 import vistok
 from vistok import AutoregressiveImagePipeline, LlamaGenConfig, LlamaGenTransformer, LlamaGenVQModel, TextToImageAutoregressivePipeline
 from vistok.cli import main as cli_main
+from _tolerances import assert_matches_original
 from vistok.conversion import ConversionError
 from vistok.modeling.llamagen.convert_llamagen import convert_gpt as convert_llamagen_gpt
 from vistok.modeling.llamagen.convert_llamagen import convert_vq as convert_llamagen_vq
@@ -75,9 +76,10 @@ def test_vq_matches_original(converted):
     with torch.no_grad():
         enc = tok.encode(expected["pixel_values"])
         assert torch.equal(enc.token_ids, expected["token_ids"])
-        torch.testing.assert_close(enc.latents, expected["quantized"].flatten(1, 2), atol=1e-4, rtol=0)
-        torch.testing.assert_close(tok.decode(expected["token_ids"]), expected["reconstruction"], atol=1e-4, rtol=0)
-        torch.testing.assert_close(tok(expected["pixel_values"]).reconstruction, expected["reconstruction"], atol=1e-4, rtol=0)
+    pixels = expected["pixel_values"]
+    assert_matches_original(tok, lambda m: m.encode(pixels.to(m.dtype)).latents, expected["quantized"].flatten(1, 2), "latents")
+    assert_matches_original(tok, lambda m: m.decode(expected["token_ids"]), expected["reconstruction"], "decode")
+    assert_matches_original(tok, lambda m: m(pixels.to(m.dtype)).reconstruction, expected["reconstruction"], "forward")
     card = (converted / "vq" / "README.md").read_text()
     assert "library_name: vistok" in card and "license: mit" in card
 
@@ -105,11 +107,10 @@ def test_c2i_logits_match_original(c2i):
     model = AutoModel.from_pretrained(Path(c2i.transformer.config._name_or_path))
     assert isinstance(model, LlamaGenTransformer) and model.config.num_classes == 10 and model.config.grid_size == 4
     labels = expected["class_labels"]
-    with torch.no_grad():
-        cond = model(expected["input_ids"], class_labels=labels).logits
-        uncond = model(expected["input_ids"], class_labels=labels, drop_condition=torch.ones(3, dtype=torch.bool)).logits
-    torch.testing.assert_close(cond, expected["logits_cond"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(uncond, expected["logits_uncond"], atol=1e-4, rtol=0)
+    drop = torch.ones(3, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(expected["input_ids"], class_labels=labels).logits, expected["logits_cond"], "cond")
+    assert_matches_original(model, lambda m: m(expected["input_ids"], class_labels=labels, drop_condition=drop).logits,
+                            expected["logits_uncond"], "uncond")
 
 
 def test_t2i_logits_match_original(t2i):
@@ -117,11 +118,11 @@ def test_t2i_logits_match_original(t2i):
     model = t2i.transformer
     embeds, mask = TextToImageAutoregressivePipeline.left_pad(expected["prompt_embeds"], expected["prompt_attention_mask"])
     keys = torch.cat([mask.bool(), torch.ones(2, expected["input_ids"].shape[1], dtype=torch.bool)], dim=1)
-    with torch.no_grad():
-        cond = model(expected["input_ids"], caption_embeds=embeds, attention_mask=keys).logits
-        uncond = model(expected["input_ids"], caption_embeds=embeds, attention_mask=keys, drop_condition=torch.ones(2, dtype=torch.bool)).logits
-    torch.testing.assert_close(cond, expected["logits_cond"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(uncond, expected["logits_uncond"], atol=1e-4, rtol=0)
+    drop = torch.ones(2, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(expected["input_ids"], caption_embeds=embeds.to(m.dtype), attention_mask=keys).logits,
+                            expected["logits_cond"], "cond")
+    assert_matches_original(model, lambda m: m(expected["input_ids"], caption_embeds=embeds.to(m.dtype), attention_mask=keys,
+                                               drop_condition=drop).logits, expected["logits_uncond"], "uncond")
 
 
 def _kwargs(s):

@@ -12,9 +12,9 @@ from transformers import AutoImageProcessor, AutoModel
 
 import vistok
 from vistok.cli import main as cli_main
+from _tolerances import assert_matches_original
 from _titok_fixtures import VARIANTS, load_fixture, write_pickle_release, write_release_folder
 
-ATOL = 1e-4
 
 
 def tokens_first(t: torch.Tensor) -> torch.Tensor:
@@ -40,26 +40,28 @@ def converted(tmp_path_factory):
 def test_vq_token_ids_and_reconstruction_match_original(converted, name):
     model, _, _, expected, _ = converted[name]
     pixels = expected["pixel_values"]
+    assert_matches_original(model, lambda m: m.encoder(pixels.to(m.dtype)), tokens_first(expected["encoder_output"]), "encoder")
     with torch.no_grad():
-        torch.testing.assert_close(model.encoder(pixels), tokens_first(expected["encoder_output"]), atol=ATOL, rtol=0)
         enc = model.encode(pixels)
-        assert torch.equal(enc.token_ids, expected["token_ids"])
-        torch.testing.assert_close(enc.latents, tokens_first(expected["quantized"]), atol=ATOL, rtol=0)
-        reconstruction = model.decode(enc.token_ids)
-    torch.testing.assert_close(reconstruction, expected["reconstruction"], atol=ATOL, rtol=0)
+    assert torch.equal(enc.token_ids, expected["token_ids"])
+    assert_matches_original(model, lambda m: m.encode(pixels.to(m.dtype)).latents,
+                            tokens_first(expected["quantized"]), "quantized")
+    assert_matches_original(model, lambda m: m.decode(expected["token_ids"]), expected["reconstruction"], "reconstruction")
 
 
 def test_vae_latents_and_reconstruction_match_original(converted):
     model, _, _, expected, _ = converted["titok_vae"]
+    pixels = expected["pixel_values"]
     with torch.no_grad():
-        enc = model.encode(expected["pixel_values"], sample_posterior=False)
+        enc = model.encode(pixels, sample_posterior=False)
         assert enc.token_ids is None
-        torch.testing.assert_close(enc.latent_mean, tokens_first(expected["latent_mean"]), atol=ATOL, rtol=0)
-        torch.testing.assert_close(enc.latent_logvar, tokens_first(expected["latent_logvar"]), atol=ATOL, rtol=0)
         torch.testing.assert_close(enc.latents, enc.latent_mean)
-        reconstruction = model.decode_latents(enc.latent_mean)
-        sampled = model.encode(expected["pixel_values"], generator=torch.Generator().manual_seed(0)).latents
-    torch.testing.assert_close(reconstruction, expected["reconstruction"], atol=ATOL, rtol=0)
+        sampled = model.encode(pixels, generator=torch.Generator().manual_seed(0)).latents
+    for field in ("latent_mean", "latent_logvar"):
+        assert_matches_original(model, lambda m: getattr(m.encode(pixels.to(m.dtype), sample_posterior=False), field),
+                                tokens_first(expected[field]), field)
+    assert_matches_original(model, lambda m: m.decode_latents(m.encode(pixels.to(m.dtype), sample_posterior=False).latent_mean),
+                            expected["reconstruction"], "reconstruction")
     assert not torch.allclose(sampled, enc.latent_mean), "encode samples the posterior by default"
 
 
@@ -70,8 +72,7 @@ def test_one_d_piece_prefixes_match_original(converted, k):
         enc = model.encode(expected["pixel_values"], num_tokens=k)
         assert enc.token_ids.shape == (2, k)
         assert torch.equal(enc.token_ids, expected["token_ids"][:, :k])
-        reconstruction = model.decode(enc.token_ids)
-    torch.testing.assert_close(reconstruction, expected[f"reconstruction_k{k}"], atol=ATOL, rtol=0)
+    assert_matches_original(model, lambda m: m.decode(enc.token_ids), expected[f"reconstruction_k{k}"], f"{k} tokens")
 
 
 def test_converted_config_is_inferred_from_the_checkpoint(converted):
