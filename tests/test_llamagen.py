@@ -216,7 +216,7 @@ def test_t2i_with_a_t5_text_encoder(t2i, tmp_path):
     (dict(class_labels=[1], top_k=-1), "top_k must be >= 0"),
     (dict(class_labels=[1], temperature=0.0), "temperature must be > 0"),
     (dict(class_labels=[1], guidance_scale=-1.0), "guidance_scale must be >= 0"),
-    (dict(class_labels=[1], cfg_interval=-2), "cfg_interval must be -1"),
+    (dict(class_labels=[1], cfg_interval=-2), "cfg_interval must be >= -1"),
     (dict(class_labels=[1], output_type="jpg"), "output_type must be 'pil', 'np', 'pt' or 'latent'"),
 ])
 def test_c2i_bad_input(c2i, kwargs, message):

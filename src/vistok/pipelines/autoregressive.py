@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import VistokPipeline
+from .base import VistokPipeline, check_number
 from .sampling import sample_next_token
 
 
@@ -22,6 +22,7 @@ class _AutoregressiveSampling(VistokPipeline):
     """The sampler both pipelines share; subclasses turn their inputs into condition kwargs."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
+    _callback_tensor_inputs = ["token_ids", "logits"]
 
     def _check_components(self, image_tokenizer, transformer, condition_type: str) -> None:
         tok, gen = image_tokenizer.config, transformer.config
@@ -36,45 +37,43 @@ class _AutoregressiveSampling(VistokPipeline):
         defaults = self.transformer.config.sampling_defaults
         s = dict(guidance_scale=guidance_scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k, top_p=top_p)
         s = {k: defaults[k] if v is None else v for k, v in s.items()}
-        for name in ("guidance_scale", "temperature", "top_p"):
-            if isinstance(s[name], bool) or not isinstance(s[name], (int, float)):
-                raise TypeError(f"{name} must be a number, got {s[name]!r}")
-        for name in ("cfg_interval", "top_k"):
-            if isinstance(s[name], bool) or not isinstance(s[name], int):
-                raise TypeError(f"{name} must be an int, got {s[name]!r}")
-        if s["guidance_scale"] < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (guidance is on above 1.0), got {s['guidance_scale']}")
+        check_number("guidance_scale", s["guidance_scale"], minimum=0)  # guidance is on above 1.0
         if s["guidance_scale"] > 1.0 and not self.transformer.config.has_null_condition:
             raise ValueError("this transformer has no null condition (trained without condition dropout): guidance_scale must be <= 1.0")
-        if s["cfg_interval"] < -1:
-            raise ValueError(f"cfg_interval must be -1 (guidance on every step) or a step count >= 0, got {s['cfg_interval']}")
-        if not s["temperature"] > 0:
-            raise ValueError(f"temperature must be > 0, got {s['temperature']}")
-        if s["top_k"] < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {s['top_k']}")
-        if not 0 < s["top_p"] <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {s['top_p']}")
+        check_number("cfg_interval", s["cfg_interval"], minimum=-1, integer=True)  # -1: guidance on every step
+        check_number("temperature", s["temperature"], above=0)
+        check_number("top_k", s["top_k"], minimum=0, integer=True)  # 0: off
+        check_number("top_p", s["top_p"], above=0, maximum=1)  # 1: off
         return s
 
     @torch.no_grad()
     def _generate(self, condition: dict, batch: int, condition_mask: torch.Tensor | None, settings: dict,
-                  generator: torch.Generator | None, do_sample: bool, compile: bool,
-                  num_tokens: int | None = None) -> torch.LongTensor:
+                  generator, do_sample: bool, compile: bool, num_tokens: int | None = None,
+                  callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
+                  uncondition: dict | None = None, uncondition_mask: torch.Tensor | None = None) -> torch.LongTensor:
         """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
         ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
-        ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests)."""
+        ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests).
+        ``uncondition`` (and its mask): the guidance branch's condition (negative prompts) instead of the null one."""
         model = self.transformer
         cfg = model.config
+        generator = self.check_generator(generator, batch)
+        tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = model.device
         prefix, total = cfg.num_condition_tokens, cfg.num_condition_tokens + cfg.num_tokens
         guided = settings["guidance_scale"] > 1.0
         rows = 2 * batch if guided else batch
-        if guided:  # [cond; uncond]: the second half gets the null class / unconditional caption
+        masks = condition_mask
+        if guided and uncondition is not None:  # [cond; uncond]: the second half gets the negative condition
+            condition = {k: torch.cat([v, uncondition[k]]) for k, v in condition.items()}
+            masks = torch.cat([condition_mask, uncondition_mask])
+        elif guided:  # [cond; uncond]: the second half gets the null class / unconditional caption
             condition = {k: torch.cat([v, v]) for k, v in condition.items()}
             condition["drop_condition"] = torch.arange(rows, device=device) >= batch
+            masks = None if condition_mask is None else torch.cat([condition_mask, condition_mask])
         key_valid = torch.ones(rows, total, dtype=torch.bool, device=device)
-        if condition_mask is not None:
-            key_valid[:, :prefix] = torch.cat([condition_mask] * (rows // batch)).bool()
+        if masks is not None:
+            key_valid[:, :prefix] = masks.bool()
         cache = model.new_cache(rows, total)
         step = model.forward
         if compile:
@@ -106,18 +105,13 @@ class _AutoregressiveSampling(VistokPipeline):
                 logits = model._decode_step(inputs, key_valid[:, : position + 1], cache, cache_position)
             token = pick(logits, not (interval > -1 and i > interval))
             tokens.append(token)
+            if callback_on_step_end is not None:  # the tokens so far; a replaced last token is fed back next step
+                out = self.run_callback(self, callback_on_step_end, i, tensor_inputs,
+                                        {"token_ids": torch.cat(tokens, dim=1), "logits": logits[:, -1]})
+                tokens = list(out["token_ids"].split(1, dim=1))
+                token = tokens[-1]
         tokens = torch.cat(tokens, dim=1)
         return tokens.view(batch, cfg.grid_size, cfg.grid_size) if num_tokens is None else tokens
-
-    def _decode(self, ids, output_type, return_dict):
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
-        if output_type == "latent":
-            from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-
-            return ImagePipelineOutput(images=ids) if return_dict else (ids,)
-        pixels = self.image_tokenizer.decode(ids.to(self.image_tokenizer.device))
-        return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
 
 
 class AutoregressiveImagePipeline(_AutoregressiveSampling):
@@ -129,40 +123,32 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
         self._check_components(image_tokenizer, transformer, "class")
         self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
 
-    def _labels(self, class_labels) -> torch.LongTensor:
-        num_classes = self.transformer.config.num_classes
-        if isinstance(class_labels, int) and not isinstance(class_labels, bool):
-            class_labels = [class_labels]
-        try:
-            labels = torch.as_tensor(class_labels)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}]") from err
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}], got {class_labels!r}")
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-            raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {labels.tolist()}")
-        return labels.long().to(self.transformer.device)
-
     def sample_tokens(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                      generator: torch.Generator | None = None, do_sample: bool = True, compile: bool = False) -> torch.LongTensor:
-        """Token ids ``[B, grid, grid]``; unset settings take the model's released defaults."""
-        labels = self._labels(class_labels)
+                      generator=None, do_sample: bool = True, compile: bool = False, num_images_per_prompt: int = 1,
+                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
+        """Token ids ``[B * num_images_per_prompt, grid, grid]``; unset settings take the model's released defaults."""
+        labels = self.class_label_ids(class_labels, num_images_per_prompt)
         settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
-        return self._generate({"class_labels": labels}, labels.shape[0], None, settings, generator, do_sample, compile)
+        return self._generate({"class_labels": labels}, labels.shape[0], None, settings, generator, do_sample, compile,
+                              callback_on_step_end=callback_on_step_end,
+                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
 
     @torch.no_grad()
     def __call__(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None, do_sample: bool = True, compile: bool = False,
-                 output_type: str = "pil", return_dict: bool = True):
-        """Generate images of ``class_labels``. ``guidance_scale`` > 1 turns classifier-free guidance
-        on; ``cfg_interval`` >= 0 turns it off after that many decode steps; ``top_k`` 0 and
-        ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``output_type`` "latent" returns token ids."""
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
-        ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample, compile)
-        return self._decode(ids, output_type, return_dict)
+                 generator=None, do_sample: bool = True, compile: bool = False,
+                 output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)):
+        """Generate images of ``class_labels`` (ids, a tensor, or class names of ``id2label``). ``guidance_scale`` > 1
+        turns classifier-free guidance on; ``cfg_interval`` >= 0 turns it off after that many decode steps;
+        ``top_k`` 0 and ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``generator``: one generator or one
+        per image; ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "token_ids" and
+        "logits" after each decode step. ``output_type`` "latent" returns token ids."""
+        self.check_output_type(output_type)
+        ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample,
+                                 compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return self.finish(ids, output_type, return_dict)
 
 
 class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
@@ -230,35 +216,61 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
         new_mask = mask.flip(-1)
         return rolled * new_mask[..., None].to(rolled.dtype), new_mask
 
-    def sample_tokens(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
-                      cfg_interval: int | None = None, temperature: float | None = None, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None, do_sample: bool = True,
-                      left_padding: bool = True, compile: bool = False) -> torch.LongTensor:
+    def _prepared_embeds(self, prompt, prompt_embeds, prompt_attention_mask, left_padding: bool, what: str = "prompt"):
+        """(features, mask) on the transformer's device, padded as the original sampler pads them."""
         if (prompt is None) == (prompt_embeds is None):
-            raise ValueError("pass exactly one of prompt or prompt_embeds")
+            raise ValueError(f"pass exactly one of {what} or {what}_embeds")
         if prompt is not None:
             prompt_embeds, prompt_attention_mask = self.encode_prompt(prompt)
         mask = self._check_embeds(prompt_embeds, prompt_attention_mask)
-        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
         device = self.transformer.device
         embeds, mask = prompt_embeds.to(device), mask.to(device)
         if left_padding:
             embeds, mask = self.left_pad(embeds, mask)
         else:
             embeds = embeds * mask[..., None].to(embeds.dtype)
-        return self._generate({"caption_embeds": embeds.to(self.transformer.dtype)}, embeds.shape[0], mask, settings,
-                              generator, do_sample, compile)
+        return embeds.to(self.transformer.dtype), mask
+
+    def sample_tokens(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
+                      cfg_interval: int | None = None, temperature: float | None = None, top_k: int | None = None,
+                      top_p: float | None = None, generator=None, do_sample: bool = True,
+                      left_padding: bool = True, compile: bool = False, num_images_per_prompt: int = 1,
+                      negative_prompt=None, negative_prompt_embeds=None, negative_prompt_attention_mask=None,
+                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
+        check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
+        embeds, mask = self._prepared_embeds(prompt, prompt_embeds, prompt_attention_mask, left_padding)
+        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
+        uncondition = negative_mask = None
+        if negative_prompt is not None or negative_prompt_embeds is not None:
+            if isinstance(negative_prompt, str):  # one negative prompt for every prompt
+                negative_prompt = [negative_prompt] * embeds.shape[0]
+            negative, negative_mask = self._prepared_embeds(negative_prompt, negative_prompt_embeds,
+                                                            negative_prompt_attention_mask, left_padding, "negative_prompt")
+            if negative.shape[0] != embeds.shape[0]:
+                raise ValueError(f"negative prompts ({negative.shape[0]}) must match the prompts ({embeds.shape[0]}) one to one")
+            uncondition = {"caption_embeds": negative.repeat_interleave(num_images_per_prompt, 0)}
+            negative_mask = negative_mask.repeat_interleave(num_images_per_prompt, 0)
+        embeds, mask = embeds.repeat_interleave(num_images_per_prompt, 0), mask.repeat_interleave(num_images_per_prompt, 0)
+        return self._generate({"caption_embeds": embeds}, embeds.shape[0], mask, settings, generator, do_sample, compile,
+                              callback_on_step_end=callback_on_step_end,
+                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                              uncondition=uncondition, uncondition_mask=negative_mask)
 
     @torch.no_grad()
     def __call__(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
                  cfg_interval: int | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, generator: torch.Generator | None = None, do_sample: bool = True,
-                 left_padding: bool = True, compile: bool = False, output_type: str = "pil", return_dict: bool = True):
+                 top_p: float | None = None, generator=None, do_sample: bool = True,
+                 left_padding: bool = True, compile: bool = False, output_type: str = "pil", return_dict: bool = True,
+                 num_images_per_prompt: int = 1, negative_prompt=None, negative_prompt_embeds=None,
+                 negative_prompt_attention_mask=None, callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs=("token_ids",)):
         """Generate images for ``prompt`` (a string or list), or for precomputed ``prompt_embeds``.
         Settings as :class:`AutoregressiveImagePipeline`; ``left_padding=False`` is the original's
-        ``--no-left-padding``."""
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        ``--no-left-padding``. ``negative_prompt`` (or ``negative_prompt_embeds``) replaces the null caption in
+        the guidance branch."""
+        self.check_output_type(output_type)
         ids = self.sample_tokens(prompt, prompt_embeds, prompt_attention_mask, guidance_scale, cfg_interval, temperature,
-                                 top_k, top_p, generator, do_sample, left_padding, compile)
-        return self._decode(ids, output_type, return_dict)
+                                 top_k, top_p, generator, do_sample, left_padding, compile, num_images_per_prompt,
+                                 negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask,
+                                 callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return self.finish(ids, output_type, return_dict)

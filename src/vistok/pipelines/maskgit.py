@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from .base import VistokPipeline
-from .sampling import gumbel_noise_from_uniform
+from .base import VistokPipeline, check_number
+from .sampling import gumbel_noise_from_uniform, rand_per_image
 
 
 class MaskGITPipeline(VistokPipeline):
@@ -32,32 +32,26 @@ class MaskGITPipeline(VistokPipeline):
             raise ValueError(f"the transformer generates {gen.num_tokens} tokens; the tokenizer takes {tok.num_tokens}")
         self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
 
-    def _check_call(self, class_labels, steps, guidance_scale, schedule, temperature, num_tokens) -> torch.LongTensor:
+    _callback_tensor_inputs = ["token_ids", "logits"]
+
+    def _check_settings(self, steps, guidance_scale, schedule, temperature, num_tokens) -> None:
         cfg = self.transformer.config
-        if isinstance(class_labels, int):
-            class_labels = [class_labels]
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point():
-            raise ValueError("class_labels must be a non-empty list of ints")
-        if int(labels.min()) < 0 or int(labels.max()) >= cfg.num_classes:
-            raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {labels.tolist()}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        check_number("num_tokens", num_tokens, minimum=1, maximum=cfg.num_tokens, integer=True)
+        check_number("num_inference_steps", steps, minimum=1, integer=True)
+        if steps > num_tokens:  # each step unmasks at least one token
+            raise ValueError(f"num_inference_steps must be <= the number of tokens ({num_tokens}), got {steps}")
+        check_number("guidance_scale", guidance_scale, minimum=0)
         if schedule not in cfg.guidance_schedules:
             raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
-        if temperature < 0:
-            raise ValueError(f"randomize_temperature must be >= 0, got {temperature}")
-        if not 1 <= num_tokens <= cfg.num_tokens:
-            raise ValueError(f"num_tokens must be in 1..{cfg.num_tokens}, got {num_tokens}")
-        return labels.to(self.transformer.device)
+        check_number("randomize_temperature", temperature, minimum=0)
 
     @torch.no_grad()
     def sample_tokens(self, class_labels, num_inference_steps=None, guidance_scale=None, guidance_schedule=None,
                       guidance_scale_pow=None, randomize_temperature=None, softmax_temperature_annealing=None,
-                      num_tokens=None, generator: torch.Generator | None = None) -> torch.LongTensor:
-        """Token ids ``[B, num_tokens]``; unset settings take the model's released defaults."""
+                      num_tokens=None, generator=None, num_images_per_prompt: int = 1, callback_on_step_end=None,
+                      callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
+        """Token ids ``[B * num_images_per_prompt, num_tokens]``; unset settings take the model's released defaults.
+        ``generator``: one generator (the original's draw order) or a list with one per image."""
         cfg = self.transformer.config
         defaults = cfg.sampling_defaults
         steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
@@ -67,8 +61,12 @@ class MaskGITPipeline(VistokPipeline):
         tau = defaults["randomize_temperature"] if randomize_temperature is None else randomize_temperature
         anneal = defaults["softmax_temperature_annealing"] if softmax_temperature_annealing is None else softmax_temperature_annealing
         length = cfg.num_tokens if num_tokens is None else num_tokens
-        labels = self._check_call(class_labels, steps, g, schedule, tau, length)
+        labels = self.class_label_ids(class_labels, num_images_per_prompt)
+        self._check_settings(steps, g, schedule, tau, length)
+        check_number("guidance_scale_pow", power)
         device, batch, mask_id = labels.device, labels.shape[0], cfg.mask_token_id
+        generator = self.check_generator(generator, batch)
+        tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
         ids = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
         cfg_scale = g if schedule == "constant" else 0.0
@@ -83,15 +81,15 @@ class MaskGITPipeline(VistokPipeline):
             if schedule == "power-cosine" or cfg_scale != 0:
                 # The original draws label-dropout noise in each of its two forwards; draw (and
                 # ignore) it too so the random stream stays aligned with it.
-                torch.rand(batch, generator=generator, device=device)
-                torch.rand(batch, generator=generator, device=device)
+                rand_per_image((batch,), generator, device)
+                rand_per_image((batch,), generator, device)
                 drop = torch.cat([torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool, device=device)])
                 both = self.transformer(ids.repeat(2, 1), labels.repeat(2), drop_labels=drop).logits.float()
                 cond, uncond = both.chunk(2)
                 base = uncond if schedule == "power-cosine" else cond
                 logits = base + (cond - uncond) * cfg_scale
             else:
-                torch.rand(batch, generator=generator, device=device)
+                rand_per_image((batch,), generator, device)
                 logits = self.transformer(ids, labels).logits.float()
             if anneal:
                 logits = logits / (0.5 + 0.8 * (1 - ratio))
@@ -111,30 +109,24 @@ class MaskGITPipeline(VistokPipeline):
                 ids = torch.where(confidence <= cut_off, torch.full_like(sampled, mask_id), sampled)
             if schedule == "linear":
                 cfg_scale = ratio * g
+            ids = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"token_ids": ids, "logits": logits})["token_ids"]
         return ids
-
-    def get_label_ids(self, label: str | list[str]) -> list[int]:
-        """Class ids for class names, from the transformer config's ``id2label`` (as diffusers' DiT pipeline)."""
-        names = {str(name): int(i) for i, name in (self.transformer.config.id2label or {}).items()}
-        labels = [label] if isinstance(label, str) else list(label)
-        unknown = [name for name in labels if name not in names]
-        if unknown:
-            raise ValueError(f"unknown class name {unknown[0]!r}; this model's classes are {sorted(names)}")
-        return [names[name] for name in labels]
 
     @torch.no_grad()
     def __call__(self, class_labels, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  guidance_schedule: str | None = None, guidance_scale_pow: float | None = None,
                  randomize_temperature: float | None = None, softmax_temperature_annealing: bool | None = None,
-                 num_tokens: int | None = None, generator: torch.Generator | None = None, output_type: str = "pil",
-                 return_dict: bool = True):
-        """Generate images of ``class_labels``. ``guidance_schedule`` is "constant", "linear" (0 at
-        the first step, then ratio*g) or "power-cosine" (guidance_scale_pow); ``randomize_temperature``
-        is the annealed Gumbel temperature; ``num_tokens`` < the maximum (variable-length tokenizers)
-        samples and decodes a shorter prefix. Returns ``ImagePipelineOutput``."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+                 num_tokens: int | None = None, generator=None, output_type: str = "pil", return_dict: bool = True,
+                 num_images_per_prompt: int = 1, callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs=("token_ids",)):
+        """Generate images of ``class_labels`` (ids, a tensor, or class names of ``id2label``). ``guidance_schedule``
+        is "constant", "linear" (0 at the first step, then ratio*g) or "power-cosine" (guidance_scale_pow);
+        ``randomize_temperature`` is the annealed Gumbel temperature; ``num_tokens`` < the maximum
+        (variable-length tokenizers) samples and decodes a shorter prefix. ``generator``: one generator or one
+        per image; ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "token_ids" and
+        "logits"; ``output_type`` "latent" returns the token ids. Returns ``ImagePipelineOutput``."""
+        self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, num_inference_steps, guidance_scale, guidance_schedule, guidance_scale_pow,
-                                 randomize_temperature, softmax_temperature_annealing, num_tokens, generator)
-        pixels = self.image_tokenizer.decode(ids.to(self.image_tokenizer.device))
-        return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
+                                 randomize_temperature, softmax_temperature_annealing, num_tokens, generator,
+                                 num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return self.finish(ids, output_type, return_dict)

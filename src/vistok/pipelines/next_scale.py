@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from .base import VistokPipeline
-from .sampling import filter_top_k, filter_top_p_ascending, gumbel_noise_from_exponential
+from .base import VistokPipeline, check_number
+from .sampling import filter_top_k, filter_top_p_ascending, gumbel_noise_from_exponential, multinomial_per_image
 
 
 class NextScalePipeline(VistokPipeline):
@@ -22,6 +22,7 @@ class NextScalePipeline(VistokPipeline):
     ``transformer`` (a next-scale generator such as ``VARTransformer``)."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
+    _callback_tensor_inputs = ["token_ids", "logits", "f_hat"]
 
     def __init__(self, image_tokenizer, transformer):
         super().__init__()
@@ -38,37 +39,33 @@ class NextScalePipeline(VistokPipeline):
         self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
 
     # -- argument checks ----------------------------------------------------------------------
-    def _labels(self, class_labels, batch_size, generator) -> torch.LongTensor:
+    def _labels(self, class_labels, batch_size, generator, num_images_per_prompt) -> torch.LongTensor:
         cfg, device = self.transformer.config, self.transformer.device
-        if class_labels is None:
-            if not isinstance(batch_size, int) or batch_size < 1:
-                raise ValueError(f"without class_labels, batch_size must be an int >= 1 (labels are drawn uniformly), got {batch_size!r}")
-            # as VAR draws them: one multinomial over the uniform distribution, from the same generator
-            uniform = torch.full((1, cfg.num_classes), 1.0 / cfg.num_classes, dtype=torch.float32, device=device)
-            return torch.multinomial(uniform, num_samples=batch_size, replacement=True, generator=generator).reshape(batch_size)
-        if isinstance(class_labels, int):
-            class_labels = [class_labels]
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError("class_labels must be a non-empty list of ints (or None with batch_size)")
-        if int(labels.min()) < 0 or int(labels.max()) >= cfg.num_classes:
-            raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {labels.tolist()}")
-        return labels.to(device)
+        if class_labels is not None:
+            return self.class_label_ids(class_labels, num_images_per_prompt)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"without class_labels, batch_size must be an int >= 1 (labels are drawn uniformly), got {batch_size!r}")
+        check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
+        batch = batch_size * num_images_per_prompt
+        generator = self.check_generator(generator, batch)
+        # as VAR draws them: one multinomial over the uniform distribution, from the same generator
+        uniform = torch.full((1, cfg.num_classes), 1.0 / cfg.num_classes, dtype=torch.float32, device=device)
+        if isinstance(generator, list):
+            return torch.cat([torch.multinomial(uniform, 1, replacement=True, generator=g).reshape(1) for g in generator])
+        return torch.multinomial(uniform, num_samples=batch, replacement=True, generator=generator).reshape(batch)
 
     @staticmethod
     def _check_settings(guidance_scale, top_k, top_p) -> None:
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0 (0 disables it), got {top_k!r}")
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 <= top_p <= 1:
-            raise ValueError(f"top_p must be in [0, 1] (0 disables it, as in VAR), got {top_p!r}")
+        check_number("guidance_scale", guidance_scale, minimum=0)
+        check_number("top_k", top_k, minimum=0, integer=True)  # 0 disables it
+        check_number("top_p", top_p, minimum=0, maximum=1)  # 0 disables it, as in VAR
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, class_labels=None, guidance_scale: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, smooth_sampling: bool | None = None,
-               generator: torch.Generator | None = None, batch_size: int | None = None):
+               top_p: float | None = None, smooth_sampling: bool | None = None, generator=None,
+               batch_size: int | None = None, num_images_per_prompt: int = 1, callback_on_step_end=None,
+               callback_on_step_end_tensor_inputs=("token_ids",)):
         """``(token_ids [B, L], f_hat [B, z_channels, pn, pn])``. ``f_hat`` is what the decoder renders;
         with ``smooth_sampling`` it mixes codes by Gumbel-softmax weights, so it differs from
         ``decode(token_ids)``. Unset settings take the model's released defaults."""
@@ -79,8 +76,10 @@ class NextScalePipeline(VistokPipeline):
         top_p = defaults["top_p"] if top_p is None else top_p
         smooth = defaults["smooth_sampling"] if smooth_sampling is None else smooth_sampling
         self._check_settings(guidance_scale, top_k, top_p)
-        labels = self._labels(class_labels, batch_size, generator)
+        labels = self._labels(class_labels, batch_size, generator, num_images_per_prompt)
         batch, device = labels.shape[0], labels.device
+        generator = self.check_generator(generator, batch)
+        tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         quantizer = self.image_tokenizer.quantizer
         codebook = quantizer.embedding.weight
         nums, dim = cfg.patch_nums, cfg.z_channels
@@ -99,8 +98,7 @@ class NextScalePipeline(VistokPipeline):
             filter_top_k(logits, top_k)
             filter_top_p_ascending(logits, top_p)
             vocab = logits.shape[-1]
-            ids = torch.multinomial(logits.softmax(dim=-1).view(-1, vocab), num_samples=1, replacement=True,
-                                    generator=generator).view(batch, -1)
+            ids = multinomial_per_image(logits.softmax(dim=-1).view(-1, vocab), generator, replacement=True).view(batch, -1)
             token_ids.append(ids)
             if smooth:
                 tau = max(0.27 * (1 - ratio * 0.95), 0.005)  # VAR's (MaskGIT-like) annealed temperature
@@ -111,29 +109,38 @@ class NextScalePipeline(VistokPipeline):
                 h = quantizer.embedding(ids)
             h = h.transpose(1, 2).reshape(batch, dim, nums[k], nums[k])
             f_hat, next_input = quantizer.next_autoregressive_input(k, f_hat, h)
+            if callback_on_step_end is not None:  # the scale's ids are final here; f_hat may be replaced
+                out = self.run_callback(self, callback_on_step_end, k, tensor_inputs,
+                                        {"token_ids": torch.cat([*token_ids], dim=1), "logits": logits, "f_hat": f_hat})
+                f_hat = out["f_hat"]
             if k != last:
                 inputs = next_input.view(batch, dim, -1).transpose(1, 2).repeat(2, 1, 1)
         return torch.cat(token_ids, dim=1), f_hat
 
     def sample_tokens(self, class_labels=None, guidance_scale: float | None = None, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None,
-                      batch_size: int | None = None) -> torch.LongTensor:
+                      top_p: float | None = None, generator=None, batch_size: int | None = None,
+                      num_images_per_prompt: int = 1) -> torch.LongTensor:
         """Token ids ``[B, L]`` (scales concatenated, coarse first)."""
-        return self.sample(class_labels, guidance_scale, top_k, top_p, False, generator, batch_size)[0]
+        return self.sample(class_labels, guidance_scale, top_k, top_p, False, generator, batch_size, num_images_per_prompt)[0]
 
     @torch.no_grad()
     def __call__(self, class_labels=None, guidance_scale: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, smooth_sampling: bool | None = None,
-                 generator: torch.Generator | None = None, batch_size: int | None = None,
-                 output_type: str = "pil", return_dict: bool = True):
-        """Generate images of ``class_labels`` (or of ``batch_size`` uniformly drawn classes).
+                 top_p: float | None = None, smooth_sampling: bool | None = None, generator=None,
+                 batch_size: int | None = None, output_type: str = "pil", return_dict: bool = True,
+                 num_images_per_prompt: int = 1, callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs=("token_ids",)):
+        """Generate images of ``class_labels`` (ids, a tensor or class names), or of ``batch_size`` uniformly drawn
+        classes.
 
         ``guidance_scale``: the guidance at the last scale (VAR ``cfg``; it ramps linearly from 0 at
         the first scale). ``top_k`` (0 = off) and ``top_p`` (0 = off, VAR semantics) filter each
         token's distribution. ``smooth_sampling``: Gumbel-softmax code mixing (VAR ``more_smooth``).
-        Returns ``ImagePipelineOutput``."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        _, f_hat = self.sample(class_labels, guidance_scale, top_k, top_p, smooth_sampling, generator, batch_size)
-        pixels = self.image_tokenizer.decode_latents(f_hat.to(self.image_tokenizer.device))
-        return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
+        ``generator``: one generator or one per image; ``callback_on_step_end(pipe, scale, scale, kwargs)`` runs
+        after each scale with "token_ids", "logits" and "f_hat" (which it may replace). ``output_type`` "latent"
+        returns the token ids. Returns ``ImagePipelineOutput``."""
+        self.check_output_type(output_type)
+        ids, f_hat = self.sample(class_labels, guidance_scale, top_k, top_p, smooth_sampling, generator, batch_size,
+                                 num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        if output_type == "latent":
+            return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, pixels=self.image_tokenizer.decode_latents(f_hat.to(self.image_tokenizer.device)))

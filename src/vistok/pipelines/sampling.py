@@ -10,16 +10,38 @@ from __future__ import annotations
 import torch
 
 
-def gumbel_noise_from_uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+# ``generator`` below is one torch.Generator (drawn from in the original sampler's order, for seeded parity), a
+# list with one per image (image i's rows drawn from generator i, so an image of a batch equals that image
+# generated alone with its generator, as in diffusers), or None (the global RNG).
+
+
+def rand_per_image(shape, generator, device) -> torch.Tensor:
+    """U[0, 1) of ``shape`` (leading dimension: images)."""
+    if isinstance(generator, list):
+        return torch.cat([torch.rand((1, *shape[1:]), generator=g, device=device) for g in generator])
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def multinomial_per_image(probs: torch.Tensor, generator, replacement: bool = False) -> torch.Tensor:
+    """One draw per row of ``probs`` (image-major rows: each image owns ``rows / images`` consecutive rows)."""
+    if isinstance(generator, list):
+        chunks = probs.split(probs.shape[0] // len(generator))
+        return torch.cat([torch.multinomial(c, num_samples=1, replacement=replacement, generator=g) for c, g in zip(chunks, generator)])
+    return torch.multinomial(probs, num_samples=1, replacement=replacement, generator=generator)
+
+
+def gumbel_noise_from_uniform(shape, generator, device) -> torch.Tensor:
     """Gumbel noise as -log(-log(u)), u ~ U[0, 1), logs clamped at 1e-20 (bytedance/1d-tokenizer MaskGIT)."""
-    noise = torch.rand(shape, generator=generator, device=device)
+    noise = rand_per_image(shape, generator, device)
     return -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
 
 
-def gumbel_noise_from_exponential(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def gumbel_noise_from_exponential(like: torch.Tensor, generator) -> torch.Tensor:
     """Gumbel noise as -log(e), e ~ Exp(1), shaped like ``like`` (torch's ``F.gumbel_softmax``; VAR's
     ``gumbel_softmax_with_rng``). With ``generator=None`` it draws from the global RNG exactly as
     ``F.gumbel_softmax`` does."""
+    if isinstance(generator, list):
+        return torch.cat([gumbel_noise_from_exponential(row, g) for row, g in zip(like.split(1), generator)])
     return -torch.empty_like(like, memory_format=torch.legacy_contiguous_format).exponential_(generator=generator).log()
 
 
@@ -67,7 +89,7 @@ def filter_top_p_ascending(logits: torch.Tensor, top_p: float, filter_value: flo
 
 
 def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                      generator: torch.Generator | None = None, do_sample: bool = True) -> torch.LongTensor:
+                      generator=None, do_sample: bool = True) -> torch.LongTensor:
     """One token per row of ``logits [B, V]`` in LlamaGen's order (autoregressive/models/generate.py
     ``sample``): divide by max(temperature, 1e-5), top-k, top-p (transformers formulation), softmax,
     then ``multinomial`` (one draw from ``generator`` per row) or the argmax. Returns ``[B, 1]``."""
@@ -77,5 +99,5 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     filter_top_p(logits, top_p)
     probs = torch.softmax(logits, dim=-1)
     if do_sample:
-        return torch.multinomial(probs, num_samples=1, generator=generator)
+        return multinomial_per_image(probs, generator)
     return torch.topk(probs, k=1, dim=-1)[1]
