@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,6 +11,54 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from ..image_processing import VistokImageProcessor
+
+
+def check_generator(generator, batch: int):
+    """``None``, one ``torch.Generator`` or a list with one per image; anything else is a TypeError."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != batch:
+            raise ValueError(f"generator: a list must hold one torch.Generator per image ({batch}), got {len(generator)}")
+        return list(generator)
+    raise TypeError(f"generator must be a torch.Generator or a list of them (one per image), got {type(generator).__name__}")
+
+
+def check_number(name: str, value, *, minimum: float | None = None, exclusive: bool = False,
+                 maximum: float | None = None, integer: bool = False, expected: str = "") -> None:
+    """A finite number (an int when ``integer``) within the bounds; ValueError/TypeError naming ``name``;
+    ``expected`` completes "<name> must be..." (e.g. " >= 0")."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value) or (minimum is not None and (value <= minimum if exclusive else value < minimum)) \
+            or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be{expected}, got {value!r}")
+
+
+def resolve_class_labels(class_labels, num_classes: int, id2label: dict | None, device) -> torch.LongTensor:
+    """Class ids ``[B]`` from an int, a list of ints or class names (via ``id2label``), or a 1D int tensor."""
+    if isinstance(class_labels, str):
+        class_labels = [class_labels]
+    if isinstance(class_labels, (list, tuple)) and class_labels and all(isinstance(c, str) for c in class_labels):
+        names = {str(name): int(i) for i, name in (id2label or {}).items()}
+        unknown = [c for c in class_labels if c not in names]
+        if unknown:
+            raise ValueError(f"class_labels: unknown class names {unknown}; this model's classes are {sorted(names)}")
+        class_labels = [names[c] for c in class_labels]
+    if isinstance(class_labels, int) and not isinstance(class_labels, bool):
+        class_labels = [class_labels]
+    try:
+        labels = torch.as_tensor(class_labels)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"class_labels must be an int, a non-empty list of ints or class names, or a 1D int tensor "
+                         f"(ids in [0, {num_classes - 1}]), got {class_labels!r}") from err
+    if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"class_labels must be an int, a non-empty list of ints or class names, or a 1D int tensor "
+                         f"(ids in [0, {num_classes - 1}]), got {class_labels!r}")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {labels.tolist()}")
+    return labels.long().to(device)
 
 
 class VistokPipeline(DiffusionPipeline):

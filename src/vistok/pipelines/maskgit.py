@@ -11,17 +11,21 @@ import math
 
 import torch
 
-from ..modeling.maskgit import GUIDANCE_SCHEDULES, MaskGITTransformer
-from .base import VistokPipeline
-from .sampling import gumbel_noise_from_uniform
+from .base import VistokPipeline, check_generator, check_number, resolve_class_labels
+from .sampling import gumbel_noise_from_uniform, per_image_rand
+
+# the guidance schedules this sampler implements (the transformer config validates its default against the same names)
+GUIDANCE_SCHEDULES = ("constant", "linear", "power-cosine")
 
 
 class MaskGITPipeline(VistokPipeline):
-    """Components: ``image_tokenizer`` (a 1D VisualTokenizer) and ``transformer`` (MaskGITTransformer)."""
+    """Components: ``image_tokenizer`` (a 1D VisualTokenizer) and ``transformer`` (any masked-token transformer
+    with a ``num_tokens``/``codebook_size``/``mask_token_id``/``num_classes`` config and a
+    ``forward(ids, labels, drop_labels=...)`` returning ``.logits``, e.g. MaskGITTransformer)."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
 
-    def __init__(self, image_tokenizer, transformer: MaskGITTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         tok, gen = image_tokenizer.config, transformer.config
         if getattr(tok, "token_layout", None) != "1d":
@@ -34,24 +38,16 @@ class MaskGITPipeline(VistokPipeline):
 
     def _check_call(self, class_labels, steps, guidance_scale, schedule, temperature, num_tokens) -> torch.LongTensor:
         cfg = self.transformer.config
-        if isinstance(class_labels, int):
-            class_labels = [class_labels]
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point():
-            raise ValueError("class_labels must be a non-empty list of ints")
-        if int(labels.min()) < 0 or int(labels.max()) >= cfg.num_classes:
-            raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {labels.tolist()}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        labels = resolve_class_labels(class_labels, cfg.num_classes, cfg.id2label, self.transformer.device)
+        check_number("num_inference_steps", steps, minimum=1, integer=True, expected=" an int >= 1")
+        check_number("guidance_scale", guidance_scale, minimum=0, expected=" >= 0")
         if schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(f"guidance_schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}")
-        if temperature < 0:
-            raise ValueError(f"randomize_temperature must be >= 0, got {temperature}")
-        if not 1 <= num_tokens <= cfg.num_tokens:
-            raise ValueError(f"num_tokens must be in 1..{cfg.num_tokens}, got {num_tokens}")
-        return labels.to(self.transformer.device)
+        check_number("randomize_temperature", temperature, minimum=0, expected=" >= 0")
+        check_number("num_tokens", num_tokens, minimum=1, maximum=cfg.num_tokens, integer=True, expected=f" in 1..{cfg.num_tokens}")
+        if steps > num_tokens:
+            raise ValueError(f"num_inference_steps must be <= the number of tokens ({num_tokens}): each step unmasks at least one, got {steps}")
+        return labels
 
     @torch.no_grad()
     def sample_tokens(self, class_labels, num_inference_steps=None, guidance_scale=None, guidance_schedule=None,
@@ -69,6 +65,7 @@ class MaskGITPipeline(VistokPipeline):
         length = cfg.num_tokens if num_tokens is None else num_tokens
         labels = self._check_call(class_labels, steps, g, schedule, tau, length)
         device, batch, mask_id = labels.device, labels.shape[0], cfg.mask_token_id
+        generator = check_generator(generator, batch)
 
         ids = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
         cfg_scale = g if schedule == "constant" else 0.0
@@ -83,15 +80,15 @@ class MaskGITPipeline(VistokPipeline):
             if schedule == "power-cosine" or cfg_scale != 0:
                 # The original draws label-dropout noise in each of its two forwards; draw (and
                 # ignore) it too so the random stream stays aligned with it.
-                torch.rand(batch, generator=generator, device=device)
-                torch.rand(batch, generator=generator, device=device)
+                per_image_rand((batch,), generator, device)
+                per_image_rand((batch,), generator, device)
                 drop = torch.cat([torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool, device=device)])
                 both = self.transformer(ids.repeat(2, 1), labels.repeat(2), drop_labels=drop).logits.float()
                 cond, uncond = both.chunk(2)
                 base = uncond if schedule == "power-cosine" else cond
                 logits = base + (cond - uncond) * cfg_scale
             else:
-                torch.rand(batch, generator=generator, device=device)
+                per_image_rand((batch,), generator, device)
                 logits = self.transformer(ids, labels).logits.float()
             if anneal:
                 logits = logits / (0.5 + 0.8 * (1 - ratio))
@@ -115,12 +112,8 @@ class MaskGITPipeline(VistokPipeline):
 
     def get_label_ids(self, label: str | list[str]) -> list[int]:
         """Class ids for class names, from the transformer config's ``id2label`` (as diffusers' DiT pipeline)."""
-        names = {str(name): int(i) for i, name in (self.transformer.config.id2label or {}).items()}
-        labels = [label] if isinstance(label, str) else list(label)
-        unknown = [name for name in labels if name not in names]
-        if unknown:
-            raise ValueError(f"unknown class name {unknown[0]!r}; this model's classes are {sorted(names)}")
-        return [names[name] for name in labels]
+        cfg = self.transformer.config
+        return resolve_class_labels(label, cfg.num_classes, cfg.id2label, "cpu").tolist()
 
     @torch.no_grad()
     def __call__(self, class_labels, num_inference_steps: int | None = None, guidance_scale: float | None = None,
