@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..modeling.llamagen import LlamaGenTransformer
-from .base import VistokPipeline
+from .base import VistokPipeline, check_generator, check_number, resolve_class_labels
 from .sampling import sample_next_token
 
 
@@ -37,24 +36,14 @@ class _AutoregressiveSampling(VistokPipeline):
         defaults = self.transformer.config.sampling_defaults
         s = dict(guidance_scale=guidance_scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k, top_p=top_p)
         s = {k: defaults[k] if v is None else v for k, v in s.items()}
-        for name in ("guidance_scale", "temperature", "top_p"):
-            if isinstance(s[name], bool) or not isinstance(s[name], (int, float)):
-                raise TypeError(f"{name} must be a number, got {s[name]!r}")
-        for name in ("cfg_interval", "top_k"):
-            if isinstance(s[name], bool) or not isinstance(s[name], int):
-                raise TypeError(f"{name} must be an int, got {s[name]!r}")
-        if s["guidance_scale"] < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (guidance is on above 1.0), got {s['guidance_scale']}")
+        check_number("guidance_scale", s["guidance_scale"], minimum=0, expected=" >= 0 (guidance is on above 1.0)")
+        check_number("cfg_interval", s["cfg_interval"], minimum=-1, integer=True,
+                     expected=" -1 (guidance on every step) or a step count >= 0")
+        check_number("temperature", s["temperature"], minimum=0, exclusive=True, expected=" > 0")
+        check_number("top_k", s["top_k"], minimum=0, integer=True, expected=" >= 0 (0 = off)")
+        check_number("top_p", s["top_p"], minimum=0, exclusive=True, maximum=1, expected=" in (0, 1] (1 = off)")
         if s["guidance_scale"] > 1.0 and not self.transformer.config.has_null_condition:
             raise ValueError("this transformer has no null condition (trained without condition dropout): guidance_scale must be <= 1.0")
-        if s["cfg_interval"] < -1:
-            raise ValueError(f"cfg_interval must be -1 (guidance on every step) or a step count >= 0, got {s['cfg_interval']}")
-        if not s["temperature"] > 0:
-            raise ValueError(f"temperature must be > 0, got {s['temperature']}")
-        if s["top_k"] < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {s['top_k']}")
-        if not 0 < s["top_p"] <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {s['top_p']}")
         return s
 
     @torch.no_grad()
@@ -64,7 +53,8 @@ class _AutoregressiveSampling(VistokPipeline):
         """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
         ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
         ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests)."""
-        model: LlamaGenTransformer = self.transformer
+        model = self.transformer
+        generator = check_generator(generator, batch)
         cfg = model.config
         device = model.device
         prefix, total = cfg.num_condition_tokens, cfg.num_condition_tokens + cfg.num_tokens
@@ -123,26 +113,17 @@ class _AutoregressiveSampling(VistokPipeline):
 
 class AutoregressiveImagePipeline(_AutoregressiveSampling):
     """Class-conditional generation. Components: ``image_tokenizer`` (a 2D VQ VisualTokenizer) and
-    ``transformer`` (a class-conditional :class:`LlamaGenTransformer`)."""
+    ``transformer`` (any class-conditional next-token transformer with LlamaGenTransformer's
+    interface: ``new_cache``, ``forward``/``_decode_step`` over a static cache)."""
 
-    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         self._check_components(image_tokenizer, transformer, "class")
         self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
 
     def _labels(self, class_labels) -> torch.LongTensor:
-        num_classes = self.transformer.config.num_classes
-        if isinstance(class_labels, int) and not isinstance(class_labels, bool):
-            class_labels = [class_labels]
-        try:
-            labels = torch.as_tensor(class_labels)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}]") from err
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"class_labels must be a non-empty list of ints in [0, {num_classes - 1}], got {class_labels!r}")
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-            raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {labels.tolist()}")
-        return labels.long().to(self.transformer.device)
+        cfg = self.transformer.config
+        return resolve_class_labels(class_labels, cfg.num_classes, cfg.id2label, self.transformer.device)
 
     def sample_tokens(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
@@ -168,7 +149,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
 
 class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
     """Text-conditional generation (LlamaGen t2i). Components: ``image_tokenizer``, ``transformer`` (a
-    text-conditional :class:`LlamaGenTransformer`), and optionally ``text_encoder`` (a transformers
+    text-conditional next-token transformer, e.g. LlamaGenTransformer), and optionally ``text_encoder`` (a transformers
     ``T5EncoderModel``, flan-t5-xl for the releases) with its ``tokenizer``; without them, pass
     ``prompt_embeds`` (T5 ``last_hidden_state``, right-padded as the encoder returns it) and
     ``prompt_attention_mask``.
@@ -177,7 +158,7 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
     model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
     _optional_components = ["text_encoder", "tokenizer"]
 
-    def __init__(self, image_tokenizer, transformer: LlamaGenTransformer, text_encoder=None, tokenizer=None):
+    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
         super().__init__()
         self._check_components(image_tokenizer, transformer, "text")
         if text_encoder is not None:

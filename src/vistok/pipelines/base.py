@@ -51,11 +51,11 @@ def resolve_class_labels(class_labels, num_classes: int, id2label: dict | None, 
     try:
         labels = torch.as_tensor(class_labels)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"class_labels must be an int, a non-empty list of ints or class names, or a 1D int tensor "
-                         f"(ids in [0, {num_classes - 1}]), got {class_labels!r}") from err
+        raise ValueError(f"class_labels must be an int, a 1D int tensor, class names, or a non-empty list of ints "
+                         f"in [0, {num_classes - 1}], got {class_labels!r}") from err
     if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"class_labels must be an int, a non-empty list of ints or class names, or a 1D int tensor "
-                         f"(ids in [0, {num_classes - 1}]), got {class_labels!r}")
+        raise ValueError(f"class_labels must be an int, a 1D int tensor, class names, or a non-empty list of ints "
+                         f"in [0, {num_classes - 1}], got {class_labels!r}")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {labels.tolist()}")
     return labels.long().to(device)

@@ -13,18 +13,17 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..modeling.var import VARTransformer
-from .base import VistokPipeline
-from .sampling import filter_top_k, filter_top_p_ascending, gumbel_noise_from_exponential
+from .base import VistokPipeline, check_generator, check_number, resolve_class_labels
+from .sampling import filter_top_k, filter_top_p_ascending, gumbel_noise_from_exponential, per_image_multinomial
 
 
 class NextScalePipeline(VistokPipeline):
     """Components: ``image_tokenizer`` (a multi-scale VisualTokenizer such as ``VARVQVAE``) and
-    ``transformer`` (``VARTransformer``)."""
+    ``transformer`` (a next-scale transformer with VARTransformer's interface, e.g. ``VARTransformer``)."""
 
     model_cpu_offload_seq = "transformer->image_tokenizer"
 
-    def __init__(self, image_tokenizer, transformer: VARTransformer):
+    def __init__(self, image_tokenizer, transformer):
         super().__init__()
         tok, gen = image_tokenizer.config, transformer.config
         if getattr(tok, "token_layout", None) != "multiscale":
@@ -46,24 +45,17 @@ class NextScalePipeline(VistokPipeline):
                 raise ValueError(f"without class_labels, batch_size must be an int >= 1 (labels are drawn uniformly), got {batch_size!r}")
             # as VAR draws them: one multinomial over the uniform distribution, from the same generator
             uniform = torch.full((1, cfg.num_classes), 1.0 / cfg.num_classes, dtype=torch.float32, device=device)
+            generator = check_generator(generator, batch_size)
+            if isinstance(generator, list):
+                return torch.cat([torch.multinomial(uniform, 1, replacement=True, generator=g).reshape(1) for g in generator])
             return torch.multinomial(uniform, num_samples=batch_size, replacement=True, generator=generator).reshape(batch_size)
-        if isinstance(class_labels, int):
-            class_labels = [class_labels]
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError("class_labels must be a non-empty list of ints (or None with batch_size)")
-        if int(labels.min()) < 0 or int(labels.max()) >= cfg.num_classes:
-            raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {labels.tolist()}")
-        return labels.to(device)
+        return resolve_class_labels(class_labels, cfg.num_classes, cfg.id2label, device)
 
     @staticmethod
     def _check_settings(guidance_scale, top_k, top_p) -> None:
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0 (0 disables it), got {top_k!r}")
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 <= top_p <= 1:
-            raise ValueError(f"top_p must be in [0, 1] (0 disables it, as in VAR), got {top_p!r}")
+        check_number("guidance_scale", guidance_scale, minimum=0, expected=" >= 0")
+        check_number("top_k", top_k, minimum=0, integer=True, expected=" an int >= 0 (0 disables it)")
+        check_number("top_p", top_p, minimum=0, maximum=1, expected=" in [0, 1] (0 disables it, as in VAR)")
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -82,6 +74,7 @@ class NextScalePipeline(VistokPipeline):
         self._check_settings(guidance_scale, top_k, top_p)
         labels = self._labels(class_labels, batch_size, generator)
         batch, device = labels.shape[0], labels.device
+        generator = check_generator(generator, batch)
         quantizer = self.image_tokenizer.quantizer
         codebook = quantizer.embedding.weight
         nums, dim = cfg.patch_nums, cfg.z_channels
@@ -100,8 +93,8 @@ class NextScalePipeline(VistokPipeline):
             filter_top_k(logits, top_k)
             filter_top_p_ascending(logits, top_p)
             vocab = logits.shape[-1]
-            ids = torch.multinomial(logits.softmax(dim=-1).view(-1, vocab), num_samples=1, replacement=True,
-                                    generator=generator).view(batch, -1)
+            ids = per_image_multinomial(logits.softmax(dim=-1).view(-1, vocab), generator,
+                                        rows_per_image=logits.shape[1]).view(batch, -1)
             token_ids.append(ids)
             if smooth:
                 tau = max(0.27 * (1 - ratio * 0.95), 0.005)  # VAR's (MaskGIT-like) annealed temperature
