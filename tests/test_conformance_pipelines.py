@@ -57,19 +57,15 @@ def case(request):
 
 
 def _ids(pipe, kwargs, generator):
-    return pipe(**kwargs, generator=generator, output_type="latent").images if not isinstance(pipe, NextScalePipeline) \
-        else pipe.sample_tokens(**kwargs, generator=generator)
+    return pipe(**kwargs, generator=generator, output_type="latent").images
 
 
 class TestPipelineConformance:
     """One check per behaviour, each run against every pipeline."""
 
     def test_list_of_generators_gives_each_image_its_own_randomness(self, case):
-        name, pipe, inputs = case
-        if name == "maskgit":  # MaskGIT's __call__ has no "latent" output yet: compare its token sampler
-            sample = lambda kw, g: pipe.sample_tokens(**kw, generator=g)  # noqa: E731
-        else:
-            sample = lambda kw, g: _ids(pipe, kw, g)  # noqa: E731
+        _, pipe, inputs = case
+        sample = lambda kw, g: _ids(pipe, kw, g)  # noqa: E731
         batch = sample(inputs(2), [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)])
         for i, seed in enumerate((11, 12)):
             alone = {k: (v[i:i + 1] if isinstance(v, (list, torch.Tensor)) else v) for k, v in inputs(2).items()}
@@ -101,6 +97,19 @@ class TestPipelineConformance:
         assert torch.equal(by_name, by_id)
         with pytest.raises(ValueError, match=r"unknown class names \['astronaut'\]"):
             pipe(class_labels=["astronaut"], output_type="pt")
+
+    def test_output_types_agree(self, case):
+        _, pipe, inputs = case
+        g = lambda: torch.Generator().manual_seed(9)  # noqa: E731
+        pt = pipe(**inputs(1), generator=g(), output_type="pt").images
+        np_images = pipe(**inputs(1), generator=g(), output_type="np").images
+        (pil,) = pipe(**inputs(1), generator=g(), output_type="pil").images
+        ids = pipe(**inputs(1), generator=g(), output_type="latent").images
+        assert pt.ndim == 4 and np_images.shape == tuple(pt.permute(0, 2, 3, 1).shape) and pil.size == tuple(pt.shape[-2:])
+        assert torch.allclose(pt.permute(0, 2, 3, 1), torch.from_numpy(np_images))
+        assert ids.dtype == torch.long and ids.shape[0] == 1
+        with pytest.raises(ValueError, match="output_type must be 'pil', 'np', 'pt' or 'latent'"):
+            pipe(**inputs(1), output_type="jpg")
 
     def test_return_dict_false_gives_a_tuple(self, case):
         _, pipe, inputs = case

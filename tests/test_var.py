@@ -286,8 +286,8 @@ def test_bad_input_names_the_expected_value(converted):
         pipe(class_labels=[1], top_p=1.5)
     with pytest.raises(ValueError, match=r"top_k must be an int >= 0"):
         pipe(class_labels=[1], top_k=-1)
-    with pytest.raises(ValueError, match=r"output_type must be 'pil', 'np' or 'pt'"):
-        pipe(class_labels=[1], output_type="latent")
+    with pytest.raises(ValueError, match=r"output_type must be 'pil', 'np', 'pt' or 'latent'"):
+        pipe(class_labels=[1], output_type="jpg")  # "latent" (token ids) is supported by every pipeline (issue 15)
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1"):
         pipe(class_labels=None)
     with pytest.raises(ValueError, match=r"pass an empty cache"):

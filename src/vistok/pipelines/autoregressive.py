@@ -101,12 +101,9 @@ class _AutoregressiveSampling(VistokPipeline):
         return tokens.view(batch, cfg.grid_size, cfg.grid_size) if num_tokens is None else tokens
 
     def _decode(self, ids, output_type, return_dict):
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        self.check_output_type(output_type)
         if output_type == "latent":
-            from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-
-            return ImagePipelineOutput(images=ids) if return_dict else (ids,)
+            return self.token_output(ids, return_dict)
         pixels = self.image_tokenizer.decode(ids.to(self.image_tokenizer.device))
         return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
 
@@ -141,8 +138,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
         """Generate images of ``class_labels``. ``guidance_scale`` > 1 turns classifier-free guidance
         on; ``cfg_interval`` >= 0 turns it off after that many decode steps; ``top_k`` 0 and
         ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``output_type`` "latent" returns token ids."""
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample, compile)
         return self._decode(ids, output_type, return_dict)
 
@@ -239,8 +235,7 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
         """Generate images for ``prompt`` (a string or list), or for precomputed ``prompt_embeds``.
         Settings as :class:`AutoregressiveImagePipeline`; ``left_padding=False`` is the original's
         ``--no-left-padding``."""
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+        self.check_output_type(output_type)
         ids = self.sample_tokens(prompt, prompt_embeds, prompt_attention_mask, guidance_scale, cfg_interval, temperature,
                                  top_k, top_p, generator, do_sample, left_padding, compile)
         return self._decode(ids, output_type, return_dict)

@@ -61,6 +61,9 @@ def resolve_class_labels(class_labels, num_classes: int, id2label: dict | None, 
     return labels.long().to(device)
 
 
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
 class VistokPipeline(DiffusionPipeline):
     """diffusers cannot resolve third-party components from a hub repo id by itself: ``from_pretrained``
     downloads the repo with huggingface_hub first (served from the cache when offline)."""
@@ -84,6 +87,16 @@ class VistokPipeline(DiffusionPipeline):
 
         return push_pipeline_to_hub(self, repo_id, model_card=model_card, tags=tags, commit_message=commit_message,
                                     private=private, token=token, revision=revision, create_pr=create_pr)
+
+    @staticmethod
+    def check_output_type(output_type) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent' (token ids), got {output_type!r}")
+
+    @staticmethod
+    def token_output(ids: torch.Tensor, return_dict: bool):
+        """``output_type="latent"``: the sampled token ids."""
+        return ImagePipelineOutput(images=ids) if return_dict else (ids,)
 
     def images_from_pixels(self, pixels: torch.Tensor, pixel_range, output_type: str, return_dict: bool):
         images = VistokImageProcessor(size=pixels.shape[-1], pixel_range=pixel_range).postprocess(pixels, output_type=output_type)

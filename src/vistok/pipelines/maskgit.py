@@ -124,10 +124,11 @@ class MaskGITPipeline(VistokPipeline):
         """Generate images of ``class_labels``. ``guidance_schedule`` is "constant", "linear" (0 at
         the first step, then ratio*g) or "power-cosine" (guidance_scale_pow); ``randomize_temperature``
         is the annealed Gumbel temperature; ``num_tokens`` < the maximum (variable-length tokenizers)
-        samples and decodes a shorter prefix. Returns ``ImagePipelineOutput``."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        samples and decodes a shorter prefix. Returns ``ImagePipelineOutput`` (token ids for output_type "latent")."""
+        self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, num_inference_steps, guidance_scale, guidance_schedule, guidance_scale_pow,
                                  randomize_temperature, softmax_temperature_annealing, num_tokens, generator)
+        if output_type == "latent":
+            return self.token_output(ids, return_dict)
         pixels = self.image_tokenizer.decode(ids.to(self.image_tokenizer.device))
         return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)

@@ -125,9 +125,10 @@ class NextScalePipeline(VistokPipeline):
         ``guidance_scale``: the guidance at the last scale (VAR ``cfg``; it ramps linearly from 0 at
         the first scale). ``top_k`` (0 = off) and ``top_p`` (0 = off, VAR semantics) filter each
         token's distribution. ``smooth_sampling``: Gumbel-softmax code mixing (VAR ``more_smooth``).
-        Returns ``ImagePipelineOutput``."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        _, f_hat = self.sample(class_labels, guidance_scale, top_k, top_p, smooth_sampling, generator, batch_size)
+        Returns ``ImagePipelineOutput`` (token ids ``[B, L]`` for output_type "latent")."""
+        self.check_output_type(output_type)
+        ids, f_hat = self.sample(class_labels, guidance_scale, top_k, top_p, smooth_sampling, generator, batch_size)
+        if output_type == "latent":
+            return self.token_output(ids, return_dict)
         pixels = self.image_tokenizer.decode_latents(f_hat.to(self.image_tokenizer.device))
         return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
