@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -69,6 +70,23 @@ class VistokPipeline(DiffusionPipeline):
     downloads the repo with huggingface_hub first (served from the cache when offline)."""
 
     @classmethod
+    def _class_file_text(cls) -> str:
+        """The ``pipeline.py`` a saved folder carries: diffusers' custom-pipeline mechanism (``_class_name`` =
+        ``["pipeline", name]``) imports it to find the class, so ``DiffusionPipeline.from_pretrained(folder,
+        trust_remote_code=True)`` returns this class; the file only imports vistok."""
+        return (f'"""Where this folder\'s pipeline class lives (written by vistok)."""\n'
+                f"from vistok.pipelines import {cls.__name__}  # noqa: F401\n")
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        folder = Path(save_directory)
+        index_path = folder / "model_index.json"
+        index = json.loads(index_path.read_text())
+        index["_class_name"] = ["pipeline", type(self).__name__]
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        (folder / "pipeline.py").write_text(self._class_file_text())
+
+    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         path = Path(pretrained_model_name_or_path).expanduser()
         if not path.is_dir():
@@ -77,6 +95,10 @@ class VistokPipeline(DiffusionPipeline):
             download_keys = ("cache_dir", "revision", "token", "local_files_only", "force_download")
             path = Path(snapshot_download(str(pretrained_model_name_or_path),
                                           **{k: kwargs.pop(k) for k in download_keys if k in kwargs}))
+        class_file = path / "pipeline.py"
+        if class_file.is_file() and class_file.read_text() == cls._class_file_text():
+            # the folder's class file is vistok's own one-line import of this class: nothing foreign runs
+            kwargs.setdefault("trust_remote_code", True)
         return super().from_pretrained(str(path), **kwargs)
 
     def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
