@@ -95,8 +95,8 @@ class TestPipelineConformance:
         by_name = pipe(class_labels=[first], generator=g(), output_type="pt").images
         by_id = pipe(class_labels=torch.tensor([min(names)]), generator=g(), output_type="pt").images
         assert torch.equal(by_name, by_id)
-        with pytest.raises(ValueError, match=r"unknown class names \['astronaut'\]"):
-            pipe(class_labels=["astronaut"], output_type="pt")
+        with pytest.raises(ValueError, match=r"unknown class name 'astronaut', 'rocket'; this model's classes are \["):
+            pipe(class_labels=["astronaut", first, "rocket"], output_type="pt")
 
     def test_output_types_agree(self, case):
         _, pipe, inputs = case

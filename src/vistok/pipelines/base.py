@@ -45,7 +45,7 @@ def resolve_class_labels(class_labels, num_classes: int, id2label: dict | None, 
         names = {str(name): int(i) for i, name in (id2label or {}).items()}
         unknown = [c for c in class_labels if c not in names]
         if unknown:
-            raise ValueError(f"class_labels: unknown class names {unknown}; this model's classes are {sorted(names)}")
+            raise ValueError(f"class_labels: unknown class name {', '.join(map(repr, unknown))}; this model's classes are {sorted(names)}")
         class_labels = [names[c] for c in class_labels]
     if isinstance(class_labels, int) and not isinstance(class_labels, bool):
         class_labels = [class_labels]
