@@ -1,0 +1,183 @@
+"""diffusers-style pipeline checks (the behaviours diffusers' ``PipelineTesterMixin`` exercises), run as one
+mixin against every vistok pipeline with the tiny random pipelines the family tests build."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import vistok  # noqa: F401  (registers the model types)
+from vistok import NextScalePipeline
+from vistok.cli import main as cli_main
+
+from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
+from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
+from test_var import META, original_release
+
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale")
+
+
+@pytest.fixture(scope="module")
+def next_scale(tmp_path_factory):
+    """The tiny VAR pipeline of test_var's "main" variant, converted the same way."""
+    root = tmp_path_factory.mktemp("var-conformance")
+    meta = META["variants"]["main"]
+    vae_sd, var_sd = original_release(meta)
+    torch.save(vae_sd, root / "vae.pth")
+    torch.save(var_sd, root / "var.pth")
+    nums = ",".join(map(str, meta["vae_config"]["v_patch_nums"]))
+    assert cli_main(["convert", "var-vqvae", "--original", str(root / "vae.pth"), "--patch-nums", nums, "--output", str(root / "tok")]) == 0
+    assert cli_main(["convert", "var", "--original", str(root / "var.pth"), "--tokenizer", str(root / "tok"),
+                     "--output", str(root / "pipe")]) == 0
+    return NextScalePipeline.from_pretrained(root / "pipe")
+
+
+@pytest.fixture(params=PIPELINES)
+def case(request):
+    """(pipeline, inputs for a batch of ``n`` images, the name of the sampling argument that is a guidance scale)."""
+    name = request.param
+    if name == "maskgit":
+        pipe = request.getfixturevalue("pipelines")["imagebert"][0]
+        inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
+    elif name == "autoregressive":
+        pipe = request.getfixturevalue("c2i")
+        inputs = lambda n: {"class_labels": list(range(n)), "top_k": 10}  # noqa: E731
+    elif name == "text_to_image":
+        pipe = request.getfixturevalue("t2i")
+        cfg = pipe.transformer.config
+        embeds = torch.randn(3, cfg.num_condition_tokens, cfg.caption_dim, generator=torch.Generator().manual_seed(0))
+        inputs = lambda n: {"prompt_embeds": embeds[:n], "top_k": 10}  # noqa: E731
+    else:
+        pipe = request.getfixturevalue("next_scale")
+        inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
+    pipe.set_progress_bar_config(disable=True)
+    return name, pipe, inputs
+
+
+def _ids(pipe, kwargs, generator):
+    return pipe(**kwargs, generator=generator, output_type="latent").images
+
+
+class TestPipelineConformance:
+    """One check per behaviour, each run against every pipeline."""
+
+    def test_list_of_generators_gives_each_image_its_own_randomness(self, case):
+        _, pipe, inputs = case
+        sample = lambda kw, g: _ids(pipe, kw, g)  # noqa: E731
+        batch = sample(inputs(2), [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)])
+        for i, seed in enumerate((11, 12)):
+            alone = {k: (v[i:i + 1] if isinstance(v, (list, torch.Tensor)) else v) for k, v in inputs(2).items()}
+            assert torch.equal(batch[i:i + 1], sample(alone, torch.Generator().manual_seed(seed)))
+
+    def test_generator_list_length_and_type(self, case):
+        _, pipe, inputs = case
+        with pytest.raises(ValueError, match=r"generator is a list of 1 generators but 2 images are generated"):
+            pipe(**inputs(2), generator=[torch.Generator()], output_type="pt")
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or a list of them"):
+            pipe(**inputs(1), generator=0, output_type="pt")
+
+    @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0])
+    def test_guidance_scale_must_be_finite_and_non_negative(self, case, value):
+        _, pipe, inputs = case
+        with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+            pipe(**inputs(1), guidance_scale=value, output_type="pt")
+
+    def test_class_names_via_id2label(self, case):
+        name, pipe, inputs = case
+        if name == "text_to_image":
+            pytest.skip("text-conditional: no class labels")
+        names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
+        assert names, "the tiny transformer config has an id2label"
+        first = names[min(names)]
+        g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        by_name = pipe(class_labels=[first], generator=g(), output_type="pt").images
+        by_id = pipe(class_labels=torch.tensor([min(names)]), generator=g(), output_type="pt").images
+        assert torch.equal(by_name, by_id)
+        with pytest.raises(ValueError, match=r"unknown class name\(s\) \['astronaut', 'rocket'\]; this model's classes are \["):
+            pipe(class_labels=["astronaut", first, "rocket"], output_type="pt")
+
+    def test_output_types_agree(self, case):
+        _, pipe, inputs = case
+        g = lambda: torch.Generator().manual_seed(9)  # noqa: E731
+        pt = pipe(**inputs(1), generator=g(), output_type="pt").images
+        np_images = pipe(**inputs(1), generator=g(), output_type="np").images
+        (pil,) = pipe(**inputs(1), generator=g(), output_type="pil").images
+        ids = pipe(**inputs(1), generator=g(), output_type="latent").images
+        assert pt.ndim == 4 and np_images.shape == tuple(pt.permute(0, 2, 3, 1).shape) and pil.size == tuple(pt.shape[-2:])
+        assert torch.allclose(pt.permute(0, 2, 3, 1), torch.from_numpy(np_images))
+        assert ids.dtype == torch.long and ids.shape[0] == 1
+        with pytest.raises(ValueError, match="output_type must be 'pil', 'np', 'pt' or 'latent'"):
+            pipe(**inputs(1), output_type="jpg")
+
+    def test_return_dict_false_gives_a_tuple(self, case):
+        _, pipe, inputs = case
+        g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+        as_dict = pipe(**inputs(1), generator=g(), output_type="np").images
+        (as_tuple,) = pipe(**inputs(1), generator=g(), output_type="np", return_dict=False)
+        assert (as_dict == as_tuple).all()
+
+    def test_save_load_round_trip_gives_equal_outputs(self, case, tmp_path):
+        _, pipe, inputs = case
+        pipe.save_pretrained(tmp_path)
+        again = type(pipe).from_pretrained(tmp_path)
+        again.set_progress_bar_config(disable=True)
+        g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+        assert torch.equal(pipe(**inputs(2), generator=g(), output_type="pt").images,
+                           again(**inputs(2), generator=g(), output_type="pt").images)
+
+    def test_num_images_per_prompt_repeats_each_prompt(self, case):
+        _, pipe, inputs = case
+        g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+        repeated = {k: (v * 2 if isinstance(v, list) else torch.cat([v, v]) if isinstance(v, torch.Tensor) else v)
+                    for k, v in inputs(1).items()}
+        images = pipe(**inputs(1), num_images_per_prompt=2, generator=g(), output_type="latent").images
+        assert images.shape[0] == 2
+        assert torch.equal(images, pipe(**repeated, generator=g(), output_type="latent").images)
+        with pytest.raises(ValueError, match="num_images_per_prompt must be >= 1"):
+            pipe(**inputs(1), num_images_per_prompt=0, output_type="latent")
+
+    def test_callback_on_step_end_sees_every_step_and_its_tensors(self, case):
+        _, pipe, inputs = case
+        seen = []
+
+        def callback(p, step, timestep, kwargs):
+            assert p is pipe and set(kwargs) == {"token_ids", "logits"}
+            seen.append((step, kwargs["token_ids"].shape[0], kwargs["logits"].shape[0]))
+            return {}
+
+        g = lambda: torch.Generator().manual_seed(6)  # noqa: E731
+        with_callback = pipe(**inputs(1), generator=g(), output_type="latent", callback_on_step_end=callback,
+                             callback_on_step_end_tensor_inputs=["token_ids", "logits"]).images
+        assert [s[0] for s in seen] == list(range(len(seen))) and len(seen) >= 2 and all(s[1] == 1 for s in seen)
+        # a callback that returns nothing changes nothing
+        assert torch.equal(with_callback, pipe(**inputs(1), generator=g(), output_type="latent").images)
+        with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs \['nope'\] are not available"):
+            pipe(**inputs(1), output_type="latent", callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["nope"])
+
+    def test_callback_can_replace_the_token_ids(self, case):
+        name, pipe, inputs = case
+        if name == "next_scale":
+            pytest.skip("next-scale: a scale's ids are final once drawn; its callback may replace f_hat instead")
+
+        def zero_tokens(p, step, timestep, kwargs):
+            return {"token_ids": torch.zeros_like(kwargs["token_ids"])}
+
+        ids = pipe(**inputs(1), generator=torch.Generator().manual_seed(1), output_type="latent",
+                   callback_on_step_end=zero_tokens).images
+        assert int(ids.flatten()[-1]) == 0
+
+    def test_diffusion_pipeline_from_pretrained(self, case, tmp_path):
+        """diffusers' custom-pipeline mechanism: the folder names its class file; diffusers asks for
+        trust_remote_code before importing it (the file only imports vistok)."""
+        from diffusers import DiffusionPipeline
+
+        _, pipe, inputs = case
+        pipe.save_pretrained(tmp_path)
+        loaded = DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)
+        assert type(loaded) is type(pipe)
+        loaded.set_progress_bar_config(disable=True)
+        g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+        assert torch.equal(pipe(**inputs(1), generator=g(), output_type="latent").images,
+                           loaded(**inputs(1), generator=g(), output_type="latent").images)
