@@ -78,3 +78,27 @@ def test_multiscale_token_ids_and_latents_shape_errors():
         model.decode_latents(torch.zeros(1, 16, 4))
     with pytest.raises(TypeError, match="latents must be a floating-point tensor"):
         model.decode_latents(torch.zeros(1, 4, 4, 4, dtype=torch.long))
+
+
+def test_multiscale_next_scale_operations_agree_with_decode_and_teacher_forcing():
+    model = _build("var-vqvae")
+    pixels = torch.rand(2, 3, model.config.image_size, model.config.image_size,
+                        generator=torch.Generator().manual_seed(2)) * 2 - 1
+    nums, dim = model.config.patch_nums, model.config.z_channels
+    with torch.no_grad():
+        ids = model.encode(pixels).token_ids
+        f_hat = torch.zeros(2, dim, nums[-1], nums[-1])
+        inputs = []
+        for k, scale_ids in enumerate(model.split_scales(ids)):
+            flat = scale_ids.flatten(1)
+            h = model.embed_scale(k, flat)
+            # soft weights that are one-hot pick the same codebook rows (sum of one exact product)
+            one_hot = torch.nn.functional.one_hot(flat, model.config.codebook_size).float()
+            torch.testing.assert_close(model.embed_scale(k, one_hot), h, rtol=0, atol=0)
+            assert h.shape == (2, dim, nums[k], nums[k])
+            f_hat, next_input = model.next_scale_input(k, f_hat, h)
+            if k != len(nums) - 1:
+                inputs.append(next_input.flatten(2).transpose(1, 2))
+        # the same operations in the same order as decode's lookup and the trainer's teacher forcing
+        torch.testing.assert_close(model.decode_latents(f_hat), model.decode(ids), rtol=0, atol=0)
+        torch.testing.assert_close(torch.cat(inputs, dim=1), model.teacher_forcing_input(ids), rtol=0, atol=0)

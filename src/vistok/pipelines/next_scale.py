@@ -82,8 +82,6 @@ class NextScalePipeline(VistokPipeline):
         self._check_settings(guidance_scale, top_k, top_p)
         labels = self._labels(class_labels, batch_size, generator)
         batch, device = labels.shape[0], labels.device
-        quantizer = self.image_tokenizer.quantizer
-        codebook = quantizer.embedding.weight
         nums, dim = cfg.patch_nums, cfg.z_channels
         last = len(nums) - 1
 
@@ -107,11 +105,10 @@ class NextScalePipeline(VistokPipeline):
                 tau = max(0.27 * (1 - ratio * 0.95), 0.005)  # VAR's (MaskGIT-like) annealed temperature
                 scaled = logits.mul(1 + ratio)
                 weights = ((scaled + gumbel_noise_from_exponential(scaled, generator)) / tau).softmax(dim=-1)
-                h = weights @ codebook.unsqueeze(0)
+                h = self.image_tokenizer.embed_scale(k, weights)
             else:
-                h = quantizer.embedding(ids)
-            h = h.transpose(1, 2).reshape(batch, dim, nums[k], nums[k])
-            f_hat, next_input = quantizer.next_autoregressive_input(k, f_hat, h)
+                h = self.image_tokenizer.embed_scale(k, ids)
+            f_hat, next_input = self.image_tokenizer.next_scale_input(k, f_hat, h)
             if k != last:
                 inputs = next_input.view(batch, dim, -1).transpose(1, 2).repeat(2, 1, 1)
         return torch.cat(token_ids, dim=1), f_hat
