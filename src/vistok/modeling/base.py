@@ -16,8 +16,8 @@ TOKEN_LAYOUTS = ("1d", "2d", "multiscale", "continuous")
 
 
 @dataclass
-class VisualTokenizerEncoderOutput(ModelOutput):
-    """What ``encode`` returns.
+class VisualTokenizerTerms:
+    """The eight fields ``encode`` and ``forward`` share, defined once.
 
     token_ids: ``[B, N]`` (1D), ``[B, h, w]`` (2D) or ``[B, L]`` (multi-scale); ``None`` for continuous models.
     latents: the quantized vectors (or the posterior sample of a continuous model), tokens-first:
@@ -37,18 +37,20 @@ class VisualTokenizerEncoderOutput(ModelOutput):
 
 
 @dataclass
-class VisualTokenizerOutput(ModelOutput):
-    """What ``forward`` returns: the reconstruction and the terms training needs."""
-
+class _ReconstructionField:
     reconstruction: torch.FloatTensor | None = None
-    token_ids: torch.LongTensor | None = None
-    latents: torch.FloatTensor | None = None
-    latent_mean: torch.FloatTensor | None = None
-    latent_logvar: torch.FloatTensor | None = None
-    quantizer_loss: torch.FloatTensor | None = None
-    commitment_loss: torch.FloatTensor | None = None
-    codebook_loss: torch.FloatTensor | None = None
-    kl_loss: torch.FloatTensor | None = None
+
+
+# Dataclass fields follow the reverse MRO, so ``reconstruction`` stays the first field (and the first
+# element of ``to_tuple()``) of VisualTokenizerOutput, followed by the shared terms in their order.
+@dataclass
+class VisualTokenizerEncoderOutput(ModelOutput, VisualTokenizerTerms):
+    """What ``encode`` returns: the fields of :class:`VisualTokenizerTerms`."""
+
+
+@dataclass
+class VisualTokenizerOutput(ModelOutput, VisualTokenizerTerms, _ReconstructionField):
+    """What ``forward`` returns: the reconstruction, then the fields of :class:`VisualTokenizerTerms`."""
 
 
 class VisualTokenizerMixin:
@@ -70,8 +72,10 @@ class VisualTokenizerMixin:
     def is_continuous(self) -> bool:
         return self.config.token_layout == "continuous"
 
-    def encode(self, pixel_values: torch.Tensor, num_tokens: int | None = None, **kwargs) -> VisualTokenizerEncoderOutput:
-        """Tokenize images in the model's pixel range; ``num_tokens`` keeps a prefix (1D variable-length)."""
+    def encode(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
+               **kwargs) -> VisualTokenizerEncoderOutput | tuple:
+        """Tokenize images in the model's pixel range; ``num_tokens`` keeps a prefix (1D variable-length);
+        ``return_dict=False`` returns the output's non-None fields as a tuple (transformers' convention)."""
         self.check_pixel_values(pixel_values)
         num_tokens = self.check_num_tokens(num_tokens)
         out = self._encode(pixel_values.to(self.dtype), **kwargs)
@@ -80,7 +84,7 @@ class VisualTokenizerMixin:
                 value = getattr(out, name)
                 if value is not None:
                     out[name] = value[:, :num_tokens]
-        return out
+        return out if return_dict is not False else out.to_tuple()
 
     def decode(self, token_ids: torch.LongTensor) -> torch.Tensor:
         """Pixels (unclamped, as the original decoder computes them) from token ids or a prefix of them."""

@@ -80,8 +80,6 @@ class NextScalePipeline(VistokPipeline):
         batch, device = labels.shape[0], labels.device
         generator = self.check_generator(generator, batch)
         tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        quantizer = self.image_tokenizer.quantizer
-        codebook = quantizer.embedding.weight
         nums, dim = cfg.patch_nums, cfg.z_channels
         last = len(nums) - 1
 
@@ -104,11 +102,10 @@ class NextScalePipeline(VistokPipeline):
                 tau = max(0.27 * (1 - ratio * 0.95), 0.005)  # VAR's (MaskGIT-like) annealed temperature
                 scaled = logits.mul(1 + ratio)
                 weights = ((scaled + gumbel_noise_from_exponential(scaled, generator)) / tau).softmax(dim=-1)
-                h = weights @ codebook.unsqueeze(0)
+                h = self.image_tokenizer.embed_scale(k, weights)
             else:
-                h = quantizer.embedding(ids)
-            h = h.transpose(1, 2).reshape(batch, dim, nums[k], nums[k])
-            f_hat, next_input = quantizer.next_autoregressive_input(k, f_hat, h)
+                h = self.image_tokenizer.embed_scale(k, ids)
+            f_hat, next_input = self.image_tokenizer.next_scale_input(k, f_hat, h)
             if callback_on_step_end is not None:  # the scale's ids are final here; f_hat may be replaced
                 out = self.run_callback(self, callback_on_step_end, k, tensor_inputs,
                                         {"token_ids": torch.cat([*token_ids], dim=1), "logits": logits, "f_hat": f_hat})

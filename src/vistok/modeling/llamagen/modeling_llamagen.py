@@ -362,12 +362,13 @@ class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
             raise ValueError(f"a 2D tokenizer takes a square number of tokens (e.g. {self.config.num_tokens}), got {num_tokens}")
         return self.config.num_tokens if num_tokens is None else num_tokens
 
-    def encode(self, pixel_values, num_tokens=None, **kwargs):
+    def encode(self, pixel_values, num_tokens=None, return_dict=None, **kwargs):
         if num_tokens is not None:
             raise ValueError(f"{type(self).__name__} is a fixed-length 2D tokenizer: num_tokens must be None "
                              f"(the grid follows the image size)")
         self.check_pixel_values(pixel_values)
-        return self._encode(pixel_values.to(self.dtype), **kwargs)
+        out = self._encode(pixel_values.to(self.dtype), **kwargs)
+        return out if return_dict is not False else out.to_tuple()
 
     def check_token_ids(self, token_ids) -> None:
         super().check_token_ids(token_ids)

@@ -117,6 +117,27 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
         """One ``[B, pn, pn]`` token map per scale (coarse first) -> ``[B, L]``."""
         return self.quantizer.merge_scales(token_maps)
 
+    # -- next-scale operations (what the VAR pipeline and trainer call; the quantizer stays internal) --
+    def embed_scale(self, scale_index: int, tokens: torch.Tensor) -> torch.Tensor:
+        """Codes ``h [B, z_channels, pn, pn]`` of scale ``scale_index`` from its token ids ``[B, pn*pn]``
+        or from soft token weights ``[B, pn*pn, codebook_size]`` (a weighted sum of codebook rows)."""
+        side = self.config.patch_nums[scale_index]
+        if tokens.is_floating_point():
+            h = tokens @ self.quantizer.embedding.weight.unsqueeze(0)
+        else:
+            h = self.quantizer.embedding(tokens)
+        return h.transpose(1, 2).reshape(h.shape[0], -1, side, side)
+
+    def next_scale_input(self, scale_index: int, f_hat: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adds scale ``scale_index``'s codes ``h`` to the running reconstruction ``f_hat``; returns the new
+        ``f_hat`` and the next scale's input map (VAR ``get_next_autoregressive_input``)."""
+        return self.quantizer.next_autoregressive_input(scale_index, f_hat, h)
+
+    def teacher_forcing_input(self, token_ids: torch.LongTensor) -> torch.Tensor | None:
+        """The transformer's inputs for scales 1..S-1 given all scales' token ids ``[B, L]``:
+        ``[B, L - pn_0^2, z_channels]`` (VAR ``idxBl_to_var_input``); None with a single scale."""
+        return self.quantizer.teacher_forcing_input(token_ids)
+
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VisualTokenizerOutput | tuple:
         """Reconstruction through the straight-through quantizer, with the quantizer's loss terms."""
         self.check_pixel_values(pixel_values)
@@ -291,7 +312,7 @@ class VARTransformer(VARPreTrainedModel):
     """Next-scale prediction: logits over the VQVAE's codes for every token of every scale.
 
     Teacher forcing (training, parity): ``forward(class_labels [B], inputs [B, L - pn_0^2, z_channels])``
-    with ``inputs`` the VQVAE's ``quantizer.teacher_forcing_input(token_ids)``; attention is
+    with ``inputs`` the VQVAE's ``teacher_forcing_input(token_ids)``; attention is
     block-causal across scales; returns logits ``[B, L, codebook_size]``.
 
     Sampling, one scale at a time: ``forward(class_labels, inputs, scale_index=k, cache=cache)``
@@ -414,7 +435,7 @@ class VARTransformer(VARPreTrainedModel):
                              or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
                 shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
                 raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
-                                 f"(quantizer.teacher_forcing_input), got {shape}")
+                                 f"(VARVQVAE.teacher_forcing_input), got {shape}")
             if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + self.first_length)):
                 raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
         else:

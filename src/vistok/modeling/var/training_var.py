@@ -6,5 +6,5 @@ from __future__ import annotations
 
 def next_scale_objective(model, model_config, tokenizer, tokens, labels, loss_config):
     """(logits, targets): ``[class start, f_hat of scales < k upsampled to k]`` predicts every scale's tokens."""
-    inputs = tokenizer.quantizer.teacher_forcing_input(tokens)
+    inputs = tokenizer.teacher_forcing_input(tokens)
     return model(class_labels=labels, inputs=inputs).logits.flatten(0, 1), tokens.flatten()
