@@ -151,7 +151,7 @@ def test_fsq_variant_round_trips_through_save_pretrained(tmp_path):
     out = model.train()(pixels, num_tokens=6)
     (out.reconstruction - pixels).pow(2).mean().backward()
     assert model.encoder.patch_embed.weight.grad.abs().sum() > 0, "FSQ's straight-through rounding"
-    model.train(False)
+    model.eval()
     ids = model.encode(pixels).token_ids
     assert ids.shape == (2, 6) and 0 <= int(ids.min()) and int(ids.max()) < 105
     model.save_pretrained(tmp_path)

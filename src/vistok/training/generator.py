@@ -34,7 +34,7 @@ class GeneratorTrainer(Trainer):
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
-            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).train(False).requires_grad_(False)
+            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
             self.tokenizer.to(self.accelerator.device)
             layout = getattr(self.tokenizer.config, "token_layout", None)
             if layout not in self.spec.token_layouts:

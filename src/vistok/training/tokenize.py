@@ -24,7 +24,7 @@ def tokenize_dataset(tokenizer: str, dataset: str, output: str, *, split: str = 
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model = AutoModel.from_pretrained(tokenizer).train(False)
+    model = AutoModel.from_pretrained(tokenizer).eval()
     if getattr(model.config, "token_layout", None) in (None, "continuous"):
         raise ValueError(f"{tokenizer} is not a discrete tokenizer (token_layout={getattr(model.config, 'token_layout', None)!r})")
     if num_tokens is not None:

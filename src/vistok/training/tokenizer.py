@@ -35,7 +35,7 @@ class TokenizerTrainer(Trainer):
             from ..evaluation.lpips import LPIPS
 
             try:
-                self.perceptual = LPIPS.load(loss.lpips_backbone, loss.lpips_heads).requires_grad_(False).train(False)
+                self.perceptual = LPIPS.load(loss.lpips_backbone, loss.lpips_heads).requires_grad_(False).eval()
             except FileNotFoundError as err:
                 raise ValueError(str(err)) from err
         self._fixed_batch = None
@@ -120,7 +120,7 @@ class TokenizerTrainer(Trainer):
 
         model = self.averaged_model()
         was_training = model.training
-        model.train(False)
+        model.eval()
         pixels = self._fixed_batch
         rows = [pixels]
         counts = [model.config.num_tokens]
