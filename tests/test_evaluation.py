@@ -521,7 +521,7 @@ def test_no_fid_skips_inception_and_grid_images_sets_the_grid_rows(tmp_path, one
 
 
 def test_codec_dominance_names_the_qualities_a_tokenizer_beats_in_no_more_bytes():
-    from vistok.evaluation.evaluate import codec_dominance
+    from vistok.evaluation.rate_distortion import codec_dominance
 
     curves = {
         "tokenizer": [{"num_tokens": 1, "bytes_per_image": 2.0, "psnr": 15.0},
@@ -676,3 +676,36 @@ def test_continuous_tokenizer_gets_reconstruction_metrics_without_codebook_or_by
     assert "codebook_usage" not in row and grid["reconstructions"][4].shape == (2, 32, 32, 3)
     again, _ = evaluate_tokenizer(model, images=tmp_path / "images", progress=False)
     assert again["results"][0]["psnr"] == row["psnr"]  # the posterior mean, not a sample
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_image"])
+def test_vistok_eval_names_an_unreadable_image_and_writes_nothing(tmp_path, damage):
+    """A truncated PNG, or a file with an image suffix that is no image, is an error naming that file."""
+    import io as _io
+
+    import PIL.Image
+
+    from vistok import TiTokConfig, TiTokModel
+    from vistok.cli import main as cli_main
+
+    folder = tmp_path / "tok"
+    TiTokModel(TiTokConfig(image_size=32, num_tokens=4, codebook_size=16, token_dim=4, use_l2_norm=False, is_legacy=False,
+                           encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=1, decoder_hidden_size=32,
+                           decoder_num_layers=1, decoder_num_heads=1)).save_pretrained(folder)
+    images = tmp_path / "images"
+    images.mkdir()
+    PIL.Image.new("RGB", (32, 32), (200, 30, 30)).save(images / "a_good.png")
+    bad = images / "b_bad.png"
+    if damage == "truncated":
+        buffer = _io.BytesIO()
+        PIL.Image.effect_noise((64, 64), 40).convert("RGB").save(buffer, format="PNG")
+        bad.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    else:
+        bad.write_text("this is not a PNG")
+    out = tmp_path / "eval"
+    assert cli_main(["eval", str(folder), "--images", str(images), "--output", str(out), "--no-fid", "--rd-images", "0"]) == 2
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".eval")]
+    with pytest.raises(ValueError, match=r"b_bad.png is not a readable image"):
+        from vistok.evaluation import run_eval
+
+        run_eval(str(folder), str(out), images=str(images), fid=False, rate_distortion_images=0, progress=False)

@@ -216,7 +216,7 @@ def check_state_dict(converted: dict[str, torch.Tensor], expected: dict[str, tor
         problems.append(f"missing keys: {missing[:10]}, i.e. " + ", ".join(named(k, missing=True) for k in missing[:10]))
     extra = sorted(set(converted) - set(expected))
     if extra:
-        problems.append(f"keys with no place in the converted model: " + ", ".join(named(k) for k in extra[:10]))
+        problems.append("keys with no place in the converted model: " + ", ".join(named(k) for k in extra[:10]))
     for key in sorted(set(converted) & set(expected)):
         if tuple(converted[key].shape) != tuple(expected[key].shape):
             problems.append(f"{named(key)}: expected shape {tuple(expected[key].shape)}, got {tuple(converted[key].shape)}")

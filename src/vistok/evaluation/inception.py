@@ -67,7 +67,7 @@ class InceptionFeatureExtractor:
     """Callable: images ``[B, 3, H, W]`` in [0, 1] -> :class:`InceptionOutput`."""
 
     def __init__(self, module: torch.jit.ScriptModule, source: str):
-        self.module = module.train(False)
+        self.module = module.eval()
         self.source = source
         try:
             arguments = [a.name for a in module.forward.schema.arguments]

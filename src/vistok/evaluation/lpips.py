@@ -92,7 +92,7 @@ class LPIPS(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS[net])
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False).train(False)
+        self.requires_grad_(False).eval()
 
     @classmethod
     def load(cls, backbone: str | os.PathLike, heads: str | os.PathLike | None = None) -> "LPIPS":

@@ -187,3 +187,17 @@ def codebook_statistics(token_ids: torch.Tensor, codebook_size: int) -> dict:
         "entropy_bits": entropy,
         "normalized_entropy": entropy / math.log2(codebook_size) if codebook_size > 1 else 0.0,
     }
+
+
+# the conventions every results.json repeats
+CONVENTIONS = {
+    "pixels": "images scored in [0, 1] after rounding to 8 bits (data range 1.0, equal to 255 on uint8)",
+    "psnr": "per image over all pixels and channels, mean over images, dB",
+    "ssim": "Gaussian window 11 taps sigma 1.5, valid filtering, K1=0.01 K2=0.03, per channel, data range 1.0 "
+            "(= skimage structural_similarity gaussian_weights=True, use_sample_covariance=False)",
+    "fid": "Frechet distance of Inception pool3 features (TF inception-2015-12-05 TorchScript, 299x299 "
+           "TF-style bilinear resize); covariance with N-1",
+    "inception_score": "10 consecutive splits, no shuffling (torch-fidelity order)",
+    "bytes_per_image": "tokens: k*log2(codebook_size)/8; jpeg/webp: mean Pillow file size",
+    "continuous_tokenizers": "decoded from the posterior mean (no sampling)",
+}

@@ -19,6 +19,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
+GRID_IMAGES = 4  # rows of the reconstruction grid; the sample grid shows twice as many
 CODECS = {"jpeg": "JPEG", "webp": "WEBP"}
 QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
@@ -123,3 +124,40 @@ def sample_grid(samples: np.ndarray, path: Path, columns: int = 4) -> Path:
         grid.paste(tile, (pad + column * (width + pad), pad + row * (height + pad)))
     grid.save(path)
     return path
+
+
+MATCH_TOLERANCE = 1.25
+
+
+def matched_sizes(curves: dict) -> list[dict]:
+    """For each tokenizer point, the JPEG/WebP quality whose mean size is nearest (in ratio), or None when
+    no quality comes within a factor ``MATCH_TOLERANCE`` (typical at small token counts: the codecs cannot
+    get that small)."""
+    out = []
+    for point in curves["tokenizer"]:
+        row = {"num_tokens": point["num_tokens"], "bytes_per_image": point["bytes_per_image"]}
+        for codec in CODECS:
+            nearest = min(curves[codec], key=lambda p: abs(math.log(p["bytes_per_image"] / point["bytes_per_image"])))
+            ratio = nearest["bytes_per_image"] / point["bytes_per_image"]
+            row[codec] = nearest if 1 / MATCH_TOLERANCE <= ratio <= MATCH_TOLERANCE else None
+        out.append(row)
+    return out
+
+
+def codec_dominance(curves: dict, key: str = "psnr") -> dict:
+    """Which codec settings the tokenizer beats outright: a tokenizer point with no more bytes per image and a
+    higher ``key`` (higher is better). Unlike ``matched_sizes`` this needs no size match, so it also speaks
+    for the smallest settings, where the token stream is far smaller than any file the codec can write.
+
+    Per codec: ``beaten_qualities`` (ascending) and, per quality, the token counts that beat it."""
+    out = {"metric": key}
+    for codec in CODECS:
+        points = []
+        for point in curves[codec]:
+            winners = [t["num_tokens"] for t in curves["tokenizer"]
+                       if t["bytes_per_image"] <= point["bytes_per_image"] and t.get(key) is not None
+                       and point.get(key) is not None and t[key] > point[key]]
+            points.append({"quality": point["quality"], "bytes_per_image": point["bytes_per_image"], key: point.get(key),
+                           "beaten_by_num_tokens": winners})
+        out[codec] = {"beaten_qualities": [p["quality"] for p in points if p["beaten_by_num_tokens"]], "points": points}
+    return out
