@@ -7,6 +7,7 @@ The mixin validates inputs once, for every family, and fixes the output types; a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,9 +63,9 @@ class VisualTokenizerMixin:
 
     main_input_name = "pixel_values"
 
-    # A family implements three hooks:
-    #   _encode(pixel_values, **kwargs) -> VisualTokenizerEncoderOutput   (all N tokens)
-    #   _token_ids_to_latents(token_ids) -> latents [B, n, C]
+    # A family implements three hooks; the layout logic (prefixes, grids, scales) and every check live here:
+    #   _encode(pixel_values, **kwargs) -> VisualTokenizerEncoderOutput   (all tokens)
+    #   _token_ids_to_latents(token_ids, **kwargs) -> latents   ([B, n, C]; multi-scale: the feature map)
     #   _decode_latents(latents) -> pixels
 
     # -- public API ---------------------------------------------------------------------------
@@ -77,26 +78,41 @@ class VisualTokenizerMixin:
         """Tokenize images in the model's pixel range; ``num_tokens`` keeps a prefix (1D variable-length);
         ``return_dict=False`` returns the output's non-None fields as a tuple (transformers' convention)."""
         self.check_pixel_values(pixel_values)
+        if num_tokens is not None and self.config.token_layout in ("2d", "multiscale"):
+            kind = "2D" if self.config.token_layout == "2d" else "multi-scale"
+            raise ValueError(f"{type(self).__name__} is a fixed-length {kind} tokenizer: num_tokens "
+                             "must be None (the token count follows the image size)")
         num_tokens = self.check_num_tokens(num_tokens)
         out = self._encode(pixel_values.to(self.dtype), **kwargs)
-        if num_tokens < self.config.num_tokens:
+        if self.config.token_layout in ("1d", "continuous") and num_tokens < self.config.num_tokens:
             for name in ("token_ids", "latents", "latent_mean", "latent_logvar"):
                 value = getattr(out, name)
                 if value is not None:
                     out[name] = value[:, :num_tokens]
         return out if return_dict is not False else out.to_tuple()
 
-    def decode(self, token_ids: torch.LongTensor) -> torch.Tensor:
-        """Pixels (unclamped, as the original decoder computes them) from token ids or a prefix of them."""
+    def decode(self, token_ids: torch.LongTensor, **kwargs) -> torch.Tensor:
+        """Pixels (unclamped, as the original decoder computes them) from token ids or a prefix of them;
+        ``kwargs`` are the family's decoding options (multi-scale: ``up_to_scale``)."""
         if self.is_continuous:
             raise ValueError(f"{type(self).__name__} is continuous (KL); decode its latents with decode_latents()")
         self.check_token_ids(token_ids)
-        return self._decode_latents(self._token_ids_to_latents(token_ids))
+        return self._decode_latents(self._token_ids_to_latents(token_ids, **kwargs))
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Pixels from the continuous latents ``[B, N, C]`` that ``encode`` returned."""
+        """Pixels from the ``latents`` that ``encode`` returned (``[B, N, C]``; multi-scale: the feature map)."""
         self.check_latents(latents)
         return self._decode_latents(latents.to(self.dtype))
+
+    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
+                **kwargs) -> VisualTokenizerOutput | tuple:
+        """Reconstruct ``pixel_values`` with the regulariser's training terms; in training, variable-length models
+        decode a random prefix (One-D-Piece's tail token drop, drawn from ``generator``) unless ``num_tokens`` is given."""
+        if num_tokens is None and self.training and self.config.variable_length:
+            num_tokens = int(torch.randint(1, self.config.num_tokens + 1, (1,), generator=kwargs.get("generator")))
+        enc = self.encode(pixel_values, num_tokens=num_tokens, **kwargs)
+        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
+        return out if return_dict is not False else out.to_tuple()
 
     # -- hub ----------------------------------------------------------------------------------
     def push_to_hub(
@@ -147,7 +163,14 @@ class VisualTokenizerMixin:
             raise ValueError("pixel_values contains NaN or inf values")
 
     def check_image_size(self, height: int, width: int) -> None:
-        """The sizes a family takes (default: exactly ``image_size`` square; fully convolutional families widen it)."""
+        """Exactly ``image_size`` square; a fully convolutional tokenizer (one with a ``downsample_factor``) takes
+        any square side that is a multiple of it."""
+        factor = getattr(self.config, "downsample_factor", None)
+        if factor is not None:
+            if height != width or height < factor or height % factor:
+                raise ValueError(f"{type(self).__name__} takes square images whose side is a multiple of {factor} "
+                                 f"(e.g. {self.config.image_size}x{self.config.image_size}), got {height}x{width}")
+            return
         size = self.config.image_size
         if (height, width) != (size, size):
             raise ValueError(
@@ -161,6 +184,10 @@ class VisualTokenizerMixin:
             return maximum
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int):
             raise TypeError(f"num_tokens must be an int in 1..{maximum}, got {num_tokens!r}")
+        if self.config.token_layout == "2d":  # a square grid of any side (fully convolutional)
+            if num_tokens < 1 or math.isqrt(num_tokens) ** 2 != num_tokens:
+                raise ValueError(f"a 2D tokenizer takes a square number of tokens (e.g. {maximum}), got {num_tokens}")
+            return num_tokens
         if self.config.variable_length:
             if not 1 <= num_tokens <= maximum:
                 raise ValueError(f"num_tokens must be in 1..{maximum}, got {num_tokens}")
@@ -175,10 +202,17 @@ class VisualTokenizerMixin:
             raise TypeError(f"token_ids must be a torch.LongTensor, got {type(token_ids).__name__}")
         if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
             raise TypeError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
-        if self.config.token_layout == "1d":
+        layout = self.config.token_layout
+        if layout == "1d":
             if token_ids.ndim != 2:
                 raise ValueError(f"token_ids must have shape [B, N], got {tuple(token_ids.shape)}")
             self.check_num_tokens(int(token_ids.shape[1]))
+        elif layout == "2d" and (token_ids.ndim != 3 or token_ids.shape[1] != token_ids.shape[2]):
+            side = math.isqrt(self.config.num_tokens)
+            raise ValueError(f"token_ids must be a square grid [B, h, h] (e.g. [B, {side}, {side}]), got {tuple(token_ids.shape)}")
+        elif layout == "multiscale" and token_ids.ndim != 2:
+            raise ValueError(f"token_ids must have shape [B, {self.config.num_tokens}] (scales concatenated, "
+                             f"coarse first), got {tuple(token_ids.shape)}")
         if token_ids.shape[0] == 0:
             raise ValueError("token_ids is an empty batch: expected at least one sequence")
         size = self.config.codebook_size
@@ -189,6 +223,13 @@ class VisualTokenizerMixin:
             )
 
     def check_latents(self, latents) -> None:
+        if self.config.token_layout == "multiscale":  # the quantized feature map f_hat
+            side, dim = self.config.patch_nums[-1], self.config.z_channels
+            if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+                raise TypeError(f"latents must be a floating-point tensor [B, {dim}, {side}, {side}]")
+            if latents.ndim != 4 or tuple(latents.shape[1:]) != (dim, side, side) or latents.shape[0] == 0:
+                raise ValueError(f"latents must have shape [B, {dim}, {side}, {side}], got {tuple(latents.shape)}")
+            return
         if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
             raise TypeError("latents must be a floating-point torch.Tensor of shape [B, N, C]")
         if latents.ndim != 3 or latents.shape[-1] != self.config.token_dim:

@@ -27,7 +27,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.drop_path import drop_path
 from ..layers.kv_cache import StaticKVCache
@@ -341,37 +341,3 @@ class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
         side = math.isqrt(latents.shape[1])
         grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
         return self.decoder(self.post_quant_conv(grid))
-
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VisualTokenizerOutput | tuple:
-        """Reconstruct ``pixel_values`` with the quantizer's loss terms (codebook + commitment)."""
-        enc = self.encode(pixel_values)
-        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
-        return out if return_dict is not False else out.to_tuple()
-
-    # The network is fully convolutional: any square size that is a multiple of the downsampling factor.
-    def check_image_size(self, height: int, width: int) -> None:
-        factor = self.config.downsample_factor
-        if height != width or height < factor or height % factor:
-            raise ValueError(f"{type(self).__name__} takes square images whose side is a multiple of {factor} "
-                             f"(e.g. {self.config.image_size}x{self.config.image_size}), got {height}x{width}")
-
-    def check_num_tokens(self, num_tokens):
-        if num_tokens is not None and not (isinstance(num_tokens, int) and not isinstance(num_tokens, bool)):
-            raise TypeError(f"num_tokens must be None or an int, got {num_tokens!r}")
-        if num_tokens is not None and (num_tokens < 1 or math.isqrt(num_tokens) ** 2 != num_tokens):
-            raise ValueError(f"a 2D tokenizer takes a square number of tokens (e.g. {self.config.num_tokens}), got {num_tokens}")
-        return self.config.num_tokens if num_tokens is None else num_tokens
-
-    def encode(self, pixel_values, num_tokens=None, return_dict=None, **kwargs):
-        if num_tokens is not None:
-            raise ValueError(f"{type(self).__name__} is a fixed-length 2D tokenizer: num_tokens must be None "
-                             f"(the grid follows the image size)")
-        self.check_pixel_values(pixel_values)
-        out = self._encode(pixel_values.to(self.dtype), **kwargs)
-        return out if return_dict is not False else out.to_tuple()
-
-    def check_token_ids(self, token_ids) -> None:
-        super().check_token_ids(token_ids)
-        if token_ids.ndim != 3 or token_ids.shape[1] != token_ids.shape[2]:
-            side = math.isqrt(self.config.num_tokens)
-            raise ValueError(f"token_ids must be a square grid [B, h, h] (e.g. [B, {side}, {side}]), got {tuple(token_ids.shape)}")

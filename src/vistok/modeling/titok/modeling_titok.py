@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers import MaskGITVQGANDecoder, TransformerBlock
 from ..quantizers import FSQ, DiagonalGaussianPosterior, VectorQuantizer
 from .configuration_titok import TiTokConfig
@@ -174,20 +174,3 @@ class TiTokModel(VisualTokenizerMixin, TiTokPreTrainedModel):
         codes = out.softmax(dim=-1) @ self.pixel_quantizer.embedding.weight
         codes = codes.transpose(1, 2).reshape(out.shape[0], -1, grid, grid)
         return self.pixel_decoder(codes)
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        num_tokens: int | None = None,
-        sample_posterior: bool = True,
-        generator: torch.Generator | None = None,
-        return_dict: bool | None = None,
-    ) -> VisualTokenizerOutput | tuple:
-        """Reconstruct ``pixel_values``; in training, variable-length models decode a random prefix
-        (One-D-Piece's tail token drop) unless ``num_tokens`` is given."""
-        if num_tokens is None and self.training and self.config.variable_length:
-            num_tokens = int(torch.randint(1, self.config.num_tokens + 1, (1,), generator=generator))
-        enc = self.encode(pixel_values, num_tokens=num_tokens, sample_posterior=sample_posterior, generator=generator)
-        reconstruction = self._decode_latents(enc.latents)
-        out = VisualTokenizerOutput(reconstruction=reconstruction, **{k: v for k, v in enc.items()})
-        return out if return_dict is not False else out.to_tuple()

@@ -15,7 +15,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.drop_path import drop_path
 from ..layers.transformer import eager_attention_forward
@@ -90,25 +90,6 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
         return self.decoder(self.post_quant_conv(latents.to(self.dtype)))
 
     # -- public API ---------------------------------------------------------------------------
-    def decode(self, token_ids: torch.LongTensor, up_to_scale: int | None = None) -> torch.Tensor:
-        """Pixels from ``token_ids [B, num_tokens]`` (or a whole-scale prefix); ``up_to_scale=s`` stops
-        after scale s (0-based)."""
-        self.check_token_ids(token_ids)
-        if token_ids.ndim != 2:
-            raise ValueError(f"token_ids must have shape [B, {self.config.num_tokens}] (scales concatenated, "
-                             f"coarse first), got {tuple(token_ids.shape)}")
-        return self._decode_latents(self._token_ids_to_latents(token_ids, up_to_scale))
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Pixels from a quantized feature map f_hat ``[B, z_channels, pn, pn]`` (what ``encode``
-        returns as ``latents``, or what next-scale sampling accumulates)."""
-        side, dim = self.config.patch_nums[-1], self.config.z_channels
-        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
-            raise TypeError(f"latents must be a floating-point tensor [B, {dim}, {side}, {side}]")
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != (dim, side, side) or latents.shape[0] == 0:
-            raise ValueError(f"latents must have shape [B, {dim}, {side}, {side}], got {tuple(latents.shape)}")
-        return self._decode_latents(latents)
-
     def split_scales(self, token_ids: torch.LongTensor) -> list[torch.LongTensor]:
         """``[B, L]`` -> one ``[B, pn, pn]`` token map per scale."""
         return self.quantizer.split_scales(token_ids)
@@ -137,15 +118,6 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
         """The transformer's inputs for scales 1..S-1 given all scales' token ids ``[B, L]``:
         ``[B, L - pn_0^2, z_channels]`` (VAR ``idxBl_to_var_input``); None with a single scale."""
         return self.quantizer.teacher_forcing_input(token_ids)
-
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> VisualTokenizerOutput | tuple:
-        """Reconstruction through the straight-through quantizer, with the quantizer's loss terms."""
-        self.check_pixel_values(pixel_values)
-        enc = self._encode(pixel_values.to(self.dtype))
-        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), token_ids=enc.token_ids,
-                                    latents=enc.latents, quantizer_loss=enc.quantizer_loss,
-                                    commitment_loss=enc.commitment_loss, codebook_loss=enc.codebook_loss)
-        return out if return_dict is not False else out.to_tuple()
 
 
 # --------------------------------------------------------------------------------------------
