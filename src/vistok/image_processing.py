@@ -27,13 +27,25 @@ class VistokImageProcessor(BaseImageProcessor):
             raise ValueError(f"size must be a positive int, got {size!r}")
         if resample not in _RESAMPLE:
             raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
-        low, high = (float(v) for v in pixel_range)
+        try:
+            low, high = (float(v) for v in pixel_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"pixel_range must be two numbers (low, high), got {pixel_range!r}") from None
         if not low < high:
             raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
         # BaseImageProcessor's kwargs machinery belongs to its torchvision/PIL backends; we keep plain attributes.
         super(BaseImageProcessor, self).__init__(**kwargs)
         self.size, self.pixel_range, self.resample = size, [low, high], resample
         self.do_resize, self.do_center_crop = do_resize, do_center_crop
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "VistokImageProcessor":
+        """As transformers' ``from_pretrained``; a file that is JSON but not a valid processor names the file."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except (ValueError, TypeError, AttributeError) as err:  # AttributeError: JSON that is not an object
+            raise ValueError(f"{pretrained_model_name_or_path}: preprocessor_config.json is not a valid "
+                             f"VistokImageProcessor config: {err}") from err
 
     @classmethod
     def from_model_config(cls, config, size: int | None = None) -> "VistokImageProcessor":

@@ -161,6 +161,24 @@ class VisualTokenizerMixin:
         self.check_image_size(height, width)
         if not torch.isfinite(pixel_values).all():
             raise ValueError("pixel_values contains NaN or inf values")
+        self.check_pixel_range(pixel_values)
+
+    # Values may leave pixel_range by up to this fraction of its span: resampling (bicubic/Lanczos overshoot
+    # ~10% at sharp edges), augmentation noise and reconstructions fed back stay within it, while a wrong
+    # convention (0..255 for 0..1, -1..1 for 0..1, 0..255 for -1..1) overshoots by a whole span or more.
+    PIXEL_RANGE_MARGIN = 0.25
+
+    def check_pixel_range(self, pixel_values: torch.Tensor) -> None:
+        """Pixels far outside the config's ``pixel_range`` were scaled for another model: a clear error, not ids."""
+        low, high = (float(v) for v in self.config.pixel_range)
+        margin = self.PIXEL_RANGE_MARGIN * (high - low)
+        seen_low, seen_high = float(pixel_values.min()), float(pixel_values.max())
+        if seen_low < low - margin or seen_high > high + margin:
+            raise ValueError(
+                f"pixel_values must lie in the model's pixel_range [{low:g}, {high:g}] (up to {margin:g} beyond), "
+                f"got values in [{seen_low:g}, {seen_high:g}]; the model's image processor (VistokImageProcessor, "
+                "AutoImageProcessor.from_pretrained of the model's folder) produces that range"
+            )
 
     def check_image_size(self, height: int, width: int) -> None:
         """Exactly ``image_size`` square; a fully convolutional tokenizer (one with a ``downsample_factor``) takes
@@ -229,6 +247,8 @@ class VisualTokenizerMixin:
                 raise TypeError(f"latents must be a floating-point tensor [B, {dim}, {side}, {side}]")
             if latents.ndim != 4 or tuple(latents.shape[1:]) != (dim, side, side) or latents.shape[0] == 0:
                 raise ValueError(f"latents must have shape [B, {dim}, {side}, {side}], got {tuple(latents.shape)}")
+            if not torch.isfinite(latents).all():
+                raise ValueError("latents contains NaN or inf values")
             return
         if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
             raise TypeError("latents must be a floating-point torch.Tensor of shape [B, N, C]")

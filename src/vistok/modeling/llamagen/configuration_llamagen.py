@@ -7,6 +7,8 @@ import math
 
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
+
 CONDITION_TYPES = ("class", "text")
 
 # The original's size table (autoregressive/models/gpt.py GPT_models): layers, heads, width.
@@ -53,6 +55,13 @@ class LlamaGenConfig(PreTrainedConfig):
                  token_dropout: float = 0.1, attention_dropout: float = 0.0, residual_dropout: float = 0.1,
                  ffn_dropout: float = 0.1, drop_path_rate: float = 0.0, initializer_range: float = 0.02,
                  sampling_defaults: dict | None = None, **kwargs):
+        check_sizes(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=hidden_size,
+                    num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                    num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, num_classes=num_classes,
+                    caption_dim=caption_dim, num_condition_tokens=num_condition_tokens)
+        check_positive_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
+        check_probabilities(class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
+                            residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
         if condition_type not in CONDITION_TYPES:
             raise ValueError(f"condition_type must be one of {CONDITION_TYPES}, got {condition_type!r}")
         grid = math.isqrt(num_tokens)
@@ -127,6 +136,13 @@ class LlamaGenVQConfig(PreTrainedConfig):
                  decoder_channel_mult: list[int] | tuple[int, ...] | None = None, num_res_blocks: int = 2,
                  z_channels: int = 256, dropout: float = 0.0, pixel_range: list[float] | tuple[float, float] = (-1.0, 1.0),
                  initializer_range: float = 0.02, **kwargs):
+        check_sizes(image_size=image_size, codebook_size=codebook_size, token_dim=token_dim, hidden_channels=hidden_channels,
+                    num_res_blocks=num_res_blocks, z_channels=z_channels)
+        check_positive_numbers(initializer_range=initializer_range)
+        check_probabilities(dropout=dropout)
+        check_size_list("encoder_channel_mult", encoder_channel_mult)
+        if decoder_channel_mult is not None:
+            check_size_list("decoder_channel_mult", decoder_channel_mult)
         decoder_channel_mult = encoder_channel_mult if decoder_channel_mult is None else decoder_channel_mult
         if len(encoder_channel_mult) != len(decoder_channel_mult):
             raise ValueError(f"encoder and decoder must have as many levels: {list(encoder_channel_mult)} vs {list(decoder_channel_mult)}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_positive_numbers, check_probabilities, check_sizes
+
 BACKBONES = ("bert", "uvit")
 GUIDANCE_SCHEDULES = ("constant", "linear", "power-cosine")
 
@@ -37,6 +39,10 @@ class MaskGITConfig(PreTrainedConfig):
                  intermediate_size: int = 3072, hidden_dropout: float = 0.1, attention_dropout: float = 0.1,
                  layer_norm_eps: float | None = None, class_label_dropout: float = 0.1,
                  sampling_defaults: dict | None = None, initializer_range: float = 0.02, **kwargs):
+        check_sizes(codebook_size=codebook_size, num_tokens=num_tokens, num_classes=num_classes, hidden_size=hidden_size,
+                    num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads, intermediate_size=intermediate_size)
+        check_positive_numbers(layer_norm_eps=layer_norm_eps, initializer_range=initializer_range)
+        check_probabilities(hidden_dropout=hidden_dropout, attention_dropout=attention_dropout, class_label_dropout=class_label_dropout)
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         if backbone == "uvit" and num_hidden_layers % 2:

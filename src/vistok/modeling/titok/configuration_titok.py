@@ -6,6 +6,8 @@ import math
 
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_positive_numbers, check_size_list, check_sizes
+
 QUANTIZE_MODES = ("vq", "fsq", "vae")
 
 
@@ -66,6 +68,14 @@ class TiTokConfig(PreTrainedConfig):
         fsq_levels: list[int] | tuple[int, ...] | None = None,
         **kwargs,
     ):
+        check_sizes(image_size=image_size, patch_size=patch_size, decoder_patch_size=decoder_patch_size, num_tokens=num_tokens,
+                    token_dim=token_dim, encoder_hidden_size=encoder_hidden_size, encoder_num_layers=encoder_num_layers,
+                    encoder_num_heads=encoder_num_heads, decoder_hidden_size=decoder_hidden_size,
+                    decoder_num_layers=decoder_num_layers, decoder_num_heads=decoder_num_heads,
+                    pixel_codebook_size=pixel_codebook_size, pixel_embed_dim=pixel_embed_dim,
+                    pixel_hidden_channels=pixel_hidden_channels, pixel_num_res_blocks=pixel_num_res_blocks)
+        check_positive_numbers(mlp_ratio=mlp_ratio, layer_norm_eps=layer_norm_eps, initializer_range=initializer_range)
+        check_size_list("pixel_channel_mult", pixel_channel_mult)
         if quantize_mode not in QUANTIZE_MODES:
             raise ValueError(f"quantize_mode must be one of {QUANTIZE_MODES}, got {quantize_mode!r}")
         if quantize_mode == "vq" and not codebook_size:

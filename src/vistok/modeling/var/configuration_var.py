@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
+
 from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, check_num_residual_convs, convert_var_quantizer_kwargs
 
 # The settings NextScalePipeline falls back to: the README's FID settings (cfg 1.5, top-k 900, top-p 0.96).
@@ -61,6 +63,10 @@ class VARVQVAEConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         **kwargs,
     ):
+        check_sizes(codebook_size=codebook_size, z_channels=z_channels, channels=channels, num_res_blocks=num_res_blocks)
+        check_positive_numbers(initializer_range=initializer_range)
+        check_probabilities(dropout=dropout)
+        check_size_list("channel_mult", channel_mult)
         # configs written before the quantizer took the library's argument names
         legacy = {key: kwargs.pop(key) for key in LEGACY_QUANTIZER_NAMES if key in kwargs}
         if legacy:
@@ -148,6 +154,11 @@ class VARConfig(PreTrainedConfig):
         sampling_defaults: dict | None = None,
         **kwargs,
     ):
+        check_sizes(codebook_size=codebook_size, z_channels=z_channels, num_classes=num_classes, depth=depth,
+                    hidden_size=hidden_size, num_attention_heads=num_attention_heads)
+        check_positive_numbers(mlp_ratio=mlp_ratio, norm_eps=norm_eps, initializer_range=initializer_range)
+        check_probabilities(drop_rate=drop_rate, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate,
+                            class_label_dropout=class_label_dropout)
         patch_nums = _check_patch_nums(patch_nums)
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
