@@ -39,7 +39,8 @@ FAMILIES = ["titok", "one-d-piece", "titok-vae", "llamagen-vq", "var-vqvae"]
 def test_encode_and_forward_return_dict_false(name):
     model = _build(name)
     size = model.config.image_size
-    pixels = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    low, high = model.config.pixel_range
+    pixels = low + (high - low) * torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     kwargs = {"sample_posterior": False} if name == "titok-vae" else {}
     with torch.no_grad():
         enc = model.encode(pixels, **kwargs)
