@@ -59,7 +59,7 @@ class GeneratorTrainer(Trainer):
         self.text_pipeline = None
         if getattr(cfg, "condition_type", "class") == "text":
             if data.caption_column is None or not loss.text_encoder or self.tokenizer is None:
-                raise ValueError("a text-conditional LlamaGen trains on data.caption_column with loss.text_encoder "
+                raise ValueError(f"a text-conditional {self.spec.name} generator trains on data.caption_column with loss.text_encoder "
                                  "(a T5 encoder folder) and loss.tokenizer")
             from transformers import AutoTokenizer, T5EncoderModel
 
