@@ -183,3 +183,29 @@ def test_unknown_family_and_preset(release, tmp_path):
         convert_titok(str(release), str(tmp_path / "o"), preset="titok-xxl")
     with pytest.raises(ConversionError, match="not found"):
         convert_titok(str(tmp_path / "nowhere"), str(tmp_path / "o"))
+
+
+def test_every_pickle_reader_refuses_code_and_never_suggests_weights_only_false(tmp_path):
+    """Checkpoints, LPIPS weights and torch-fidelity statistics share one reader: a pickle that needs code to load
+    is refused naming the file, nothing runs, and torch's advice to pass weights_only=False is not repeated."""
+    import pickle
+
+    from vistok.evaluation.lpips import LPIPS
+    from vistok.evaluation.pipeline_scores import load_reference_statistics
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"mu": Payload()}, protocol=2))  # torch.save's protocol
+    for read in (lambda: load_reference_statistics(bad), lambda: LPIPS.load(str(bad), None),
+                 lambda: convert_titok(str(bad), str(tmp_path / "out"), config=None)):
+        with pytest.raises(ValueError) as info:
+            read()
+        assert "weights_only=False" not in str(info.value)
+    with pytest.raises(ValueError, match=r"evil.pt is a pickle that needs code to load .* will not execute code"):
+        load_reference_statistics(bad)
+    assert not marker.exists()

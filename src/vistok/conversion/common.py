@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..utils.io import SourceNotFoundError, atomic_output_dir, is_repo_id, resolve_source
+from ..utils.io import SourceNotFoundError, UnreadablePickleError, atomic_output_dir, is_repo_id, load_pickle, resolve_source
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _WRAPPER_KEYS = ("model", "state_dict", "module", "ema")
@@ -110,18 +110,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = load_pickle(path)
+    except UnreadablePickleError as err:
+        raise ConversionError(str(err)) from None
     except Exception as err:  # truncated, corrupted or not a checkpoint at all
-        if "weights_only" in str(err):  # torch's text suggests weights_only=False: never pass that on
-            reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith(
-                ("Weights only load failed", "Please file an issue", "Check the documentation")))
-            if "GLOBAL" in reason:
-                raise ConversionError(
-                    f"{path} is a pickle that needs code to load ({reason}); vistok loads pickles with "
-                    "torch.load(weights_only=True) and will not execute code from them. Re-save the tensors alone "
-                    "(a state dict, or safetensors) where the file's source is trusted"
-                ) from None
-            raise ConversionError(f"could not read checkpoint {path}: not a torch or safetensors checkpoint ({reason})") from None
         raise ConversionError(f"could not read checkpoint {path}: {type(err).__name__}: {err}") from err
     while isinstance(state, dict) and len(state) >= 1 and not any(isinstance(v, torch.Tensor) for v in state.values()):
         wrapped = [k for k in _WRAPPER_KEYS if isinstance(state.get(k), dict)]

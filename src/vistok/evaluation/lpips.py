@@ -74,7 +74,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    from ..utils.io import load_pickle
+
+    state = load_pickle(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict")
     return state

@@ -54,11 +54,9 @@ def _torch_statistics(path: Path) -> tuple[np.ndarray, np.ndarray]:
     core = getattr(np, "_core", None) or np.core
     allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype,
                *(type(np.dtype(t)) for t in (np.float16, np.float32, np.float64))]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # the unpickler raises UnpicklingError/RuntimeError for anything not allowed
-        raise ValueError(f"{path} could not be read as statistics with weights_only=True: {err}") from err
+    from ..utils.io import load_pickle
+
+    data = load_pickle(path, safe_globals=allowed)  # only numpy's array-rebuilding globals
     if not isinstance(data, dict) or "mu" not in data or "sigma" not in data:
         raise ValueError(f"{path} must hold a dict with 'mu' and 'sigma' (torch-fidelity's statistics cache)")
     return np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)

@@ -16,6 +16,37 @@ from pathlib import Path
 SNAPSHOT_PATTERNS = ["*.json", "*.yaml", "*.safetensors", "*.bin", "*.md"]
 
 
+class UnreadablePickleError(ValueError):
+    """A pickle that ``torch.load(weights_only=True)`` refuses: it needs code to load, or is no torch file."""
+
+
+def load_pickle(path: str | os.PathLike, safe_globals=None):
+    """``torch.load(path, weights_only=True)`` (with ``safe_globals`` allowed), never executing code from the file.
+
+    A refusal is an :class:`UnreadablePickleError` naming the file and saying vistok will not execute code from
+    it; torch's advice to pass ``weights_only=False`` is not passed on."""
+    import contextlib
+
+    import torch
+
+    allowed = torch.serialization.safe_globals(safe_globals) if safe_globals else contextlib.nullcontext()
+    try:
+        with allowed:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        text = str(err)
+        if "weights_only" not in text:
+            raise UnreadablePickleError(f"could not read {path}: {type(err).__name__}: {text}") from err
+        reason = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.startswith(
+            ("Weights only load failed", "Please file an issue", "Check the documentation")) and "weights_only=False" not in line)
+        if "GLOBAL" in reason:
+            raise UnreadablePickleError(
+                f"{path} is a pickle that needs code to load ({reason}); vistok loads pickles with "
+                "torch.load(weights_only=True) and will not execute code from them. Re-save the tensors alone "
+                "(a state dict, or safetensors) where the file's source is trusted") from None
+        raise UnreadablePickleError(f"could not read {path}: not a torch or safetensors file ({reason})") from None
+
+
 class OutputExistsError(ValueError):
     """The output folder exists and is not empty, and overwriting was not asked for."""
 
