@@ -215,6 +215,13 @@ class VisualTokenizerMixin:
             )
         return num_tokens
 
+    def _check_length(self, name: str, length: int) -> None:
+        """The token count of ``name`` is one the model takes (the error names the argument)."""
+        try:
+            self.check_num_tokens(length)
+        except ValueError as err:
+            raise ValueError(f"{name} holds {length} tokens per image: {err}") from None
+
     def check_token_ids(self, token_ids) -> None:
         if not isinstance(token_ids, torch.Tensor):
             raise TypeError(f"token_ids must be a torch.LongTensor, got {type(token_ids).__name__}")
@@ -224,7 +231,7 @@ class VisualTokenizerMixin:
         if layout == "1d":
             if token_ids.ndim != 2:
                 raise ValueError(f"token_ids must have shape [B, N], got {tuple(token_ids.shape)}")
-            self.check_num_tokens(int(token_ids.shape[1]))
+            self._check_length("token_ids", int(token_ids.shape[1]))
         elif layout == "2d" and (token_ids.ndim != 3 or token_ids.shape[1] != token_ids.shape[2]):
             side = math.isqrt(self.config.num_tokens)
             raise ValueError(f"token_ids must be a square grid [B, h, h] (e.g. [B, {side}, {side}]), got {tuple(token_ids.shape)}")
@@ -258,6 +265,6 @@ class VisualTokenizerMixin:
             )
         if latents.shape[0] == 0:
             raise ValueError("latents is an empty batch: expected at least one sequence")
-        self.check_num_tokens(int(latents.shape[1]))
+        self._check_length("latents", int(latents.shape[1]))
         if not torch.isfinite(latents).all():
             raise ValueError("latents contains NaN or inf values")
