@@ -46,6 +46,8 @@ class LlamaGenConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_llamagen_gpt"
+    # the generator's vocabulary is the tokenizer's codebook (input embeddings and output head)
+    attribute_map = {"vocab_size": "codebook_size"}
 
     def __init__(self, condition_type: str = "class", codebook_size: int = 16384, num_tokens: int = 256,
                  hidden_size: int = 768, num_hidden_layers: int = 12, num_attention_heads: int = 12,

@@ -26,9 +26,11 @@ from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel, ConvMidBlock
 from ..layers.drop_path import drop_path
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
@@ -41,10 +43,13 @@ from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 @dataclass
 class LlamaGenOutput(ModelOutput):
     """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i
-    (S = number of image tokens given + 1). loss: cross-entropy against ``labels``."""
+    (S = number of image tokens given + 1). loss: cross-entropy against ``labels``. hidden_states /
+    attentions: per decoder layer (the first hidden state is the embedded input), when asked for."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class LlamaGenAttention(nn.Module):
@@ -75,10 +80,10 @@ class LlamaGenAttention(nn.Module):
             if attention_mask is None:  # eager has no is_causal: spell the causal mask out
                 attention_mask = torch.ones(length, key.shape[2], dtype=torch.bool, device=key.device).tril()[None, None]
             attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, float("-inf"))
-        output, _ = interface(self, query, key, value, attention_mask, scaling=self.scaling,
-                              dropout=self.config.attention_dropout if self.training else 0.0,
-                              is_causal=attention_mask is None)
-        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1)))
+        output, weights = interface(self, query, key, value, attention_mask, scaling=self.scaling,
+                                    dropout=self.config.attention_dropout if self.training else 0.0,
+                                    is_causal=attention_mask is None)
+        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1))), weights
 
 
 class LlamaGenMLP(nn.Module):
@@ -105,7 +110,7 @@ class LlamaGenDecoderLayer(GradientCheckpointingLayer):
         self.drop_path_rate = drop_path_rate
 
     def forward(self, hidden_states, cos, sin, attention_mask=None, cache=None, cache_position=None, key_length=None):
-        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)
+        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)[0]
         hidden_states = hidden_states + drop_path(attn, self.drop_path_rate, self.training)
         mlp = self.mlp(self.post_attention_layernorm(hidden_states))
         return hidden_states + drop_path(mlp, self.drop_path_rate, self.training)
@@ -150,6 +155,7 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": LlamaGenDecoderLayer, "attentions": OutputRecorder(LlamaGenAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -193,6 +199,12 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
     def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> StaticKVCache:
         """A static cache for ``batch_size`` sequences of up to ``max_length`` (default: condition + image tokens)."""
         cfg = self.config
@@ -205,18 +217,22 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             return self.condition_embedder(class_labels, drop_condition)
         return self.condition_embedder(caption_embeds.to(self.dtype), drop_condition)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
+    @capture_outputs
     def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
                 caption_embeds: torch.FloatTensor | None = None, drop_condition: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: StaticKVCache | None = None,
                 cache_position: torch.LongTensor | None = None, logits_to_keep: int = 0,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> LlamaGenOutput | tuple:
         """``drop_condition`` (bool [B]) swaps in the null class / unconditional caption; in training the
         condition is also dropped with probability ``class_dropout_prob`` (drawn from ``generator``).
 
         ``attention_mask`` ([B, K] bool/0-1 over key positions, K = all positions attended to) masks
         padded condition tokens (left-padded captions); every position still attends to itself, as
-        in the original. With a cache, K also sets how much of the cache is read (K <= its length).
+        in the original. Without a cache, a mask over ``input_ids`` alone ([B, n]) is also accepted
+        (transformers' convention); the condition tokens are then always attended. With a cache, K also sets how much of the cache is read (K <= its length).
         """
         cfg = self.config
         has_condition = class_labels is not None or caption_embeds is not None
@@ -232,14 +248,18 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         if input_ids is not None:
             pieces.append(self.embed_tokens(input_ids))
         hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        if attention_mask is not None and cache is None and has_condition and input_ids is not None \
+                and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
+            # a mask over input_ids only (transformers' convention): the condition tokens are always attended
+            condition = attention_mask.new_ones(attention_mask.shape[0], hidden.shape[1] - input_ids.shape[1])
+            attention_mask = torch.cat([condition, attention_mask], dim=1)
         logits = self._transform(hidden, attention_mask, cache, cache_position, logits_to_keep)
         if cache is None and logits_to_keep == 0 and has_condition and cfg.num_condition_tokens > 1:
             logits = logits[:, cfg.num_condition_tokens - 1:]  # only positions that predict image tokens
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, : labels.shape[1]].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        out = LlamaGenOutput(loss=loss, logits=logits)
-        return out if return_dict is not False else out.to_tuple()
+        return LlamaGenOutput(loss=loss, logits=logits)  # (capture_outputs adds hidden states and applies return_dict)
 
     def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
         """One cached step without input checks (the pipelines' per-token call; ``torch.compile``-able):
@@ -304,6 +324,8 @@ class LlamaGenVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+    # every resolution level and the mid block, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": [ConvLevel, ConvMidBlock]}
 
     @torch.no_grad()
     def _init_weights(self, module):

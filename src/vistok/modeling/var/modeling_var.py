@@ -14,9 +14,11 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel, ConvMidBlock
 from ..layers.drop_path import drop_path
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
@@ -32,6 +34,8 @@ class VARVQVAEPreTrainedModel(PreTrainedModel):
     base_model_prefix = "var_vqvae"
     main_input_name = "pixel_values"
     _no_split_modules = ["ConvResnetBlock", "ConvAttentionBlock"]
+    # every resolution level and the mid block, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": [ConvLevel, ConvMidBlock]}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -162,9 +166,9 @@ class VARAttention(nn.Module):
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        output, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling,
-                              dropout=self.config.attention_dropout if self.training else 0.0, is_causal=False)
-        return self.out_proj(output.reshape(batch, length, width))
+        output, weights = attention(self, query, key, value, attention_mask, scaling=self.scaling,
+                                    dropout=self.config.attention_dropout if self.training else 0.0, is_causal=False)
+        return self.out_proj(output.reshape(batch, length, width)), weights
 
 
 class VARMLP(nn.Module):
@@ -211,7 +215,7 @@ class VARBlock(GradientCheckpointingLayer):
             modulation = self.adaln(F.silu(condition)).view(-1, 1, 6, self.width)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h = self.norm(hidden_states).mul(scale1.add(1)).add_(shift1)
-        h = self.dropout(self.attention(h, attention_mask, cache)).mul_(gamma1)
+        h = self.dropout(self.attention(h, attention_mask, cache)[0]).mul_(gamma1)
         hidden_states = hidden_states + drop_path(h, self.drop_path, self.training)
         h = self.norm(hidden_states).mul(scale2.add(1)).add_(shift2)
         h = self.dropout(self.mlp(h)).mul(gamma2)
@@ -234,6 +238,7 @@ class VARPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["VARBlock"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": VARBlock, "attentions": OutputRecorder(VARAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -320,7 +325,19 @@ class VARTransformer(VARPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self):
-        return self.word_embed
+        """The embedding of the main input, ``class_labels`` (the last row is the null class)."""
+        return self.class_embedding
+
+    def set_input_embeddings(self, value):
+        self.class_embedding = value
+
+    def get_output_embeddings(self):
+        return None  # the head predicts the tokenizer's codes, not class labels
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        raise NotImplementedError(
+            "VAR's input embedding holds num_classes + 1 class labels (the null class last) and its head the "
+            "tokenizer's codes: build a new config instead of resizing")
 
     # -- pieces -------------------------------------------------------------------------------
     def class_condition(self, class_labels: torch.LongTensor, drop_labels: torch.Tensor | None = None,
@@ -344,10 +361,13 @@ class VARTransformer(VARPreTrainedModel):
         return self.lm_head(self.head_norm(hidden_states).mul(scale.add(1)).add_(shift)).float()
 
     # -- forward ------------------------------------------------------------------------------
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
+    @capture_outputs
     def forward(self, class_labels: torch.LongTensor, inputs: torch.Tensor | None = None,
                 drop_labels: torch.Tensor | None = None, scale_index: int | None = None,
                 cache: DynamicCache | None = None, use_cache: bool | None = None,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> CausalLMOutputWithPast | tuple:
         """See the class docstring. ``labels`` (token ids ``[B, L]``, teacher forcing only) gives the
         mean cross-entropy ``loss``."""
@@ -380,8 +400,7 @@ class VARTransformer(VARPreTrainedModel):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        out = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
-        return out if return_dict is not False else out.to_tuple()
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)  # (capture_outputs applies return_dict)
 
     def _check_inputs(self, class_labels, inputs, drop_labels, scale_index, labels, cache) -> int:
         cfg = self.config

@@ -1,0 +1,224 @@
+"""transformers' own common model tests (``ModelTesterMixin`` + ``ConfigTester`` of the installed version, see
+``_transformers_suite.py``) run against every vistok model class, the way transformers' model tests run them.
+
+One ``ModelCase`` per model class: a tiny config, its forward inputs and the shapes the mixin checks. The
+capability flags are set as transformers sets them for comparable models (Janus' and Chameleon's VQ-VAEs,
+ViT, Llama); each says why. A family added later adds its case to ``CASES`` (``test_families`` checks that
+every registered model class has one).
+"""
+
+from __future__ import annotations
+
+import unittest
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+import vistok  # noqa: F401  (registers the model types)
+from vistok.families import families
+from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
+from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
+from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
+from vistok.modeling.titok.configuration_titok import TiTokConfig
+from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
+
+import _transformers_suite
+
+ModelTesterMixin, ConfigTester, _common = _transformers_suite.load()
+
+BATCH = 2
+
+
+@dataclass
+class ModelCase:
+    config_class: type
+    config: dict
+    inputs: Callable[[object, torch.Generator], dict]  # (config, generator) -> forward kwargs
+    labels: Callable[[object, dict], dict] | None = None  # training targets -> kwargs giving ``loss``
+    # what the mixin checks hidden states and attentions against
+    num_hidden_layers: int = 1
+    seq_length: int = 1
+    hidden_size: int = 1
+    num_attention_heads: int = 1
+    common_properties: list = field(default_factory=list)
+    flags: dict = field(default_factory=dict)  # ModelTesterMixin capability flags, each with its reason below
+    skips: dict = field(default_factory=dict)  # test name -> reason
+    # conv tokenizers: hidden states are feature maps [B, C, h, w]; (count, first shape [C, h, w]) replaces the
+    # mixin's [seq_length, hidden_size] check, as transformers' conv models (ResNet, ConvNeXt) override it
+    feature_maps: tuple | None = None
+
+
+# Pixels in, codes out: a tokenizer's forward has no input token embedding to get or set (the codebook embeds
+# decode's token ids). transformers' VQ-VAE tests (Janus, Chameleon) skip this test for the same reason.
+TOKENIZER_SKIPS = {"test_model_get_set_embeddings": "pixels in: no input token embeddings (as Janus' VQ-VAE test)"}
+# The conv tokenizers' attention is VQGAN's single-head 1x1-conv block, which transformers' VQ-VAEs (Janus,
+# Chameleon) do not expose either: has_attentions=False.
+CONV_TOKENIZER_FLAGS = {"is_training": False, "test_resize_embeddings": False, "has_attentions": False}
+
+
+def _pixels(config, g):
+    low, high = config.pixel_range
+    return {"pixel_values": low + (high - low) * torch.rand(BATCH, 3, config.image_size, config.image_size, generator=g)}
+
+
+def _titok_case(config_class):
+    cfg = dict(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=4, codebook_size=16, token_dim=4,
+               encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=32,
+               decoder_num_layers=1, decoder_num_heads=2, is_legacy=False)
+    return ModelCase(
+        config_class, cfg, _pixels,
+        # encoder then decoder blocks; the first hidden state is the encoder's input: [class, 4 patches, 4 latent tokens]
+        num_hidden_layers=2, seq_length=1 + 4 + 4, hidden_size=32, num_attention_heads=2,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags={
+            # tokenizer training (reconstruction, perceptual, GAN losses) lives in vistok.training, as for
+            # transformers' VQ-VAEs (Janus, Chameleon: is_training=False)
+            "is_training": False,
+            # no token vocabulary to resize: pixels in, codebook ids out (Janus VQ-VAE sets the same)
+            "test_resize_embeddings": False,
+        },
+        skips=TOKENIZER_SKIPS,
+    )
+
+
+def _ids(config, g, n=None):
+    n = config.num_tokens if n is None else n
+    return torch.randint(0, config.codebook_size, (BATCH, n), generator=g)
+
+
+def _labels_same_as_ids(config, inputs):
+    return {"labels": inputs["input_ids"].clone()}
+
+
+CASES: dict[str, ModelCase] = {
+    "TiTokModel": _titok_case(TiTokConfig),
+    "OneDPieceModel": _titok_case(OneDPieceConfig),
+    "LlamaGenVQModel": ModelCase(
+        LlamaGenVQConfig,
+        dict(image_size=16, codebook_size=16, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
+             decoder_channel_mult=[2, 1], z_channels=32, num_res_blocks=1),
+        _pixels,
+        common_properties=["image_size", "codebook_size"],
+        flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
+        # conv_in output, 2 encoder levels + mid, decoder mid + 2 levels
+        feature_maps=(7, (32, 16, 16)),
+    ),
+    "VARVQVAE": ModelCase(
+        VARVQVAEConfig,
+        dict(codebook_size=16, z_channels=4, channels=32, channel_mult=[1, 2], patch_nums=[1, 2, 4]),
+        _pixels,
+        common_properties=["codebook_size", "patch_nums"],
+        flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
+        feature_maps=(7, (32, 8, 8)),
+    ),
+    "LlamaGenTransformer": ModelCase(
+        LlamaGenConfig,
+        dict(codebook_size=32, num_tokens=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, num_classes=5, token_dropout=0.0, residual_dropout=0.0, ffn_dropout=0.0),
+        lambda config, g: {"input_ids": _ids(config, g, config.num_tokens - 1),
+                           "class_labels": torch.randint(0, config.num_classes, (BATCH,), generator=g)},
+        _labels_same_as_ids,
+        num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=4,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        # the condition is an input of its own (transformers' multi-input models list theirs the same way)
+        flags={"is_training": True, "additional_model_inputs": ["class_labels"]},
+    ),
+    "MaskGITTransformer": ModelCase(
+        MaskGITConfig,
+        dict(codebook_size=32, num_tokens=8, num_classes=5, hidden_size=32, num_hidden_layers=2,
+             num_attention_heads=2, intermediate_size=64, hidden_dropout=0.0, attention_dropout=0.0),
+        lambda config, g: {"input_ids": _ids(config, g),
+                           "class_labels": torch.randint(0, config.num_classes, (BATCH,), generator=g)},
+        _labels_same_as_ids,
+        num_hidden_layers=2, seq_length=9, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        # the input vocabulary is [codes, mask token, classes, null class], sized by the tokenizer and
+        # num_classes: resize_token_embeddings refuses (as transformers' models without a resizable vocabulary)
+        flags={"is_training": True, "additional_model_inputs": ["class_labels"], "test_resize_embeddings": False},
+    ),
+    "VARTransformer": ModelCase(
+        VARConfig,
+        dict(codebook_size=16, z_channels=4, patch_nums=[1, 2], num_classes=5, depth=2, hidden_size=32,
+             num_attention_heads=2),
+        lambda config, g: {"class_labels": torch.randint(0, config.num_classes, (BATCH,), generator=g),
+                           "inputs": torch.randn(BATCH, 4, config.z_channels, generator=g)},
+        lambda config, inputs: {"labels": torch.randint(0, config.codebook_size, (BATCH, 5),
+                                                        generator=torch.Generator().manual_seed(1))},
+        num_hidden_layers=2, seq_length=5, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "codebook_size"],
+        # the main input is a class label (null class last) and the head predicts codes: no vocabulary to resize
+        flags={"is_training": True, "additional_model_inputs": ["inputs"], "test_resize_embeddings": False},
+    ),
+}
+
+
+class _Tester:
+    """The ``model_tester`` the mixin talks to."""
+
+    def __init__(self, parent, case: ModelCase):
+        self.parent, self.case = parent, case
+        self.batch_size = BATCH
+        self.is_training = case.flags.get("is_training", True)
+        self.num_hidden_layers = case.num_hidden_layers
+        self.seq_length = case.seq_length
+        self.hidden_size = case.hidden_size
+        self.num_attention_heads = case.num_attention_heads
+
+    def get_config(self):
+        return self.case.config_class(**self.case.config)
+
+    def prepare_config_and_inputs_for_common(self):
+        config = self.get_config()
+        return config, self.case.inputs(config, torch.Generator().manual_seed(0))
+
+
+def _make_test_class(name: str, model_class: type, case: ModelCase):
+    flags = {k: v for k, v in case.flags.items() if k != "is_training"}
+
+    def setUp(self):
+        self.model_tester = _Tester(self, case)
+        self.config_tester = ConfigTester(self, config_class=case.config_class, has_text_modality=False,
+                                          common_properties=list(case.common_properties), **case.config)
+
+    def test_config(self):
+        self.config_tester.run_common_tests()
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        inputs = ModelTesterMixin._prepare_for_class(self, inputs_dict, model_class, return_labels)
+        if return_labels and case.labels is not None:
+            inputs.update(case.labels(self.model_tester.get_config(), inputs))
+        return inputs
+
+    body = dict(all_model_classes=(model_class,), setUp=setUp, test_config=test_config,
+                _prepare_for_class=_prepare_for_class, **flags)
+    if case.feature_maps is not None:
+        count, first = case.feature_maps
+
+        def test_hidden_states_output(self):
+            config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+            for output_hidden_states in ({"output_hidden_states": True}, {}):
+                if not output_hidden_states:
+                    config.output_hidden_states = True  # the config default, as the mixin checks too
+                model = model_class(config).eval()
+                with torch.no_grad():
+                    states = model(**inputs, **output_hidden_states).hidden_states
+                self.assertEqual(len(states), count)
+                self.assertEqual(list(states[0].shape), [BATCH, *first])
+                self.assertTrue(all(s.ndim == 4 and s.shape[0] == BATCH for s in states))
+
+        body["test_hidden_states_output"] = test_hidden_states_output
+    for test_name, reason in case.skips.items():
+        body[test_name] = unittest.skip(reason)(lambda self: None)
+    return type(f"Test{name}Conformance", (ModelTesterMixin, unittest.TestCase), body)
+
+
+for _name, _case in CASES.items():
+    _model_class = next(spec.model_class for fam in families() for spec in (*fam.tokenizers, *fam.generators)
+                        if spec.model_class.__name__ == _name)
+    globals()[f"Test{_name}Conformance"] = _make_test_class(_name, _model_class, _case)
+
+
+def test_every_model_class_has_a_case():
+    registered = {spec.model_class.__name__ for fam in families() for spec in (*fam.tokenizers, *fam.generators)}
+    assert registered == set(CASES), f"add a ModelCase for {sorted(registered - set(CASES))}"
