@@ -13,6 +13,7 @@ import unittest
 from dataclasses import dataclass, field
 from typing import Callable
 
+import pytest
 import torch
 
 import vistok  # noqa: F401  (registers the model types)
@@ -101,8 +102,8 @@ CASES: dict[str, ModelCase] = {
         _pixels,
         common_properties=["image_size", "codebook_size"],
         flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
-        # conv_in output, 2 encoder levels + mid, decoder mid + 2 levels
-        feature_maps=(7, (32, 16, 16)),
+        # conv_in's output, then 2 encoder levels and 2 decoder levels
+        feature_maps=(5, (32, 16, 16)),
     ),
     "VARVQVAE": ModelCase(
         VARVQVAEConfig,
@@ -110,7 +111,7 @@ CASES: dict[str, ModelCase] = {
         _pixels,
         common_properties=["codebook_size", "patch_nums"],
         flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
-        feature_maps=(7, (32, 8, 8)),
+        feature_maps=(5, (32, 8, 8)),
     ),
     "LlamaGenTransformer": ModelCase(
         LlamaGenConfig,
@@ -222,3 +223,22 @@ for _name, _case in CASES.items():
 def test_every_model_class_has_a_case():
     registered = {spec.model_class.__name__ for fam in families() for spec in (*fam.tokenizers, *fam.generators)}
     assert registered == set(CASES), f"add a ModelCase for {sorted(registered - set(CASES))}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_auto_model_loads_with_dtype_and_device_map(name, tmp_path):
+    """``AutoModel.from_pretrained(folder, dtype=..., device_map=...)`` gives the class back in that dtype, and it runs."""
+    from transformers import AutoModel
+
+    case = CASES[name]
+    config = case.config_class(**case.config)
+    model_class = next(spec.model_class for fam in families() for spec in (*fam.tokenizers, *fam.generators)
+                       if spec.model_class.__name__ == name)
+    model_class(config).save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu").eval()
+    assert type(loaded) is model_class and loaded.dtype == torch.bfloat16 and loaded.device.type == "cpu"
+    inputs = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v)
+              for k, v in case.inputs(config, torch.Generator().manual_seed(0)).items()}
+    with torch.no_grad():
+        first = loaded(**inputs)[0]
+    assert torch.isfinite(first.float()).all()

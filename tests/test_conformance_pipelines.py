@@ -181,3 +181,72 @@ class TestPipelineConformance:
         g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
         assert torch.equal(pipe(**inputs(1), generator=g(), output_type="latent").images,
                            loaded(**inputs(1), generator=g(), output_type="latent").images)
+
+    def test_diffusion_pipeline_from_pretrained_hub_id_offline(self, case, tmp_path, monkeypatch):
+        """A repo id resolves from the local hub cache with HF_HUB_OFFLINE=1 (the snapshot layout huggingface_hub
+        writes: ``models--org--name/snapshots/<sha>`` and ``refs/main``), through diffusers' own entry point."""
+        import shutil
+
+        import huggingface_hub.constants as hf_constants
+        from diffusers import DiffusionPipeline
+
+        _, pipe, inputs = case
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+        pipe.save_pretrained(tmp_path / "saved")
+        repo = tmp_path / "cache" / "models--someone--tiny-pipe"
+        shutil.copytree(tmp_path / "saved", repo / "snapshots" / ("0" * 40))
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0" * 40)
+        loaded = DiffusionPipeline.from_pretrained("someone/tiny-pipe", cache_dir=tmp_path / "cache", trust_remote_code=True)
+        assert type(loaded) is type(pipe)
+        again = type(pipe).from_pretrained("someone/tiny-pipe", cache_dir=tmp_path / "cache")
+        for other in (loaded, again):
+            other.set_progress_bar_config(disable=True)
+            g = torch.Generator().manual_seed(3)
+            assert torch.equal(pipe(**inputs(1), generator=torch.Generator().manual_seed(3), output_type="latent").images,
+                               other(**inputs(1), generator=g, output_type="latent").images)
+
+    def test_to_dtype_moves_every_component(self, case):
+        """``pipe.to(dtype)`` (diffusers' test_to_dtype): every component follows; images still come back as fp32."""
+        import copy
+
+        _, pipe, inputs = case
+        low = copy.deepcopy(pipe).to(torch.bfloat16)
+        modules = {name: c for name, c in low.components.items() if isinstance(c, torch.nn.Module)}
+        assert modules and all(m.dtype == torch.bfloat16 for m in modules.values()), {n: m.dtype for n, m in modules.items()}
+        images = low(**inputs(2), generator=torch.Generator().manual_seed(0), output_type="pt").images
+        assert images.dtype == torch.float32 and images.shape[0] == 2 and torch.isfinite(images).all()
+        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+    def test_model_cpu_offload_gives_the_same_images(self, case):
+        """``enable_model_cpu_offload`` (accelerate hooks following ``model_cpu_offload_seq``) changes nothing in
+        the output; on this CPU-only machine the execution device is the CPU."""
+        import copy
+
+        _, pipe, inputs = case
+        offloaded = copy.deepcopy(pipe)
+        offloaded.enable_model_cpu_offload(device="cpu")
+        g = lambda: torch.Generator().manual_seed(8)  # noqa: E731
+        assert torch.equal(pipe(**inputs(1), generator=g(), output_type="latent").images,
+                           offloaded(**inputs(1), generator=g(), output_type="latent").images)
+
+    def test_optional_components_save_and_load_as_none(self, case, tmp_path):
+        """diffusers' test_save_load_optional_components: optional components left out are saved as null and
+        load back as None; generation from embeddings is unchanged."""
+        import json
+
+        _, pipe, inputs = case
+        optional = list(type(pipe)._optional_components)
+        if not optional:
+            pytest.skip(f"{type(pipe).__name__} has no optional components")
+        assert all(getattr(pipe, name) is None for name in optional)
+        pipe.save_pretrained(tmp_path)
+        index = json.loads((tmp_path / "model_index.json").read_text())
+        assert all(index[name] == [None, None] for name in optional)
+        again = type(pipe).from_pretrained(tmp_path)
+        again.set_progress_bar_config(disable=True)
+        assert all(getattr(again, name) is None for name in optional)
+        g = lambda: torch.Generator().manual_seed(12)  # noqa: E731
+        assert torch.equal(pipe(**inputs(1), generator=g(), output_type="latent").images,
+                           again(**inputs(1), generator=g(), output_type="latent").images)

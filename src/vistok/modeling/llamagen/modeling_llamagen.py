@@ -30,7 +30,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel, ConvMidBlock
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.drop_path import drop_path
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
@@ -324,8 +324,8 @@ class LlamaGenVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvLevel", "ConvMidBlock"]
-    # every resolution level and the mid block, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": [ConvLevel, ConvMidBlock]}
+    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -18,7 +18,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel, ConvMidBlock
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.drop_path import drop_path
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
@@ -34,8 +34,8 @@ class VARVQVAEPreTrainedModel(PreTrainedModel):
     base_model_prefix = "var_vqvae"
     main_input_name = "pixel_values"
     _no_split_modules = ["ConvResnetBlock", "ConvAttentionBlock"]
-    # every resolution level and the mid block, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": [ConvLevel, ConvMidBlock]}
+    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):
