@@ -250,3 +250,12 @@ class TestPipelineConformance:
         g = lambda: torch.Generator().manual_seed(12)  # noqa: E731
         assert torch.equal(pipe(**inputs(1), generator=g(), output_type="latent").images,
                            again(**inputs(1), generator=g(), output_type="latent").images)
+
+
+def test_every_pipeline_class_is_checked():
+    """A family added later must add its pipeline (through a ``case``) to the checks above."""
+    from vistok.families import families
+
+    covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline"}
+    used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
+    assert used <= covered, f"add conformance cases for {sorted(used - covered)}"
