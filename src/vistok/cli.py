@@ -81,7 +81,11 @@ def _train_and_tokenize_parsers(sub) -> None:
     tokenize.add_argument("--caption-column", default=None)
     tokenize.add_argument("--batch-size", type=int, default=32)
     tokenize.add_argument("--num-tokens", type=int, default=None, help="keep this many tokens (variable-length tokenizers)")
-    tokenize.add_argument("--overwrite", action="store_true")
+    tokenize.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    tokenize.add_argument("--resume", action="store_true", help="keep the finished shards of an interrupted run")
+    tokenize.add_argument("--streaming", action="store_true", help="stream the dataset (split by node over processes)")
+    tokenize.add_argument("--shard-size", type=int, default=10000, help="rows per output shard (default 10000)")
+    tokenize.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             out = tokenize_dataset(args.tokenizer, args.dataset, args.output, split=args.split,
                                    image_column=args.image_column, label_column=args.label_column,
                                    caption_column=args.caption_column, batch_size=args.batch_size,
-                                   num_tokens=args.num_tokens, overwrite=args.overwrite)
+                                   num_tokens=args.num_tokens, overwrite=args.overwrite, resume=args.resume,
+                                   streaming=args.streaming, shard_size=args.shard_size, num_workers=args.num_workers)
             print(f"wrote {out}")
         elif args.command == "push":
             from .hub import push_folder
