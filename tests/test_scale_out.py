@@ -154,3 +154,81 @@ def test_two_processes_write_what_one_process_writes(tokenizer, images, tmp_path
     assert manifest["num_processes"] == 2 and manifest["rows"] == 10
     assert [s["file"] for s in manifest["shards"]] == [f"shard-{k:05d}.parquet" for k in range(4)]
     assert _rows(tmp_path / "two") == _rows(one)
+
+
+# -- vistok sample ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pipeline_folder(tmp_path_factory, tokenizer):
+    from vistok import MaskGITConfig, MaskGITPipeline, MaskGITTransformer
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    torch.manual_seed(1)
+    transformer = MaskGITTransformer(MaskGITConfig(codebook_size=32, num_tokens=4, num_classes=3, hidden_size=32,
+                                                   num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                                   sampling_defaults={"num_inference_steps": 2},
+                                                   id2label={0: "cat", 1: "dog", 2: "fox"}))
+    MaskGITPipeline(image_tokenizer=TiTokModel.from_pretrained(tokenizer).eval(), transformer=transformer.eval()).save_pretrained(folder)
+    return folder
+
+
+def _pngs(folder):
+    return {p.name: np.asarray(PIL.Image.open(p)) for p in sorted((folder / "images").glob("*.png"))}
+
+
+def test_sample_writes_pngs_npz_and_manifest_and_resumes(pipeline_folder, tmp_path):
+    from vistok.evaluation.sample import sample_images
+
+    out = sample_images(str(pipeline_folder), str(tmp_path / "s"), num_images=5, class_labels=["dog", "2"], batch_size=2,
+                        seed=3, guidance_scale=1.5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["class_labels"] == [1, 2] and manifest["sampling"] == {"guidance_scale": 1.5}
+    pngs = _pngs(out)
+    assert sorted(pngs) == [f"{i:06d}.png" for i in range(5)]
+    with np.load(out / "samples.npz") as data:
+        assert data["arr_0"].shape == (5, 16, 16, 3) and data["arr_0"].dtype == np.uint8
+        assert data["arr_1"].tolist() == [1, 2, 1, 2, 1]
+        assert np.array_equal(data["arr_0"][3], pngs["000003.png"])
+    # image i depends only on (class, seed + i): another batch size gives the same pixels
+    again = sample_images(str(pipeline_folder), str(tmp_path / "s1"), num_images=5, class_labels=[1, 2], batch_size=3,
+                          seed=3, guidance_scale=1.5)
+    assert {k: v.tobytes() for k, v in _pngs(again).items()} == {k: v.tobytes() for k, v in pngs.items()}
+    # an interrupted run: the missing images are redone, the others kept
+    (out / "images" / "000004.png").unlink()
+    (out / "manifest.json").unlink()
+    kept = (out / "images" / "000000.png").stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match="unfinished run"):
+        sample_images(str(pipeline_folder), str(out), num_images=5, class_labels=[1, 2], batch_size=2, seed=3)
+    assert cli_main(["sample", str(pipeline_folder), "--output", str(out), "--num-images", "5", "--class-labels", "1", "2",
+                     "--batch-size", "2", "--seed", "3", "--guidance-scale", "1.5", "--resume"]) == 0
+    assert (out / "images" / "000000.png").stat().st_mtime_ns == kept
+    assert {k: v.tobytes() for k, v in _pngs(out).items()} == {k: v.tobytes() for k, v in pngs.items()}
+    with pytest.raises(ValueError, match=r"does not take \['top_k'\]"):
+        sample_images(str(pipeline_folder), str(tmp_path / "bad"), num_images=1, top_k=3)
+    with pytest.raises(ValueError, match=r"class labels must lie in \[0, 2\]"):
+        sample_images(str(pipeline_folder), str(tmp_path / "bad"), num_images=1, class_labels=[7])
+
+
+def test_eval_scores_a_sample_folder(pipeline_folder, tmp_path):
+    from vistok.evaluation.run import run_eval
+    from vistok.evaluation.sample import sample_images
+
+    out = sample_images(str(pipeline_folder), str(tmp_path / "s"), num_images=4, seed=0)
+    report = run_eval(str(out), str(tmp_path / "eval"), fid=False, progress=False)
+    assert report["kind"] == "samples" and report["num_images"] == 4 and report["pipeline"] == "MaskGITPipeline"
+    assert "fid" in report["skipped"] and (tmp_path / "eval" / "samples.png").is_file()
+
+
+TWO_PROCESS_SAMPLE = """
+import sys
+from vistok.evaluation.sample import sample_images
+sample_images(sys.argv[1], sys.argv[2], num_images=5, batch_size=2, seed=7)
+"""
+
+
+def test_two_processes_sample_the_same_images_as_one(pipeline_folder, tmp_path):
+    from vistok.evaluation.sample import sample_images
+
+    one = sample_images(str(pipeline_folder), str(tmp_path / "one"), num_images=5, batch_size=2, seed=7)
+    _torchrun(tmp_path, TWO_PROCESS_SAMPLE, str(pipeline_folder), str(tmp_path / "two"))
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["num_processes"] == 2
+    assert {k: v.tobytes() for k, v in _pngs(tmp_path / "two").items()} == {k: v.tobytes() for k, v in _pngs(one).items()}

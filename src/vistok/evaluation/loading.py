@@ -77,11 +77,16 @@ def batches(iterable, size: int):
 
 # -- models ---------------------------------------------------------------------------------------------
 def load_model(source: str | os.PathLike):
-    """(kind, model, folder): a pipeline when the folder has model_index.json, else a tokenizer."""
+    """(kind, model, folder): a pipeline when the folder has model_index.json, "samples" for a `vistok sample`
+    output folder, else a tokenizer."""
     import vistok  # noqa: F401  (registers the Auto classes and pipeline classes)
     from ..utils.io import resolve_source
 
+    from .sample import is_samples_folder
+
     folder = resolve_source(str(source))
+    if is_samples_folder(folder):  # `vistok sample` output: scored as it is
+        return "samples", folder, folder
     if (folder / "model_index.json").is_file():
         index = _read_json(folder / "model_index.json")
         name = index.get("_class_name")
