@@ -60,10 +60,13 @@ class _Rows(torch.utils.data.Dataset):
         return self.stop - self.start
 
     def __getitem__(self, i):
-        row = self.source[self.start + i]
-        out = {"pixel_values": self.transform.pixels([row[self.transform.image_column]])[0], "index": self.start + i}
-        out.update({name: row[name] for name in self.keep})
-        return out
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices):  # a whole batch in one read (the DataLoader's batched fetch)
+        rows = self.source[[self.start + i for i in indices]]
+        pixels = self.transform.pixels(rows[self.transform.image_column])
+        return [{"pixel_values": pixels[n], "index": self.start + i, **{name: rows[name][n] for name in self.keep}}
+                for n, i in enumerate(indices)]
 
 
 def _collate(examples: list[dict]) -> dict:
