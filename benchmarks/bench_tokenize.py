@@ -104,8 +104,11 @@ def child(mode: str, tokenizer: str, dataset: str, output: str, batch_size: int)
         tok.tokenize_dataset(tokenizer, dataset, output, label_column="label", batch_size=batch_size, shard_size=500)
         first = first_batch[0] if first_batch else begin
     end = time.perf_counter()
-    print(json.dumps({"rank": int(os.environ.get("RANK", 0)), "seconds": end - first, "total_seconds": end - begin,
-                      "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    rank = int(os.environ.get("RANK", 0))
+    record = {"rank": rank, "seconds": end - first, "total_seconds": end - begin,
+              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    # one file per rank: two ranks printing at once can interleave their lines on a shared stdout
+    Path(f"{output}.rank{rank}.json").write_text(json.dumps(record))
 
 
 def run(mode: str, processes: int, tokenizer: str, dataset: Path, output: Path, batch_size: int) -> dict:
@@ -120,7 +123,7 @@ def run(mode: str, processes: int, tokenizer: str, dataset: Path, output: Path, 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         return {"error": proc.stderr[-2000:]}
-    ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    ranks = [json.loads(Path(f"{output}.rank{r}.json").read_text()) for r in range(processes)]
     return {"processes": processes, "threads_per_process": threads,
             "seconds": max(r["seconds"] for r in ranks),
             "peak_rss_mib_largest_process": round(max(r["max_rss_mib"] for r in ranks), 1),
