@@ -128,11 +128,12 @@ class NextScaleTextToImagePipeline(NextScalePipeline):
         if masking and not cfg.num_sampler_blocks:
             raise ValueError("masking_sampler needs a transformer with the sampler head (num_sampler_blocks > 0, star-1024-sampler)")
         text, mask, pooled = self._text(prompt, prompt_embeds, prompt_attention_mask, pooled_prompt_embeds, "prompt")
+        neg = self._text(negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds,
+                         "negative_prompt", text.shape[0])
         if num_images_per_prompt > 1:
             text, mask, pooled = (x.repeat_interleave(num_images_per_prompt, dim=0) for x in (text, mask, pooled))
+            neg = tuple(x.repeat_interleave(num_images_per_prompt, dim=0) for x in neg)
         batch = text.shape[0]
-        neg = self._text(negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask, negative_pooled_prompt_embeds,
-                         "negative_prompt", batch)
         text, mask, pooled = (torch.cat([a, b.to(a.dtype)]) for a, b in zip((text, mask, pooled), neg))
         generator = self.check_generator(generator, batch)
         if not (mask_generator is None or isinstance(mask_generator, torch.Generator)):
