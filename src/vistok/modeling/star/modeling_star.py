@@ -15,6 +15,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..layers.drop_path import drop_path
@@ -225,6 +226,7 @@ class STARTransformer(STARPreTrainedModel):
         return sos[:, None].expand(-1, self.first_length, -1) + self.start_position_embedding
 
     # -- forward ------------------------------------------------------------------------------
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
     @capture_outputs
     def forward(self, encoder_hidden_states: torch.Tensor, pooled_text_embeds: torch.Tensor,
                 inputs: torch.Tensor | None = None, encoder_attention_mask: torch.Tensor | None = None,
@@ -289,6 +291,9 @@ class STARTransformer(STARPreTrainedModel):
             raise ValueError(f"pooled_text_embeds must be the pooled text features [{batch}, {cfg.text_hidden_size}], got {got}")
         if text_mask is not None and (not isinstance(text_mask, torch.Tensor) or tuple(text_mask.shape) != tuple(text.shape[:2])):
             raise ValueError(f"encoder_attention_mask must have shape {tuple(text.shape[:2])} (1 = token, 0 = padding)")
+        if text_mask is not None and not torch.compiler.is_compiling() and (
+                ((text_mask != 0) & (text_mask != 1)).any() or not bool((text_mask == 1).any(dim=1).all())):
+            raise ValueError("encoder_attention_mask must hold only 0 and 1, with at least one text token (1) per row")
         if scale_index is None:
             if cache is not None and cache.get_seq_length() > 0:
                 raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), or scale_index=k")
