@@ -184,3 +184,48 @@ def test_config_and_converter_errors(converted, tmp_path):
     torch.save({"trainer": {"var_wo_ddp": {"pos_start": torch.zeros(1, 1, 64)}}}, bad)
     with pytest.raises(ConversionError):
         convert_star(str(bad), str(tmp_path / "out"), tokenizer=str(folder))
+
+
+def test_star_trains_on_captions_and_exports_a_pipeline(tmp_path):
+    """``vistok train generator`` with ``model.family: star``: the next-scale loss on a caption column through the
+    frozen CLIP text tower (text dropout for guidance), exported as a NextScaleTextToImagePipeline."""
+    import shutil
+
+    import numpy as np
+    import PIL.Image
+
+    from vistok import VARVQVAE, VARVQVAEConfig, VistokImageProcessor
+    from vistok.training import load_train_config
+    from vistok.training.generator import GeneratorTrainer
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "captioned"
+    data.mkdir()
+    lines = []
+    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
+        PIL.Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
+    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    vae = VARVQVAE(VARVQVAEConfig(codebook_size=16, z_channels=4, channels=32, channel_mult=[1, 2], patch_nums=[1, 2, 4]))
+    vae.save_pretrained(tmp_path / "vae")
+    VistokImageProcessor.from_model_config(vae.config).save_pretrained(tmp_path / "vae")
+    clip = tmp_path / "clip"  # one folder holding the CLIP text tower and its tokenizer
+    shutil.copytree(FIXTURES / "clip" / "text_encoder", clip)
+    for f in (FIXTURES / "clip" / "tokenizer").iterdir():
+        shutil.copy(f, clip / f.name)
+    config = load_train_config("generator", overrides={
+        "model": {"family": "star", "config": dict(depth=1, hidden_size=32, num_attention_heads=2, text_hidden_size=32,
+                                                   text_dropout=0.5)},
+        "data": {"dataset": str(data), "label_column": None, "caption_column": "text"},
+        "training": {"output_dir": str(tmp_path / "star"), "batch_size": 2, "max_steps": 2, "log_every": 1, "image_every": 2},
+        "loss": {"tokenizer": str(tmp_path / "vae"), "text_encoder": str(clip)}})
+    trainer = GeneratorTrainer(config)
+    summary = trainer.train()
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    assert (cfg.patch_nums, cfg.codebook_size, cfg.z_channels) == ([1, 2, 4], 16, 4)
+    first = json.loads((tmp_path / "star" / "metrics.jsonl").read_text().splitlines()[0])
+    assert abs(first["loss"] - np.log(16)) < 1.0 and summary["step"] == 2
+    pipe = NextScaleTextToImagePipeline.from_pretrained(tmp_path / "star" / "final")
+    images = pipe(prompt=["a red car"], generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (1, 8, 8, 3) and (tmp_path / "star" / "images" / "step-0000002.png").is_file()

@@ -6,7 +6,7 @@ from ...families import GENERATOR, ConverterSpec, Family, GeneratorSpec
 from . import convert_star
 from .configuration_star import DEFAULT_SAMPLING, SCALE_SCHEDULES, STARConfig
 from .modeling_star import STARPreTrainedModel, STARTransformer
-from .training_star import next_scale_text_objective
+from .training_star import caption_objective, next_scale_text_objective
 
 FAMILY = Family(
     name="star",
@@ -16,7 +16,8 @@ FAMILY = Family(
         token_layouts=("multiscale",),
         config_from_tokenizer=lambda tok: {"codebook_size": tok.codebook_size, "z_channels": tok.z_channels,
                                            "patch_nums": list(tok.patch_nums)},
-        text_pipeline="NextScaleTextToImagePipeline", needs_tokenizer=True),),
+        text_pipeline="NextScaleTextToImagePipeline", needs_tokenizer=True,
+        text_objective=caption_objective, text_encoder_class="CLIPTextModel"),),
     converters=(
         ConverterSpec("star", GENERATOR, convert_star.convert, convert_star.PRESETS, convert_star.CLI_OPTIONS,
                       "a STAR transformer (taocrayon/STAR .pth), VAR's VQVAE and optionally the CLIP text tower "

@@ -106,8 +106,10 @@ class STARConfig(PreTrainedConfig):
         self.init_head = init_head
         self.initializer_range = initializer_range if initializer_range is not None else (1 / hidden_size / 3) ** 0.5
         self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling_defaults or {})}
-        kwargs.pop("num_tokens", None)
+        for derived in ("num_tokens", "condition_type"):
+            kwargs.pop(derived, None)
         self.num_tokens = sum(p * p for p in patch_nums)
+        self.condition_type = "text"  # what the generator trainer reads: STAR always trains on captions
         super().__init__(**kwargs)
 
     @property

@@ -14,3 +14,20 @@ def next_scale_text_objective(model, model_config, tokenizer, tokens, text, loss
     logits = model(text["encoder_hidden_states"], text["pooled_text_embeds"], inputs,
                    encoder_attention_mask=text.get("encoder_attention_mask")).logits
     return logits.flatten(0, 1), tokens.flatten()
+
+
+def caption_objective(model, tokenizer, tokens, text_pipeline, captions, loss_config):
+    """(logits, targets) for ``vistok train generator`` on a caption column: the captions' CLIP features (each
+    replaced by "" with probability ``config.text_dropout`` in training, for classifier-free guidance, as the
+    original's data pipeline feeds empty prompts) through the next-scale objective."""
+    import torch
+
+    config = getattr(model, "module", model).config
+    captions = list(captions)
+    if model.training and config.text_dropout > 0:
+        drop = torch.rand(len(captions)) < config.text_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+    with torch.no_grad():
+        states, mask, pooled = text_pipeline.encode_prompt(captions)
+    text = {"encoder_hidden_states": states, "encoder_attention_mask": mask, "pooled_text_embeds": pooled}
+    return next_scale_text_objective(model, config, tokenizer, tokens, text, loss_config)
