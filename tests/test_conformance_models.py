@@ -27,6 +27,7 @@ from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, Llam
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
 from vistok.modeling.titok.configuration_titok import TiTokConfig
+from vistok.modeling.star.configuration_star import STARConfig
 from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
 
 import _transformers_suite
@@ -155,6 +156,24 @@ CASES: dict[str, ModelCase] = {
         common_properties=["hidden_size", "num_attention_heads", "codebook_size"],
         # the main input is a class label (null class last) and the head predicts codes: no vocabulary to resize
         flags={"is_training": True, "additional_model_inputs": ["inputs"], "test_resize_embeddings": False},
+    ),
+    "STARTransformer": ModelCase(
+        STARConfig,
+        # per-sample cross-attention: the releases' default (every sample gets sample 0's cross-attention output, the
+        # original's quirk) couples the rows of a batch, which the batching checks rightly reject
+        dict(codebook_size=16, z_channels=4, patch_nums=[1, 2], depth=2, hidden_size=32, num_attention_heads=2,
+             text_hidden_size=8, cross_attention_first_sample_only=False),
+        lambda config, g: {"encoder_hidden_states": torch.randn(BATCH, 3, config.text_hidden_size, generator=g),
+                           "pooled_text_embeds": torch.randn(BATCH, config.text_hidden_size, generator=g),
+                           "inputs": torch.randn(BATCH, 4, config.z_channels, generator=g)},
+        lambda config, inputs: {"labels": torch.randint(0, config.codebook_size, (BATCH, 5),
+                                                        generator=torch.Generator().manual_seed(1))},
+        num_hidden_layers=2, seq_length=5, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "codebook_size"],
+        # the main input is the text features; the head predicts codes: no vocabulary to resize
+        flags={"is_training": True, "additional_model_inputs": ["pooled_text_embeds", "inputs"], "test_resize_embeddings": False},
+        skips={"test_model_get_set_embeddings": "the inputs are VQVAE codes embedded by a Linear (word_embed) and the text "
+                                                "arrives as features: no token embedding table"},
     ),
 }
 

@@ -12,6 +12,7 @@ from .pipelines import (
     AutoregressiveImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
+    NextScaleTextToImagePipeline,
     TextToImageAutoregressivePipeline,
     VistokPipeline,
 )
@@ -23,7 +24,7 @@ families.register_auto_classes()
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline",
+    "NextScalePipeline", "NextScaleTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

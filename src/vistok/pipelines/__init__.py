@@ -5,6 +5,7 @@ from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressi
 from .base import VistokPipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
+from .next_scale_t2i import NextScaleTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "NextScalePipeline"]
+           "NextScalePipeline", "NextScaleTextToImagePipeline"]

@@ -20,6 +20,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.drop_path import drop_path
+from ..layers.rope import apply_interleaved_rope_heads_first
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
 from .configuration_var import VARConfig, VARVQVAEConfig
@@ -155,11 +156,15 @@ class VARAttention(nn.Module):
         self.out_proj._var_init_role = "residual_out"
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: DynamicCache | None = None) -> torch.Tensor:
+                cache: DynamicCache | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``rotary``: optional (cos, sin) ``[L, head_dim // 2]`` rotating q and k on interleaved pairs
+        before the L2 normalisation (STAR's 2D RoPE)."""
         batch, length, width = hidden_states.shape
         bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
         qkv = F.linear(hidden_states, self.qkv.weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, d] each
+        if rotary is not None:
+            query, key = (apply_interleaved_rope_heads_first(x, *rotary) for x in (query, key))
         if self.logit_scale is not None:
             query = F.normalize(query, dim=-1).mul(self.logit_scale.clamp_max(self.max_logit_scale).exp())
             key = F.normalize(key, dim=-1)
