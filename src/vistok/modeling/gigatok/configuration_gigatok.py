@@ -137,9 +137,9 @@ class GigaTokConfig(PreTrainedConfig):
                    decoder_num_layers=dl, decoder_num_heads=dh, **kwargs)
 
     @property
-    def downsample_factor(self) -> int:
+    def cnn_downsample_factor(self) -> int:
         return 2 ** (len(self.encoder_channel_mult) - 1)
 
     @property
     def grid_size(self) -> int:
-        return self.image_size // self.downsample_factor
+        return self.image_size // self.cnn_downsample_factor

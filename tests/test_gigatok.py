@@ -1,0 +1,112 @@
+"""GigaTok: parity of the converted 1D and 2D tokenizers with the original code's outputs
+(tests/fixtures/README.md, "gigatok/"), the converter and CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import vistok  # noqa: F401  (registers the vistok model types)
+from _random_weights import random_state_dict
+from _tolerances import assert_matches_original
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError
+from vistok.modeling.gigatok import GigaTokConfig, GigaTokModel
+from vistok.modeling.gigatok.convert_gigatok import convert as convert_gigatok
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gigatok"
+NAMES = ("gigatok_1d", "gigatok_2d")
+
+
+def load(name):
+    return json.loads((FIXTURES / f"{name}.json").read_text()), load_file(str(FIXTURES / f"{name}.safetensors"))
+
+
+def original_weights(meta):
+    return random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The fixtures' random weights saved as the original training checkpoints do ({"model", "ema"}; the
+    evaluation reads "ema") and converted through the CLI."""
+    root = tmp_path_factory.mktemp("gigatok")
+    for name in NAMES:
+        meta, _ = load(name)
+        ema = original_weights(meta)
+        raw = {k: v + 1.0 for k, v in ema.items()}  # the non-EMA weights must not be the ones converted
+        torch.save({"model": raw, "ema": ema, "steps": 10}, root / f"{name}.pt")
+        assert cli_main(["convert", "gigatok", "--original", str(root / f"{name}.pt"), "--output", str(root / name),
+                         "--image-size", str(meta["image_size"])]) == 0
+    return root
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tokenizer_matches_original(converted, name):
+    meta, expected = load(name)
+    tok = AutoModel.from_pretrained(converted / name)
+    layout = "1d" if name.endswith("1d") else "2d"
+    assert isinstance(tok, GigaTokModel) and tok.config.token_layout == layout
+    assert (tok.config.encoder_hidden_size, tok.config.encoder_num_layers, tok.config.encoder_num_heads) == (256, 4, 4)
+    assert tok.config.distill_depth == 3 and tok.config.distill_dim == 24
+    pixels = expected["pixel_values"]
+    with torch.no_grad():
+        enc = tok.encode(pixels)
+    assert torch.equal(enc.token_ids, expected["token_ids"])
+    assert enc.token_ids.shape == ((2, 16) if layout == "1d" else (2, 4, 4))
+
+    def pre_quant(m):
+        return m.quant_proj(m.token_encoder(m.encoder(pixels.to(m.dtype))))
+
+    assert_matches_original(tok, pre_quant, expected["pre_quant"], "pre-quantization tokens")
+    ids = expected["token_ids"]
+    assert_matches_original(tok, lambda m: m.decode(ids), expected["reconstruction"], "decode")
+    assert_matches_original(tok, lambda m: m.semantic_features(m.quantizer.indices_to_codes(ids.flatten(1))),
+                            expected["semantic_features"], "semantic head")
+    card = (converted / name / "README.md").read_text()
+    assert "library_name: vistok" in card and "license: mit" in card and f"{layout.upper()}:" in card
+
+
+def test_bad_input_and_config_errors(converted):
+    tok = AutoModel.from_pretrained(converted / "gigatok_1d")
+    with pytest.raises(ValueError, match=r"token_ids must lie in \[0, 63\]"):
+        tok.decode(torch.full((1, 16), 64))
+    with pytest.raises(ValueError, match="takes 32x32 images, got 64x64"):
+        tok.encode(torch.zeros(1, 3, 64, 64))  # the transformers' positions fix the image size
+    with pytest.raises(ValueError, match="power of two"):
+        GigaTokConfig(num_latent_tokens=24)
+    with pytest.raises(ValueError, match="query pyramid"):
+        GigaTokConfig(image_size=32, num_latent_tokens=256)
+    with pytest.raises(ValueError, match="token_layout"):
+        GigaTokConfig(token_layout="3d")
+    with pytest.raises(ValueError, match="no semantic-regularisation head"):
+        small = GigaTokConfig(image_size=32, num_latent_tokens=4, codebook_size=8, hidden_channels=32,
+                              encoder_channel_mult=[1, 2], z_channels=32, encoder_hidden_size=32, encoder_num_layers=1,
+                              encoder_num_heads=2, decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2,
+                              distill_depth=None)
+        GigaTokModel(small).semantic_features(torch.zeros(1, 4, 8))
+
+
+def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path):
+    meta, _ = load("gigatok_1d")
+    state = original_weights(meta)
+    del state["s2to1encoder.transformer.1.multihead_attn.out_proj.weight"]
+    torch.save({"model": state}, tmp_path / "broken.pt")
+    with pytest.raises(ConversionError, match=r"token_encoder.layers.1.cross_attn.out_proj.weight.*"
+                                              r"s2to1encoder.transformer.1.multihead_attn.out_proj.weight"):
+        convert_gigatok(str(tmp_path / "broken.pt"), str(tmp_path / "out"), image_size=32)
+    with pytest.raises(ConversionError, match="positional embedding covers 16 positions"):
+        convert_gigatok(str(converted / "gigatok_1d.pt"), str(tmp_path / "out"), image_size=128)
+    with pytest.raises(ConversionError, match="is a 2D tokenizer but the checkpoint is 1D"):
+        convert_gigatok(str(converted / "gigatok_1d.pt"), str(tmp_path / "out"), preset="s-b-2d", image_size=32)
+    with pytest.raises(ConversionError, match="neither 's2to1encoder"):
+        torch.save({"model": {"encoder.conv_in.weight": torch.zeros(32, 3, 3, 3)}}, tmp_path / "other.pt")
+        convert_gigatok(str(tmp_path / "other.pt"), str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "other.pt"]
+    assert cli_main(["convert", "gigatok", "--original", str(tmp_path / "broken.pt"), "--output", str(tmp_path / "o2"),
+                     "--image-size", "32"]) == 2
