@@ -110,3 +110,69 @@ def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "other.pt"]
     assert cli_main(["convert", "gigatok", "--original", str(tmp_path / "broken.pt"), "--output", str(tmp_path / "o2"),
                      "--image-size", "32"]) == 2
+
+
+# -- generator -------------------------------------------------------------------------------------
+GPT_SETTINGS = ("cfg_topk", "cfg_topp_interval", "no_guidance")
+
+
+@pytest.fixture(scope="module")
+def c2i(converted):
+    """The gpt_1d fixture's weights (a training checkpoint: {"model", "ema"}, the GPT evaluated with "model")
+    converted with the converted 1D tokenizer, loaded as an AutoregressiveImagePipeline."""
+    from vistok import AutoregressiveImagePipeline
+
+    meta, _ = load("gpt_1d")
+    weights = original_weights(meta)
+    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_1d.pt")
+    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_1d.pt"), "--tokenizer",
+                     str(converted / "gigatok_1d"), "--num-heads", "4", "--output", str(converted / "c2i")]) == 0
+    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i")
+
+
+def test_gpt_logits_match_original(c2i):
+    from vistok import LlamaGenTransformer
+
+    _, expected = load("gpt_1d")
+    model = c2i.transformer
+    assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "learned"
+    ids, labels = expected["input_ids"], expected["class_labels"]
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
+    drop = torch.ones_like(labels, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
+                            expected["logits_uncond"], "null-class logits")
+
+
+@pytest.mark.parametrize("setting", GPT_SETTINGS)
+def test_seeded_samples_equal_original_generate(c2i, setting):
+    meta, expected = load("gpt_1d")
+    s = meta["settings"][setting]
+    ids = c2i.sample_tokens(meta["condition"], guidance_scale=s["cfg_scale"], cfg_interval=s["cfg_interval"],
+                            temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], do_sample=s["sample_logits"],
+                            generator=torch.Generator().manual_seed(s["seed"]))
+    assert ids.shape == (3, 16)  # 1D tokens
+    assert torch.equal(ids, expected[f"tokens_{setting}"])
+
+
+def test_pipeline_generates_images_with_the_1d_tokenizer(c2i, converted):
+    out = c2i(class_labels=[1, 2], generator=torch.Generator().manual_seed(0), output_type="pt")
+    assert out.images.shape == (2, 3, 32, 32)
+    assert c2i.transformer.config.sampling_defaults["guidance_scale"] == 4.0
+    card = (converted / "c2i" / "README.md").read_text()
+    assert "library_name: vistok" in card and "learned absolute positions" in card and "16 (1D)" in card
+
+
+def test_gpt_converter_errors(converted, tmp_path):
+    meta, _ = load("gpt_1d")
+    state = original_weights(meta)
+    state.pop("positional_embedding")
+    torch.save({"model": state}, tmp_path / "rope.pt")
+    with pytest.raises(ConversionError, match="missing key 'positional_embedding'"):
+        from vistok.modeling.gigatok.convert_gigatok import convert_gpt
+        convert_gpt(str(tmp_path / "rope.pt"), str(tmp_path / "out"), tokenizer=str(converted / "gigatok_1d"), num_heads=4)
+    with pytest.raises(ConversionError, match="none of the original sizes"):
+        convert_gpt(str(converted / "gpt_1d.pt"), str(tmp_path / "out"), tokenizer=str(converted / "gigatok_1d"))
+    with pytest.raises(ConversionError, match="not a GigaTok tokenizer"):
+        convert_gpt(str(converted / "gpt_1d.pt"), str(tmp_path / "out"), tokenizer=str(converted / "c2i" / "transformer"),
+                    num_heads=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rope.pt"]

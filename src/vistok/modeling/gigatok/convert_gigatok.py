@@ -1,5 +1,7 @@
 """Convert SilentView/GigaTok tokenizer checkpoints (``VQVitModelPlus`` 1D and ``VQVitModel2DPlus`` 2D,
-Google Drive ``.pt`` files) to vistok tokenizer folders.
+Google Drive ``.pt`` files) to vistok tokenizer folders, and its class-conditional GPTs
+(``autoregressive/models/gpt_1d.py``: LlamaGen's transformer with a learned absolute position embedding instead of
+2D RoPE) to pipeline folders of :class:`LlamaGenTransformer` (``position_embedding="learned"``) and the tokenizer.
 
 Checkpoints are pickles read with ``torch.load(weights_only=True)``. The original evaluates tokenizers
 with the ``"ema"`` weights when the file has them (``utils/model_init.py``), so they are preferred over
@@ -28,6 +30,9 @@ from ...conversion import (
 )
 from ...hub.cards import metrics_table, render_model_card
 from ...utils.io import load_pickle
+from ..llamagen.configuration_llamagen import DEFAULT_SAMPLING, LlamaGenConfig
+from ..llamagen.convert_llamagen import convert_gpt_state_dict, infer_gpt_config
+from ..llamagen.modeling_llamagen import LlamaGenTransformer
 from .configuration_gigatok import VIT_SIZES, GigaTokConfig
 from .modeling_gigatok import GigaTokModel
 
@@ -253,3 +258,111 @@ def render_card(cfg: GigaTokConfig, release: Release | None, base: str, repo_id:
         encoder=f"{cfg.encoder_hidden_size} wide, {cfg.encoder_num_layers} layers, {cfg.encoder_num_heads} heads",
         decoder=f"{cfg.decoder_hidden_size} wide, {cfg.decoder_num_layers} layers, {cfg.decoder_num_heads} heads",
         repo_id=repo_id, metrics=metrics_table(release.metrics if release else []))
+
+
+# -- GPT -------------------------------------------------------------------------------------------
+# The README's qualitative sampling (constant guidance 4.0); its FID numbers use a "step" guidance schedule
+# (guidance from 18% of the tokens on) that the pipeline does not implement.
+SAMPLING = {**DEFAULT_SAMPLING, "guidance_scale": 4.0}
+
+
+def _gpt(size, tokenizer, gfid):
+    return Release(REPO, f"GigaTok GPT-{size} class-conditional ImageNet generator on the {tokenizer.upper()} 1D tokenizer.",
+                   None, license="mit", tokenizer=tokenizer, sampling=SAMPLING,
+                   metrics=[{"metric": "gFID (ImageNet 256)", "value": gfid, "setting": "cfg step schedule", "source": _README}])
+
+
+GPT_RELEASES = {
+    "gpt-b-s-s": _gpt("B", "s-s", 4.05), "gpt-b-s-b": _gpt("B", "s-b", 3.83), "gpt-b-b-l": _gpt("B", "b-l", 3.26),
+    "gpt-b-xl-xxl": _gpt("B", "xl-xxl", 3.15), "gpt-xl-b-l": _gpt("XL", "b-l", 2.13), "gpt-xxl-b-l": _gpt("XXL", "b-l", 2.03),
+    "gpt-xxl-xl-xxl": _gpt("XXL", "xl-xxl", 1.98),
+}
+
+
+def read_gpt_checkpoint(source: str) -> Original:
+    """The GPT's weights: GigaTok evaluates generators with ``"model"`` (not ``"ema"``), as read_original unwraps."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix != ".safetensors":
+        try:
+            raw = load_pickle(path)
+        except Exception as err:
+            raise ConversionError(f"could not read checkpoint {path}: {type(err).__name__}: {err}") from err
+        for key in ("model", "module", "state_dict"):
+            if isinstance(raw, dict) and isinstance(raw.get(key), dict):
+                return Original(raw[key], path)
+    return read_original(source, None)
+
+
+def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None = None) -> LlamaGenTransformer:
+    """A gpt_1d.py ``Transformer`` state dict -> LlamaGenTransformer with learned positions."""
+    if "positional_embedding" not in state:
+        raise ConversionError("missing key 'positional_embedding': not a GigaTok gpt_1d GPT (a RoPE GPT converts with "
+                              "`vistok convert llamagen`)")
+    if any(".adaLN" in k or k.startswith(("adaLN.", "final_adaLN.")) for k in state) or any(".q_norm." in k or ".k_norm." in k for k in state):
+        raise ConversionError("GigaTok GPTs with adaLN or QK-norm are not supported (the released ones use neither)")
+    converted = convert_gpt_state_dict({k: v for k, v in state.items() if k != "positional_embedding"})
+    positions = state["positional_embedding"]
+    converted["position_embedding"] = positions
+    rows = converted.get("condition_embedder.embedding_table.weight")
+    if rows is None:
+        raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
+    try:
+        kwargs = infer_gpt_config(converted, positions.shape[0] - 1, num_heads)
+        config = LlamaGenConfig(**kwargs, position_embedding="learned", sampling_defaults=sampling)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+    return load_converted(LlamaGenTransformer, config, converted, original=state)
+
+
+def _load_tokenizer(tokenizer: str, image_size: int) -> GigaTokModel:
+    from transformers import AutoModel
+
+    import vistok  # noqa: F401  (registers the vistok model types)
+
+    path = Path(tokenizer).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        model = AutoModel.from_pretrained(path)
+        if not isinstance(model, GigaTokModel):
+            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a GigaTok tokenizer")
+        return model
+    return build_tokenizer(read_checkpoint(tokenizer, None), image_size)
+
+
+def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None = None, image_size: int | None = None,
+                num_heads: int | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """A GigaTok GPT checkpoint (+ its tokenizer: a converted folder or the original .pt) -> an
+    AutoregressiveImagePipeline folder."""
+    from ...pipelines import AutoregressiveImagePipeline
+
+    release = choose_release(preset, GPT_RELEASES, "GigaTok generator")
+    state = read_gpt_checkpoint(source)
+    tok = _load_tokenizer(tokenizer, 256 if image_size is None else image_size)
+    transformer = build_gpt(state, num_heads, release.sampling if release else SAMPLING)
+    if transformer.config.codebook_size != tok.config.codebook_size:
+        raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {tok.config.codebook_size}")
+    if transformer.config.num_tokens != tok.config.num_tokens:
+        raise ConversionError(f"the generator makes {transformer.config.num_tokens} tokens but the tokenizer decodes {tok.config.num_tokens}")
+    pipeline = AutoregressiveImagePipeline(image_tokenizer=tok, transformer=transformer)
+    base = release.hub_id if release else Path(source).name
+    card = render_gpt_card(transformer.config, tok.config, release, base, card_repo_id(output, push_to_hub))
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
+
+
+GPT_CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the generator's GigaTok tokenizer: a converted vistok folder or the original .pt")),
+    ("--image-size", dict(type=int, metavar="PX", help="image size of an original tokenizer .pt (256 for every release)")),
+    ("--num-heads", dict(type=int, metavar="N", help="attention heads, for a width/depth not in the original size table")),
+)
+
+
+def render_gpt_card(cfg: LlamaGenConfig, tok: GigaTokConfig, release: Release | None, base: str, repo_id: str) -> str:
+    sampling = "\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items())
+    metadata = {"license": "mit", "library_name": "vistok", "pipeline_tag": "unconditional-image-generation",
+                "tags": ["vistok", "gigatok", "autoregressive", "class-conditional"]}
+    return render_model_card(
+        "gigatok-gpt", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
+        description=release.description if release else "", hidden_size=str(cfg.hidden_size),
+        num_hidden_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
+        tokens=f"{cfg.num_tokens} ({tok.token_layout.upper()})", codebook_size=str(cfg.codebook_size),
+        num_classes=str(cfg.num_classes), image_size=str(tok.image_size), repo_id=repo_id, sampling=sampling,
+        metrics=metrics_table(release.metrics if release else []))
