@@ -176,3 +176,65 @@ def test_gpt_converter_errors(converted, tmp_path):
         convert_gpt(str(converted / "gpt_1d.pt"), str(tmp_path / "out"), tokenizer=str(converted / "c2i" / "transformer"),
                     num_heads=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rope.pt"]
+
+
+# -- training --------------------------------------------------------------------------------------
+def test_semantic_regularisation_trains_the_head_against_a_frozen_dinov2(tmp_path):
+    """`vistok train tokenizer` with loss.semantic_weight: the head's -cos to a tiny random DINOv2's patch features."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+    from transformers import Dinov2Config, Dinov2Model
+
+    from vistok.training import load_train_config
+    from vistok.training.tokenizer import TokenizerTrainer
+
+    for i in range(4):
+        rng = np.random.default_rng(i)
+        PIL.Image.fromarray((rng.random((20, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "data").mkdir()
+    for i in range(4):
+        (tmp_path / f"{i}.png").rename(tmp_path / "data" / f"{i}.png")
+    torch.manual_seed(0)
+    teacher = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                       patch_size=2, image_size=16))
+    teacher.save_pretrained(tmp_path / "dinov2")
+    model = {"family": "gigatok", "config": dict(
+        image_size=16, num_latent_tokens=4, codebook_size=32, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
+        z_channels=32, num_res_blocks=1, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+        decoder_hidden_size=32, decoder_num_layers=2, decoder_num_heads=2, distill_depth=1, distill_dim=16)}
+
+    def config(out, **loss):
+        return load_train_config("tokenizer", overrides={
+            "model": model, "data": {"dataset": str(tmp_path / "data")},
+            "training": {"output_dir": str(out), "batch_size": 2, "max_steps": 3, "learning_rate": 1e-3, "log_every": 1,
+                         "image_every": 1000, "checkpointing_steps": 1000, "export": False},
+            "loss": {"reconstruction": "l2", **loss}})
+
+    def head(trainer):
+        return trainer.accelerator.unwrap_model(trainer.model).token_decoder.distill_mlp.state_dict()
+
+    AcceleratorState._reset_state(True)
+    trainer = TokenizerTrainer(config(tmp_path / "run", semantic_weight=1.0, semantic_teacher=str(tmp_path / "dinov2"),
+                                      semantic_image_size=16))
+    summary = trainer.train()
+    assert -1.0 <= summary["last"]["semantic_loss"] <= 1.0
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in trainer.teacher.state_dict().items())  # frozen
+    optimized = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in trainer.teacher.parameters()}
+    # the same seeded run without the term: the head (trained by nothing else) ends elsewhere
+    AcceleratorState._reset_state(True)
+    plain = TokenizerTrainer(config(tmp_path / "plain"))
+    plain_summary = plain.train()
+    assert "semantic_loss" not in plain_summary["last"]
+    first = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0]) for run in ("run", "plain")]
+    assert first[0]["reconstruction_loss"] == first[1]["reconstruction_loss"]  # the same seeded start
+    assert any(not torch.equal(v, head(plain)[k]) for k, v in head(trainer).items())
+    AcceleratorState._reset_state(True)
+    with pytest.raises(ValueError, match="needs loss.semantic_teacher"):
+        TokenizerTrainer(config(tmp_path / "run2", semantic_weight=1.0)).train()
+    AcceleratorState._reset_state(True)
+    with pytest.raises(ValueError, match="match loss.semantic_image_size"):
+        TokenizerTrainer(config(tmp_path / "run3", semantic_weight=1.0, semantic_teacher=str(tmp_path / "dinov2"),
+                                semantic_image_size=32)).train()
+    AcceleratorState._reset_state(True)
