@@ -90,9 +90,9 @@ class GigaTokQFormerLayer(GradientCheckpointingLayer):
 
 
 def multi_level_queries(features: torch.Tensor, num_levels: int) -> torch.Tensor:
-    """The original ``sample_multi_level_1d_tokens`` (first_grow="row"): ``[B, C, H, W]`` -> ``[B, 2^L, C]``,
-    the global mean, then level ``l`` = 0..L-1 average-pooled over 2^ceil(l/2) x 2^floor(l/2)... blocks
-    (width split first), each level row-major."""
+    """The original ``sample_multi_level_1d_tokens`` (first_grow="row"): ``[B, C, H, W]`` -> ``[B, 2^L, C]``:
+    the global mean, then for level ``l`` = 0..L-1 the averages over a grid of 2^floor(l/2) rows x 2^ceil(l/2)
+    columns of blocks (the width splits first), each level row-major."""
     height, width = features.shape[-2:]
     groups = []
     for i in range(num_levels + 1):
