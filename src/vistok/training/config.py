@@ -76,7 +76,7 @@ class TokenizerLossSection:
     discriminator_channels: int = 64
     discriminator_layers: int = 3
     adaptive_weight: bool = True  # VQGAN's balance of GAN against reconstruction gradients
-    # semantic regularisation (GigaTok, REPA-style): -cos between the tokenizer's semantic_features() and a frozen
+    # semantic regularisation (REPA-style): -cos between the tokenizer's semantic_features() and a frozen
     # teacher's patch features; needs a model with a semantic head
     semantic_weight: float = 0.0
     semantic_teacher: str | None = None  # a local transformers vision model folder (DINOv2); required when semantic_weight > 0

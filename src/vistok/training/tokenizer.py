@@ -125,7 +125,7 @@ class TokenizerTrainer(Trainer):
     def _semantic_loss(self, pixels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of -cos(student, teacher): the tokenizer's semantic head on its quantized latents
         against the frozen teacher's ``n`` patch tokens (after its class/register tokens), teacher input
-        ImageNet-normalised then resized (GigaTok's REPA-style recipe)."""
+        ImageNet-normalised then resized (the REPA-style recipe)."""
         student = self.accelerator.unwrap_model(self.model).semantic_features(latents)
         self.teacher.to(pixels.device)
         with torch.no_grad():
