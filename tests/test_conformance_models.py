@@ -23,6 +23,7 @@ from transformers.testing_utils import run_test_using_subprocess
 
 import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
+from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
@@ -101,6 +102,18 @@ def _labels_same_as_ids(config, inputs):
 CASES: dict[str, ModelCase] = {
     "TiTokModel": _titok_case(TiTokConfig),
     "OneDPieceModel": _titok_case(OneDPieceConfig),
+    "GigaTokModel": ModelCase(
+        GigaTokConfig,
+        dict(token_layout="2d", image_size=8, codebook_size=16, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
+             z_channels=32, num_res_blocks=1, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+             decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, distill_depth=1, distill_dim=8),
+        _pixels,
+        # the encoder's then the decoder's transformer blocks, over the 4x4 grid; the first is the encoder's input
+        num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=2,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags={"is_training": False, "test_resize_embeddings": False},  # as TiTok: pixels in, codes out
+        skips=TOKENIZER_SKIPS,
+    ),
     "LlamaGenVQModel": ModelCase(
         LlamaGenVQConfig,
         dict(image_size=16, codebook_size=16, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],

@@ -69,8 +69,10 @@ class LlamaGenAttention(nn.Module):
         batch, length, _ = hidden_states.shape
         kv_size = self.num_kv_heads * self.head_dim
         query, key, value = self.wqkv(hidden_states).split([self.num_heads * self.head_dim, kv_size, kv_size], dim=-1)
-        query = apply_interleaved_rope(query.view(batch, length, self.num_heads, self.head_dim), cos, sin).transpose(1, 2)
-        key = apply_interleaved_rope(key.view(batch, length, self.num_kv_heads, self.head_dim), cos, sin).transpose(1, 2)
+        query, key = query.view(batch, length, self.num_heads, self.head_dim), key.view(batch, length, self.num_kv_heads, self.head_dim)
+        if cos is not None:  # None: learned absolute positions instead of RoPE
+            query, key = apply_interleaved_rope(query, cos, sin), apply_interleaved_rope(key, cos, sin)
+        query, key = query.transpose(1, 2), key.transpose(1, 2)
         value = value.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if cache is not None:
             key, value = cache.update(self.layer_idx, key, value, cache_position, key_length)
@@ -166,6 +168,8 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
         elif isinstance(module, LlamaGenTransformer):
             init.zeros_(module.lm_head.weight)  # zero-initialised head, as the original
+            if module.config.position_embedding == "learned":
+                init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
 
 
 class LlamaGenTransformer(LlamaGenPreTrainedModel):
@@ -185,6 +189,8 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         else:
             self.condition_embedder = LlamaGenCaptionEmbedder(config)
         self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
+        if config.position_embedding == "learned":  # condition positions first, then the image tokens
+            self.position_embedding = nn.Parameter(torch.zeros(config.num_condition_tokens + config.num_tokens, config.hidden_size))
         self.token_dropout = nn.Dropout(config.token_dropout)
         layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
         rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
@@ -247,7 +253,8 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             pieces.append(self.embed_condition(class_labels, caption_embeds, drop_condition))
         if input_ids is not None:
             pieces.append(self.embed_tokens(input_ids))
-        hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        hidden = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        hidden = self.token_dropout(self._add_positions(hidden, cache_position))
         if attention_mask is not None and cache is None and has_condition and input_ids is not None \
                 and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
             # a mask over input_ids only (transformers' convention): the condition tokens are always attended
@@ -264,14 +271,25 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
     def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
         """One cached step without input checks (the pipelines' per-token call; ``torch.compile``-able):
         fp32 logits ``[B, 1, codebook_size]``."""
-        return self._transform(self.embed_tokens(input_ids), attention_mask, cache, cache_position, 0)
+        return self._transform(self._add_positions(self.embed_tokens(input_ids), cache_position), attention_mask, cache,
+                               cache_position, 0)
+
+    def _add_positions(self, hidden, cache_position):
+        """Learned absolute positions (``position_embedding="learned"``) at ``cache_position`` (default 0..L-1)."""
+        if self.config.position_embedding != "learned":
+            return hidden
+        if cache_position is None:
+            return hidden + self.position_embedding[: hidden.shape[1]].to(hidden.dtype)
+        return hidden + self.position_embedding[cache_position].to(hidden.dtype)
 
     def _transform(self, hidden, attention_mask, cache, cache_position, logits_to_keep) -> torch.Tensor:
         cfg = self.config
         length = hidden.shape[1]
         if cache_position is None:
             cache_position = torch.arange(length, device=hidden.device)
-        cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
+        cos = sin = None
+        if cfg.position_embedding == "rope_2d":
+            cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
         key_length = mask = None
         if cache is not None or attention_mask is not None:
             key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
