@@ -86,7 +86,7 @@ class MaskGITTransformer(MaskGITPreTrainedModel):
         return None  # the head predicts codes only, not the input vocabulary [codes, mask, classes, null]
 
     def resize_token_embeddings(self, *args, **kwargs):
-        raise NotImplementedError(
+        raise ValueError(
             "MaskGIT's input vocabulary is [codes, mask token, class tokens, null class]: its size follows the "
             "tokenizer's codebook_size and num_classes (build a new config instead of resizing)")
 

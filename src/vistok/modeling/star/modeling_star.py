@@ -21,7 +21,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from ..layers.drop_path import drop_path
 from ..layers.rope import scale_normalized_rope_angles
 from ..layers.transformer import eager_attention_forward
-from ..var.modeling_var import VARAttention, VARMLP, _scale_layout
+from ..var.modeling_var import VARAttention, VARMLP, _scale_layout, check_scale_inputs
 from .configuration_star import STARConfig
 
 
@@ -213,7 +213,7 @@ class STARTransformer(STARPreTrainedModel):
         return None  # the head predicts the tokenizer's codes
 
     def resize_token_embeddings(self, *args, **kwargs):
-        raise NotImplementedError("STAR's inputs are VQVAE codes and its head the tokenizer's codebook: build a new config instead")
+        raise ValueError("STAR's inputs are VQVAE codes and its head the tokenizer's codebook: build a new config instead")
 
     def logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.head_norm is not None:
@@ -234,7 +234,7 @@ class STARTransformer(STARPreTrainedModel):
                 labels: torch.LongTensor | None = None, output_hidden_states: bool | None = None,
                 output_attentions: bool | None = None, return_dict: bool | None = None) -> CausalLMOutputWithPast | tuple:
         """See the class docstring. ``labels`` (token ids ``[B, L]``, teacher forcing) gives the mean cross-entropy ``loss``."""
-        batch = self._check_inputs(encoder_hidden_states, pooled_text_embeds, inputs, encoder_attention_mask, scale_index, labels, cache)
+        self._check_inputs(encoder_hidden_states, pooled_text_embeds, inputs, encoder_attention_mask, scale_index, labels, cache)
         text = encoder_hidden_states.to(self.dtype)
         text_bias = text_attention_bias(encoder_attention_mask, self.dtype)
         start = self.start_tokens(pooled_text_embeds)
@@ -294,29 +294,5 @@ class STARTransformer(STARPreTrainedModel):
         if text_mask is not None and not torch.compiler.is_compiling() and (
                 ((text_mask != 0) & (text_mask != 1)).any() or not bool((text_mask == 1).any(dim=1).all())):
             raise ValueError("encoder_attention_mask must hold only 0 and 1, with at least one text token (1) per row")
-        if scale_index is None:
-            if cache is not None and cache.get_seq_length() > 0:
-                raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), or scale_index=k")
-            expected = cfg.num_tokens - self.first_length
-            if expected == 0 and inputs is not None:
-                raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
-            if expected and (not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[0] != batch
-                             or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
-                                 f"(VARVQVAE.teacher_forcing_input), got {shape}")
-            if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + self.first_length)):
-                raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
-        else:
-            if isinstance(scale_index, bool) or not isinstance(scale_index, int) or not 0 <= scale_index < cfg.num_scales:
-                raise ValueError(f"scale_index must be an int in [0, {cfg.num_scales - 1}], got {scale_index!r}")
-            if labels is not None:
-                raise ValueError("labels (a training loss) are only supported with teacher forcing (scale_index=None)")
-            pn = cfg.patch_nums[scale_index]
-            if scale_index == 0:
-                if inputs is not None:
-                    raise ValueError("scale 0 starts from the pooled text token: pass inputs=None")
-            elif not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != (batch, pn * pn, cfg.z_channels):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs of scale {scale_index} must have shape [{batch}, {pn * pn}, {cfg.z_channels}], got {shape}")
+        check_scale_inputs(cfg, self.first_length, batch, inputs, scale_index, labels, cache, "the pooled text token")
         return batch

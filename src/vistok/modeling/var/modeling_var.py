@@ -290,6 +290,37 @@ def _scale_adaln_rows(modulation: torch.Tensor, dim: int, cfg: VARConfig) -> tor
     return torch.cat([gates * cfg.init_adaln_gamma, rest * cfg.init_adaln], dim=dim)
 
 
+def check_scale_inputs(cfg, first_length: int, batch: int, inputs, scale_index, labels, cache, start_token: str) -> None:
+    """The checks a next-scale transformer's forward shares (VAR and its text-conditional variant STAR): teacher
+    forcing over the whole sequence, or one scale at a time with that scale's inputs."""
+    if scale_index is None:
+        if cache is not None and cache.get_seq_length() > 0:
+            raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), "
+                             "or scale_index=k to continue scale by scale")
+        expected = cfg.num_tokens - first_length
+        if expected == 0 and inputs is not None:
+            raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
+        if expected and (not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[0] != batch
+                         or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+            raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
+                             f"(VARVQVAE.teacher_forcing_input), got {shape}")
+        if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + first_length)):
+            raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
+    else:
+        if isinstance(scale_index, bool) or not isinstance(scale_index, int) or not 0 <= scale_index < cfg.num_scales:
+            raise ValueError(f"scale_index must be an int in [0, {cfg.num_scales - 1}], got {scale_index!r}")
+        if labels is not None:
+            raise ValueError("labels (a training loss) are only supported with teacher forcing (scale_index=None)")
+        pn = cfg.patch_nums[scale_index]
+        if scale_index == 0:
+            if inputs is not None:
+                raise ValueError(f"scale 0 starts from {start_token}: pass inputs=None")
+        elif (not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != (batch, pn * pn, cfg.z_channels)):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+            raise ValueError(f"inputs of scale {scale_index} must have shape [{batch}, {pn * pn}, {cfg.z_channels}], got {shape}")
+
+
 class VARTransformer(VARPreTrainedModel):
     """Next-scale prediction: logits over the VQVAE's codes for every token of every scale.
 
@@ -340,7 +371,7 @@ class VARTransformer(VARPreTrainedModel):
         return None  # the head predicts the tokenizer's codes, not class labels
 
     def resize_token_embeddings(self, *args, **kwargs):
-        raise NotImplementedError(
+        raise ValueError(
             "VAR's input embedding holds num_classes + 1 class labels (the null class last) and its head the "
             "tokenizer's codes: build a new config instead of resizing")
 
@@ -420,30 +451,5 @@ class VARTransformer(VARPreTrainedModel):
                              f"got values in [{int(class_labels.min())}, {int(class_labels.max())}]")
         if drop_labels is not None and (not isinstance(drop_labels, torch.Tensor) or drop_labels.shape != (batch,)):
             raise ValueError(f"drop_labels must be a bool tensor of shape [{batch}]")
-        if scale_index is None:
-            if cache is not None and cache.get_seq_length() > 0:
-                raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), "
-                                 "or scale_index=k to continue scale by scale")
-            expected = cfg.num_tokens - self.first_length
-            if expected == 0 and inputs is not None:
-                raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
-            if expected and (not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[0] != batch
-                             or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
-                                 f"(VARVQVAE.teacher_forcing_input), got {shape}")
-            if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + self.first_length)):
-                raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
-        else:
-            if isinstance(scale_index, bool) or not isinstance(scale_index, int) or not 0 <= scale_index < cfg.num_scales:
-                raise ValueError(f"scale_index must be an int in [0, {cfg.num_scales - 1}], got {scale_index!r}")
-            if labels is not None:
-                raise ValueError("labels (a training loss) are only supported with teacher forcing (scale_index=None)")
-            pn = cfg.patch_nums[scale_index]
-            if scale_index == 0:
-                if inputs is not None:
-                    raise ValueError("scale 0 starts from the class token: pass inputs=None")
-            elif (not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != (batch, pn * pn, cfg.z_channels)):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs of scale {scale_index} must have shape [{batch}, {pn * pn}, {cfg.z_channels}], got {shape}")
+        check_scale_inputs(cfg, self.first_length, batch, inputs, scale_index, labels, cache, "the class token")
         return batch
