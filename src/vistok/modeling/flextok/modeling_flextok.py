@@ -271,10 +271,12 @@ class FlexTokModel(VisualTokenizerMixin, FlexTokPreTrainedModel):
         return self.decode_vae(self.generate_vae_latents(latents, **kwargs))
 
     # -- decoding options reach the flow ------------------------------------------------------
-    def decode(self, token_ids: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """Pixels from ``token_ids [B, k]`` (any k in 1..num_tokens); ``kwargs``: see :meth:`generate_vae_latents`."""
+    def decode(self, token_ids: torch.LongTensor, generator: torch.Generator | list[torch.Generator] | None = None,
+               **kwargs) -> torch.Tensor:
+        """Pixels from ``token_ids [B, k]`` (any k in 1..num_tokens); the flow's noise comes from ``generator``;
+        ``kwargs``: the other settings of :meth:`generate_vae_latents`."""
         self.check_token_ids(token_ids)
-        return self._decode_latents(self._token_ids_to_latents(token_ids), **kwargs)
+        return self._decode_latents(self._token_ids_to_latents(token_ids), generator=generator, **kwargs)
 
     def decode_latents(self, latents: torch.Tensor, **kwargs) -> torch.Tensor:
         """Pixels from the FSQ codes ``[B, k, token_dim]`` that ``encode`` returned; ``kwargs`` as for ``decode``."""
