@@ -68,3 +68,35 @@ def test_variable_length_flags():
     assert models["titok"].supported_num_tokens == range(8, 9)  # TiTok is fixed-length
     assert models["one-d-piece"].supported_num_tokens == range(1, 9)
     assert models["flextok"].supported_num_tokens == range(1, 9)
+
+
+@pytest.mark.parametrize("name", ["titok", "one-d-piece", "flextok"])
+def test_vistok_eval_sweeps_the_supported_token_counts_the_same_way(name, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import numpy as np
+    import PIL.Image
+
+    import vistok.evaluation.inception as inception
+    from vistok.cli import main as cli_main
+
+    monkeypatch.setattr(inception, "packaged_inception_weights", lambda: None)  # no FID network offline
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    model = tiny_models()[name]
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        PIL.Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    rows = []
+    for run in ("a", "b"):
+        assert cli_main(["eval", str(folder), "--images", str(images), "--output", str(tmp_path / run),
+                         "--rd-images", "0"]) == 0
+        rows.append(json.loads((tmp_path / run / "results.json").read_text())["results"])
+    counts = [row["num_tokens"] for row in rows[0]]
+    assert counts == default_token_counts(model.config) and set(counts) <= set(model.supported_num_tokens)
+    assert counts == ([8] if name == "titok" else [1, 2, 4, 8])
+    assert [row["psnr"] for row in rows[0]] == [row["psnr"] for row in rows[1]]  # FlexTok's flow decode is seeded
