@@ -140,3 +140,25 @@ def test_config_checks_fields():
         FlexTokConfig(encoder_hidden_size=100)
     with pytest.raises(ValueError, match="image_size"):
         FlexTokConfig(image_size=100)
+
+
+def test_sdpa_and_eager_attention_agree_and_masks_are_prefix_lm(converted):
+    from vistok.modeling.flextok.modeling_flextok import prefix_lm_mask
+
+    model, _, _, expected, out = converted
+    eager = FlexTokModel.from_pretrained(out, attn_implementation="eager").eval()
+    with torch.no_grad():
+        latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(eager.encoder(latents), model.encoder(latents), rtol=1e-5, atol=1e-5)
+    allowed = prefix_lm_mask(3, 5, torch.float32, "cpu")[0, 0] == 0
+    assert allowed.tolist() == [[True, True, True, False, False]] * 3 + [[True, True, True, True, False],
+                                                                         [True, True, True, True, True]]
+    # the registers are causal: a later register never changes an earlier token
+    with torch.no_grad():
+        ids = model.encode(expected["images"][:1]).token_ids
+        model.encoder.registers.data[-1] += 1.0
+        try:
+            changed = model.encode(expected["images"][:1]).token_ids
+        finally:
+            model.encoder.registers.data[-1] -= 1.0
+    assert torch.equal(changed[:, :-1], ids[:, :-1])
