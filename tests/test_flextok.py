@@ -162,3 +162,34 @@ def test_sdpa_and_eager_attention_agree_and_masks_are_prefix_lm(converted):
         finally:
             model.encoder.registers.data[-1] -= 1.0
     assert torch.equal(changed[:, :-1], ids[:, :-1])
+
+
+def test_forward_reconstructs_in_eval_and_refuses_training(converted):
+    model, _, _, expected, _ = converted
+    images = expected["images"][:1]
+    with torch.no_grad():
+        out = model(images, num_tokens=4, generator=torch.Generator().manual_seed(1))
+        decoded = model.decode(out.token_ids, generator=torch.Generator().manual_seed(1))
+    assert out.token_ids.shape == (1, 4)
+    torch.testing.assert_close(out.reconstruction, decoded, rtol=0, atol=0)
+    model.train()
+    try:
+        with pytest.raises(NotImplementedError, match="flow-matching objective"):
+            model(images)
+    finally:
+        model.eval()
+
+
+def test_config_embedded_in_safetensors_metadata_is_read_as_data(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    meta, expected = load_fixture()
+    release, vae = write_release(meta, tmp_path)
+    (release / "config.json").unlink()
+    weights = load_file(str(release / "model.safetensors"))
+    # the original's save_safetensors stores str(value) per top-level key, read back with ast.literal_eval
+    save_file(weights, str(release / "model.safetensors"), metadata={k: str(v) for k, v in meta["config"].items()})
+    out = convert(str(release), str(tmp_path / "out"), vae=str(vae))
+    model = FlexTokModel.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(expected["images"]).token_ids, expected["tokens"])

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers.modulated_transformer import Fp32LayerNorm, ModulatedTransformerBlock, modulate
 from ..quantizers import FSQ
 from .configuration_flextok import FlexTokConfig
@@ -269,6 +269,21 @@ class FlexTokModel(VisualTokenizerMixin, FlexTokPreTrainedModel):
 
     def _decode_latents(self, latents, **kwargs):
         return self.decode_vae(self.generate_vae_latents(latents, **kwargs))
+
+    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
+                generator: torch.Generator | list[torch.Generator] | None = None, **kwargs):
+        """Reconstruct ``pixel_values`` through the first ``num_tokens`` tokens (the flow's noise from ``generator``).
+        FlexTok trains with a rectified-flow objective, not a reconstruction loss: a training-mode forward with
+        gradients is refused rather than returning a reconstruction no gradient reaches."""
+        if self.training and torch.is_grad_enabled():
+            raise NotImplementedError(
+                "FlexTok's decoder is a rectified flow trained with a flow-matching objective, which vistok's "
+                "reconstruction-based tokenizer training does not implement (the original release has no training "
+                "code either); use a converted FlexTok to tokenize, evaluate, and train generators on its tokens")
+        enc = self.encode(pixel_values, num_tokens=num_tokens, **kwargs)
+        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents, generator=generator),
+                                    **{k: v for k, v in enc.items()})
+        return out if return_dict is not False else out.to_tuple()
 
     # -- decoding options reach the flow ------------------------------------------------------
     def decode(self, token_ids: torch.LongTensor, generator: torch.Generator | list[torch.Generator] | None = None,
