@@ -113,7 +113,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     encode_kwargs = {}
     if continuous and "sample_posterior" in inspect.signature(model._encode).parameters:
         encode_kwargs["sample_posterior"] = False
-    # A decoder that samples (FlexTok's flow) draws from one seeded generator, so the figures are reproducible.
+    # A decoder that samples (a flow or diffusion decoder) draws from one seeded generator, so the figures are reproducible.
     seeded_decode = "generator" in inspect.signature(model.decode).parameters
     decode_generator = torch.Generator(device).manual_seed(0) if seeded_decode else None
     scores = {k: _Scores() for k in counts}

@@ -76,7 +76,7 @@ class VisualTokenizerMixin:
     @property
     def supported_num_tokens(self) -> range:
         """The token counts ``encode(num_tokens=k)`` and ``decode`` of a ``[B, k]`` prefix accept: ``1..num_tokens``
-        for a variable-length 1D tokenizer (TiTok-family variants such as One-D-Piece, FlexTok), else only
+        for a variable-length 1D tokenizer (``config.variable_length``), else only
         ``config.num_tokens``. ``max(model.supported_num_tokens) == model.config.num_tokens`` always."""
         maximum = self.config.num_tokens
         return range(1, maximum + 1) if getattr(self.config, "variable_length", False) else range(maximum, maximum + 1)

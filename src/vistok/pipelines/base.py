@@ -167,7 +167,7 @@ class VistokPipeline(DiffusionPipeline):
     def finish(self, token_ids: torch.LongTensor, output_type: str, return_dict: bool, pixels=None, generator=None):
         """The pipeline output: token ids for ``output_type="latent"``, else the decoded images (``pixels``, or
         ``image_tokenizer.decode(token_ids)``) converted by the image processor. A tokenizer whose decoding samples
-        (``decode`` takes a ``generator``: FlexTok's flow) draws from the pipeline's ``generator`` (one, or one per image)."""
+        (``decode`` takes a ``generator``, e.g. a flow decoder) draws from the pipeline's ``generator`` (one, or one per image)."""
         if output_type == "latent":
             return ImagePipelineOutput(images=token_ids) if return_dict else (token_ids,)
         if pixels is None:

@@ -110,8 +110,8 @@ class FlexTokPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["ModulatedTransformerBlock"]
     _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = True
+    _supports_flash_attn = False  # the encoder's prefix-LM mask is an additive float mask
+    _supports_flex_attn = False
     _supports_attention_backend = True
 
     @torch.no_grad()

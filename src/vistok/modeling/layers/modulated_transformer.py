@@ -1,6 +1,6 @@
 """Pre-LN transformer blocks with QK-norm, SwiGLU, a configurable attention scale (μP: ``8 / head_dim``) and
-optional adaLN-zero modulation, the modulation possibly different per segment of the sequence (FlexTok's
-decoder modulates image patches and registers with separate shifts/scales/gates).
+optional adaLN-zero modulation, the modulation possibly different per segment of the sequence (e.g. a
+decoder that modulates image patches and register tokens with separate shifts/scales/gates).
 
 Attention goes through transformers' ``ALL_ATTENTION_FUNCTIONS`` (SDPA by default) with an additive float
 mask, so prefix-LM and block masks need no FlexAttention.
