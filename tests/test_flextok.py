@@ -167,9 +167,13 @@ def test_sdpa_and_eager_attention_agree_and_masks_are_prefix_lm(converted):
 def test_forward_reconstructs_in_eval_and_refuses_training(converted):
     model, _, _, expected, _ = converted
     images = expected["images"][:1]
-    with torch.no_grad():
-        out = model(images, num_tokens=4, generator=torch.Generator().manual_seed(1))
-        decoded = model.decode(out.token_ids, generator=torch.Generator().manual_seed(1))
+    steps, model.config.num_inference_steps = model.config.num_inference_steps, 2  # forward decodes with the defaults
+    try:
+        with torch.no_grad():
+            out = model(images, num_tokens=4, generator=torch.Generator().manual_seed(1))
+            decoded = model.decode(out.token_ids, generator=torch.Generator().manual_seed(1))
+    finally:
+        model.config.num_inference_steps = steps
     assert out.token_ids.shape == (1, 4)
     torch.testing.assert_close(out.reconstruction, decoded, rtol=0, atol=0)
     model.train()
