@@ -270,7 +270,7 @@ def per_photograph_table(per_photograph: dict) -> str:
              "(mean PSNR over the images):", "",
              f"| photograph | images | tokens PSNR (dB) | JPEG q{quality} PSNR (dB) | JPEG q{quality} bytes | "
              f"beats JPEG q{quality} |", "|---|---|---|---|---|---|"]
-    rows = entries + [{"photo": f"**all {kind}**", "kind": kind, **row}
+    rows = entries + [{"photo": "**all**", "kind": kind, **row}
                       for kind, row in per_photograph["by_kind"].items()]
     for row in rows:
         jpeg = row["jpeg"][0]
