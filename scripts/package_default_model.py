@@ -5,13 +5,19 @@
 
 The pipeline folder is the generator run's export (model_index.json, image_tokenizer/, transformer/);
 its image_tokenizer must hold exactly the tokenizer run's exported weights. Each card gets the data
-recipe and every command, and the tokenizer card the held-out evaluation (vistok eval) as metadata.
-Nothing in the package changes unless every step succeeds.
+recipe and every command, the held-out evaluation (all images, and per photograph against JPEG), and the
+tokenizer card the same evaluation (vistok eval) as metadata. Nothing in the package changes unless every step
+succeeds.
+
+    python scripts/package_default_model.py --cards-only
+
+re-evaluates the shipped model on today's held-out images and rewrites only the cards' evaluation sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 import tempfile
@@ -22,8 +28,9 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from vistok.utils.io import atomic_output_dir
-from vistok.demo import DEFAULT_PIPELINE, DEMO_GRID_IMAGES, DEMO_RD_IMAGES, HELDOUT_IMAGES
-from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS
+from vistok.demo import (DEFAULT_PIPELINE, DEMO_GRID_IMAGES, DEMO_RD_IMAGES, HELDOUT_IMAGES, evaluate_per_photograph,
+                         per_photograph_table)
+from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, WHOLE_SIZE, build_photo_dataset
 from vistok.evaluation import run_eval
 from vistok.evaluation.card import write_card_results
 
@@ -51,8 +58,10 @@ python -m vistok.demo.photos --output data/demo-photos
 - Training: {crops} random square crops per class (side log-uniform between 48 px and the photograph's shorter
   edge, bicubic-resized to 80 px; seed 0) of {n_train} classes, one class per photograph (the motorcycle class
   is a stereo pair): {train}.
-- Held out, never trained on: {heldout} ({n_heldout} crops stored at 64 px, the centre square tiled 1x1 ... 4x4,
-  which the tokenizer's processor resizes to {image_size} px; `vistok/demo/heldout/`, licences in its SOURCES.md).
+- Held out, never trained on: {n_heldout_photos} photographs ({heldout}): faces, text, a page, a cat, a still
+  life, a clock, a cell; {n_heldout} images: each photograph whole, as the tokenizer's processor sees it
+  ({whole_size} px), and crops tiling its centre square (n x n, n = 2..4 or 2..3, stored at 64 px, which the processor
+  resizes to {image_size} px); `vistok/demo/heldout/`, licences in its SOURCES.md.
 
 Commands, in order (2-core CPU):
 
@@ -65,13 +74,15 @@ python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer --ge
     --photos data/demo-photos
 ```
 
-Evaluation on the held-out crops (`vistok demo` runs the same):
+Evaluation on the held-out images (`vistok demo` runs the same, and the per-photograph comparison below):
 
 ```bash
 vistok eval {tokenizer_path} --images {heldout_path} --rd-images {rd} --no-fid --grid-images {grid} --output eval
 ```
 
 {results}
+
+{per_photograph}
 
 This is a demonstration model: {n_train} photographs are far too few to generalise like an ImageNet tokenizer,
 and the generator's samples are textures of its training photographs, not new scenes.
@@ -97,14 +108,69 @@ def results_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def card_section(report: dict, per_photograph: dict, crops_per_class: int) -> str:
+    return RECIPE.format(
+        crops=crops_per_class, n_train=len(TRAIN_PHOTOS),
+        train=", ".join(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout_photos=len(HELDOUT_PHOTOS),
+        n_heldout=report["num_images"], whole_size=WHOLE_SIZE,
+        tokenizer_path="$(python -c 'import vistok.demo as d; print(d.DEFAULT_TOKENIZER)')",
+        heldout_path="$(python -c 'import vistok.demo as d; print(d.HELDOUT_IMAGES)')",
+        rd=DEMO_RD_IMAGES, grid=DEMO_GRID_IMAGES, image_size=report["image_size"], results=results_table(report),
+        per_photograph=per_photograph_table(per_photograph))
+
+
+SECTION_START = "\n## The default model of `vistok demo`"
+
+
+def evaluate(tokenizer_folder: Path) -> tuple[dict, dict]:
+    from transformers import AutoModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_eval(tokenizer_folder, Path(tmp) / "eval", images=HELDOUT_IMAGES,
+                          rate_distortion_images=DEMO_RD_IMAGES, fid=False, grid_images=DEMO_GRID_IMAGES,
+                          progress=False)
+    per_photograph = evaluate_per_photograph(HELDOUT_IMAGES, AutoModel.from_pretrained(str(tokenizer_folder)))["per_photograph"]
+    return report, per_photograph
+
+
+def refresh_cards(dest: Path, crops_per_class: int) -> None:
+    """Rewrite the cards' evaluation sections (and the tokenizer card's metadata) for the shipped weights."""
+    with atomic_output_dir(dest, overwrite=True) as scratch:
+        for item in dest.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
+        report, per_photograph = evaluate(scratch / "image_tokenizer")
+        section = card_section(report, per_photograph, crops_per_class)
+        tokenizer_card = scratch / "image_tokenizer" / "README.md"
+        for card_path in (tokenizer_card, scratch / "README.md"):
+            text = card_path.read_text()
+            if SECTION_START not in text:
+                raise SystemExit(f"{card_path} has no section {SECTION_START.strip()!r} to refresh")
+            card_path.write_text(text[:text.index(SECTION_START)].rstrip() + "\n" + section)
+        write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer-run", required=True, type=Path)
-    parser.add_argument("--generator-run", required=True, type=Path)
-    parser.add_argument("--photos", required=True, type=Path, help="the folder python -m vistok.demo.photos wrote")
+    parser.add_argument("--tokenizer-run", type=Path)
+    parser.add_argument("--generator-run", type=Path)
+    parser.add_argument("--photos", type=Path, help="the folder python -m vistok.demo.photos wrote (its recipe.json; "
+                        "--cards-only without it assumes the recipe's default crops per class)")
     parser.add_argument("--dest", type=Path, default=DEFAULT_PIPELINE)
+    parser.add_argument("--cards-only", action="store_true",
+                        help="keep the shipped weights; re-evaluate them and rewrite the cards' evaluation sections")
     args = parser.parse_args(argv)
-    recipe = json.loads((args.photos / "recipe.json").read_text())
+    if args.photos is not None:
+        crops_per_class = next(iter(json.loads((args.photos / "recipe.json").read_text())["train_classes"].values()))
+    elif args.cards_only:
+        crops_per_class = inspect.signature(build_photo_dataset).parameters["crops_per_class"].default
+    else:
+        parser.error("--photos is required to package new runs")
+    if args.cards_only:
+        refresh_cards(args.dest, crops_per_class)
+        print(f"refreshed the cards in {args.dest}")
+        return
+    if args.tokenizer_run is None or args.generator_run is None:
+        parser.error("--tokenizer-run and --generator-run are required (or --cards-only)")
     exported = args.generator_run / "final"
     tokenizer_weights = load_file(str(args.tokenizer_run / "final" / "model.safetensors"))
     shipped = load_file(str(exported / "image_tokenizer" / "model.safetensors"))
@@ -113,21 +179,13 @@ def main(argv=None) -> None:
     with atomic_output_dir(args.dest, overwrite=True) as scratch:
         for item in exported.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
-        with tempfile.TemporaryDirectory() as tmp:
-            report = run_eval(scratch / "image_tokenizer", Path(tmp) / "eval", images=HELDOUT_IMAGES,
-                              rate_distortion_images=DEMO_RD_IMAGES, fid=False, grid_images=DEMO_GRID_IMAGES,
-                              progress=False)
-        section = RECIPE.format(
-            crops=next(iter(recipe["train_classes"].values())), n_train=len(TRAIN_PHOTOS),
-            train=", ".join(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout=report["num_images"],
-            tokenizer_path="$(python -c 'import vistok.demo as d; print(d.DEFAULT_TOKENIZER)')",
-            heldout_path="$(python -c 'import vistok.demo as d; print(d.HELDOUT_IMAGES)')",
-            rd=DEMO_RD_IMAGES, grid=DEMO_GRID_IMAGES, image_size=report["image_size"], results=results_table(report))
-        tokenizer_card = scratch / "image_tokenizer" / "README.md"
-        shutil.copyfile(args.tokenizer_run / "final" / "README.md", tokenizer_card)
         # the pipeline export carries no image processor: ship the tokenizer run's, for AutoImageProcessor
         shutil.copyfile(args.tokenizer_run / "final" / "preprocessor_config.json",
                         scratch / "image_tokenizer" / "preprocessor_config.json")
+        report, per_photograph = evaluate(scratch / "image_tokenizer")
+        section = card_section(report, per_photograph, crops_per_class)
+        tokenizer_card = scratch / "image_tokenizer" / "README.md"
+        shutil.copyfile(args.tokenizer_run / "final" / "README.md", tokenizer_card)
         # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
         relative = {str(args.photos.resolve()): "data/demo-photos", str(args.tokenizer_run.resolve()): "runs/demo-tokenizer",
                     str(args.generator_run.resolve()): "runs/demo-generator"}

@@ -3,6 +3,8 @@ reproduces, a monotone rate-distortion curve on held-out photographs, and the JP
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import shlex
@@ -13,14 +15,21 @@ import pytest
 
 import vistok.demo as demo
 from vistok.cli import main as cli_main
-from vistok.demo.photos import HELDOUT_GRIDS, HELDOUT_PHOTOS, heldout_crops
+from vistok.demo.photos import HELDOUT_CROP_GRIDS, HELDOUT_GRIDS, HELDOUT_PHOTOS, heldout_crops, heldout_kind, whole_photo
+from vistok.evaluation.rate_distortion import psnr_uint8, reconstruction_grid, sample_grid, token_heading
+
+HELDOUT_COUNT = sum(1 + sum(n * n for n in HELDOUT_CROP_GRIDS[name]) for name in HELDOUT_PHOTOS)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert cli_main(["demo", "--output", str(out)]) == 0
-    return out, json.loads((out / "demo.json").read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli_main(["demo", "--output", str(out)]) == 0
+    summary = json.loads((out / "demo.json").read_text())
+    summary["_printed"] = printed.getvalue()
+    return out, summary
 
 
 def test_the_shipped_tokenizer_is_a_small_variable_length_1d_tokenizer():
@@ -39,11 +48,21 @@ def test_the_shipped_tokenizer_is_a_small_variable_length_1d_tokenizer():
 
 def test_heldout_images_are_the_documented_crops_of_photographs_kept_out_of_training():
     files = sorted(p.name for p in demo.HELDOUT_IMAGES.glob("*.png"))
-    per_photo = sum(n * n for n in HELDOUT_GRIDS)
-    assert len(files) == per_photo * len(HELDOUT_PHOTOS)
+    assert len(files) == HELDOUT_COUNT == 149
+    assert set(HELDOUT_CROP_GRIDS) == set(HELDOUT_PHOTOS)
     assert not set(HELDOUT_PHOTOS) & set(demo.photos.TRAIN_PHOTOS)
+    assert not {source for source in HELDOUT_PHOTOS.values()} & {s for v in demo.photos.TRAIN_PHOTOS.values() for s in v}
+    # the whole photographs sort first (the reconstruction grid's rows), one per photograph
     assert files[:len(HELDOUT_PHOTOS)] == sorted(f"1x1_{name}_00.png" for name in HELDOUT_PHOTOS)
-    with PIL.Image.open(demo.HELDOUT_IMAGES / files[0]) as image:
+    assert demo.DEMO_GRID_IMAGES == len(HELDOUT_PHOTOS)
+    kinds = [heldout_kind(name) for name in files]
+    assert {photo for photo, _ in kinds} == set(HELDOUT_PHOTOS)
+    for name in HELDOUT_PHOTOS:
+        assert kinds.count((name, "whole")) == 1
+        assert kinds.count((name, "crops")) == sum(n * n for n in HELDOUT_CROP_GRIDS[name])
+    with PIL.Image.open(demo.HELDOUT_IMAGES / files[0]) as image:  # whole: as the 32 px processor sees it
+        assert image.size == (32, 32) and image.mode == "RGB"
+    with PIL.Image.open(demo.HELDOUT_IMAGES / "2x2_chelsea_01.png") as image:
         assert image.size == (64, 64) and image.mode == "RGB"
     # the tiling itself, on a synthetic photograph: the 1x1 crop is the centre square
     photo = PIL.Image.fromarray(np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8))
@@ -51,6 +70,12 @@ def test_heldout_images_are_the_documented_crops_of_photographs_kept_out_of_trai
     assert [n for n, _ in crops] == [n for n in HELDOUT_GRIDS for _ in range(n * n)]
     expected = photo.crop((10, 0, 50, 40)).resize((8, 8), PIL.Image.BICUBIC)
     assert np.array_equal(np.asarray(crops[0][1]), np.asarray(expected))
+    # the whole photograph: what the default tokenizer's processor makes of the photograph itself
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(str(demo.DEFAULT_TOKENIZER))
+    pixels = processor(images=[photo], return_tensors="np").pixel_values[0]
+    assert np.array_equal(np.asarray(whole_photo(photo)), np.rint(pixels.transpose(1, 2, 0) * 255).astype(np.uint8))
 
 
 def test_heldout_images_are_reproduced_by_the_recipe(tmp_path):
@@ -67,7 +92,7 @@ def test_demo_writes_every_output(demo_run):
     for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "demo.json", "tokenizer/results.json",
                  "pipeline/results.json"):
         assert (out / name).is_file(), name
-    assert len(list((out / "heldout").glob("*.png"))) == summary["heldout_images"] == 90
+    assert len(list((out / "heldout").glob("*.png"))) == summary["heldout_images"] == HELDOUT_COUNT
     counts = [row["num_tokens"] for row in summary["reconstruction"]]
     assert counts == [2**i for i in range(len(counts))] and counts[-1] == demo.load_default_tokenizer().config.num_tokens
     with PIL.Image.open(out / "reconstructions.png") as grid:  # original + one column per token count
@@ -78,6 +103,95 @@ def test_demo_writes_every_output(demo_run):
     assert set(summary["samples"]["class_labels"]) == set(demo.photos.TRAIN_PHOTOS)
     with PIL.Image.open(out / "rate_distortion.png") as plot:
         assert plot.size[0] > 500
+
+
+def test_demo_prints_where_each_picture_is_and_what_it_shows(demo_run):
+    out, summary = demo_run
+    printed = summary["_printed"]
+    assert printed == demo.format_summary({k: v for k, v in summary.items() if k != "_printed"}, out) + \
+        f"\nwrote {out} in {summary['seconds']['total']:.1f} s\n"
+    for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "demo.json", "tokenizer/results.json",
+                 "pipeline/results.json", "heldout"):
+        assert str(out / name) in printed, name
+        assert (out / name).exists(), name
+    for words in ("'original' column", "PSNR in dB", "labelled with their token count", "captioned with its class",
+                  "bytes per image", "1 token ", "32 tokens"):
+        assert words in printed, words
+    for entry in summary["per_photograph"]["not_beaten"]:
+        assert entry in printed
+
+
+def test_demo_scores_every_heldout_photograph_whole_and_cropped_against_jpeg(demo_run):
+    _, summary = demo_run
+    per_photo = summary["per_photograph"]
+    entries = per_photo["photographs"]
+    expected = [(name, kind) for name in HELDOUT_PHOTOS for kind in ("whole", "crops")
+                if kind == "whole" or HELDOUT_CROP_GRIDS[name]]
+    assert [(e["photo"], e["kind"]) for e in entries] == expected
+    assert sum(e["num_images"] for e in entries) == summary["heldout_images"]
+    full = demo.load_default_tokenizer().config.num_tokens
+    for entry in entries + list(per_photo["by_kind"].values()):
+        assert entry["num_images"] == (1 if entry.get("kind") == "whole" else entry["num_images"])
+        assert entry["full_tokens"]["num_tokens"] == full
+        assert [p["quality"] for p in entry["jpeg"]] == list(demo.LOWEST_JPEG_QUALITIES)
+        q1 = entry["jpeg"][0]
+        beats = entry["full_tokens"]["bytes_per_image"] <= q1["bytes_per_image"] and entry["full_tokens"]["psnr"] > q1["psnr"]
+        assert entry["beats_jpeg_q1"] == beats
+        assert entry["psnr_margin_over_jpeg_q1"] == pytest.approx(entry["full_tokens"]["psnr"] - q1["psnr"])
+    assert per_photo["by_kind"]["whole"]["num_images"] == len(HELDOUT_PHOTOS)
+    assert per_photo["not_beaten"] == [f"{e['photo']} ({e['kind']})" for e in entries if not e["beats_jpeg_q1"]]
+    # the pooled full-token PSNR is the mean over the same images the whole demo scores
+    pooled = per_photo["by_kind"]
+    n_whole, n_crops = pooled["whole"]["num_images"], pooled["crops"]["num_images"]
+    mean = (pooled["whole"]["full_tokens"]["psnr"] * n_whole + pooled["crops"]["full_tokens"]["psnr"] * n_crops) / (n_whole + n_crops)
+    assert mean == pytest.approx(summary["reconstruction"][-1]["psnr"], abs=0.05)
+
+
+def test_cards_and_readme_carry_the_per_photograph_comparison(demo_run):
+    """The default model's cards and the README show the table vistok demo computes (same photographs, same verdicts)."""
+    _, summary = demo_run
+    per_photo = summary["per_photograph"]
+    readme = (demo.ASSETS.parents[2] / "README.md")
+    texts = [(demo.DEFAULT_PIPELINE / "README.md").read_text(), (demo.DEFAULT_TOKENIZER / "README.md").read_text()]
+    if readme.is_file():  # a source checkout
+        texts.append(readme.read_text())
+    for text in texts:
+        for entry in per_photo["photographs"]:
+            verdict = "yes" if entry["beats_jpeg_q1"] else "**no**"
+            row = [line for line in text.splitlines() if line.startswith(f"| {entry['photo']} ({entry['kind']}) |")]
+            assert len(row) == 1 and f"| {verdict} (" in row[0], (entry["photo"], entry["kind"], row)
+            cells = row[0].split("|")
+            assert float(cells[3]) == pytest.approx(entry["full_tokens"]["psnr"], abs=0.02)
+            assert float(cells[4]) == pytest.approx(entry["jpeg"][0]["psnr"], abs=0.02)
+
+
+def test_figures_carry_their_labels(tmp_path):
+    assert token_heading(1) == "1 token" and token_heading(32, 48.4) == "32 tokens, 48.4 B"
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255
+    assert psnr_uint8(a, a) == math.inf
+    assert psnr_uint8(b, a) == pytest.approx(10 * math.log10(255**2 / (255**2 / 48)))
+    rng = np.random.default_rng(0)
+    originals = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
+    grid = reconstruction_grid(originals, {1: originals[::-1].copy(), 2: originals.copy()}, tmp_path / "r.png",
+                               codebook_size=4375)
+    with PIL.Image.open(grid) as image:
+        pixels = np.asarray(image)
+    # headings above the tiles and a PSNR label drawn over each reconstruction (dark box), none over the originals
+    assert (pixels[:16] < 128).any()
+    tile = 96
+    first_reconstruction = pixels[18 + 2: 18 + 2 + tile, 2 + tile + 2: 2 + 2 * tile + 2]
+    assert (first_reconstruction[-15:, :40] == 0).all(axis=-1).mean() > 0.3
+    samples = rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    plain = sample_grid(samples, tmp_path / "plain.png")
+    captioned = sample_grid(samples, tmp_path / "captioned.png", captions=["astronaut", "a_very_long_class_name_indeed", "c"])
+    with PIL.Image.open(plain) as a_image, PIL.Image.open(captioned) as b_image:
+        assert b_image.size[0] == a_image.size[0] and b_image.size[1] > a_image.size[1]
+        caption_strip = np.asarray(b_image)[tile + 2: tile + 2 + 16]
+        assert (caption_strip < 128).any()
+    with pytest.raises(ValueError, match="caption per sample"):
+        sample_grid(samples, tmp_path / "x.png", captions=["a"])
 
 
 def test_rate_distortion_curve_of_the_shipped_tokenizer_is_monotone(demo_run):
@@ -134,7 +248,7 @@ def test_photo_recipe_writes_an_imagefolder_and_leaves_nothing_when_a_package_is
     recipe = photos.build_photo_dataset(tmp_path / "ok", crops_per_class=3)
     assert recipe["train_classes"] == {name: 3 for name in photos.TRAIN_PHOTOS}
     assert sorted(p.name for p in (tmp_path / "ok" / "train").iterdir()) == sorted(photos.TRAIN_PHOTOS)
-    assert len(list((tmp_path / "ok" / "heldout").glob("*.png"))) == 90
+    assert len(list((tmp_path / "ok" / "heldout").glob("*.png"))) == HELDOUT_COUNT
     with pytest.raises(ValueError, match="not empty"):
         photos.build_photo_dataset(tmp_path / "ok", crops_per_class=3)
 

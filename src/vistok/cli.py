@@ -173,14 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             url = push_folder(args.folder, args.repo_id, private=args.private or None, commit_message=args.commit_message)
             print(url)
         elif args.command == "demo":
-            from .demo import run_demo
+            from .demo import format_summary, run_demo
 
             summary = run_demo(args.output, overwrite=args.overwrite)
-            for row in summary["reconstruction"]:
-                print(f"{row['num_tokens']:>3} tokens  {row['bytes_per_image']:7.1f} B  PSNR {row['psnr']:6.2f} dB  "
-                      f"SSIM {row['ssim']:.3f}")
-            beaten = summary["beats_jpeg"]["jpeg_qualities_beaten"]
-            print(f"beats JPEG (more PSNR in no more bytes) at qualities: {beaten or 'none'}")
+            print(format_summary(summary, args.output))
             print(f"wrote {args.output} in {summary['seconds']['total']:.1f} s")
         elif args.command == "eval":
             from .evaluation import run_eval

@@ -2,7 +2,7 @@
 
 Every photograph ships inside a package on PyPI (scikit-image, scikit-learn, matplotlib), so the
 recipe runs offline once those are installed. The split is by photograph: the held-out photographs
-(three, from two packages) never appear in training, in any crop. Training classes are the source
+(ten: a cat, a still life, faces, text, a page, a clock, a cell) never appear in training, in any crop. Training classes are the source
 photographs, which is what the class-conditional generator is conditioned on.
 
     pip install scikit-image scikit-learn matplotlib
@@ -38,11 +38,25 @@ TRAIN_PHOTOS: dict[str, tuple[tuple[str, str], ...]] = {
     "flower": (("sklearn", "flower.jpg"),),
 }
 HELDOUT_PHOTOS: dict[str, tuple[str, str]] = {
-    "chelsea": ("skimage", "chelsea"),            # CC0, Stefan van der Walt
+    "chelsea": ("skimage", "chelsea"),            # CC0, Stefan van der Walt: a cat (skimage's "cat" is this photograph)
     "coffee": ("skimage", "coffee"),              # CC0, Rachel Michetti
-    "grace_hopper": ("matplotlib", "grace_hopper.jpg"),  # public domain, U.S. Navy
+    "grace_hopper": ("matplotlib", "grace_hopper.jpg"),  # public domain, U.S. Navy: a face
+    "clock": ("skimage", "clock"),                # public domain, Stefan van der Walt: grey, motion-blurred
+    "text": ("skimage", "text"),                  # public domain (Wikipedia File:Corner.png): grey, painted text
+    "page": ("skimage", "page"),                  # scikit-image sample data: grey, a scanned printed page
+    "cell": ("skimage", "cell"),                  # CC0: a quantitative phase image of a cell
+    "face_a": ("skimage", "lfw_subset:0"),        # Labeled Faces in the Wild, 25 x 25 grey, via scikit-image
+    "face_b": ("skimage", "lfw_subset:1"),
+    "face_c": ("skimage", "lfw_subset:2"),
 }
-HELDOUT_GRIDS = (1, 2, 3, 4)  # n x n square crops of each held-out photograph's centre square
+HELDOUT_GRIDS = (1, 2, 3, 4)  # n x n square crops of each held-out photograph's centre square (n = 1: the whole photograph)
+# the crop grids of each held-out photograph: every one is also evaluated whole; the faces are too small to crop
+HELDOUT_CROP_GRIDS: dict[str, tuple[int, ...]] = {
+    "chelsea": (2, 3, 4), "coffee": (2, 3, 4), "grace_hopper": (2, 3, 4),
+    "clock": (2, 3), "text": (2, 3), "page": (2, 3), "cell": (2, 3),
+    "face_a": (), "face_b": (), "face_c": (),
+}
+WHOLE_SIZE = 32  # the whole photographs are stored as the default tokenizer's image processor sees them
 
 
 def load_photo(package: str, name: str) -> PIL.Image.Image:
@@ -54,6 +68,8 @@ def load_photo(package: str, name: str) -> PIL.Image.Image:
             if name.startswith("motorcycle_"):
                 left, right, _ = skimage.data.stereo_motorcycle()
                 array = left if name.endswith("left") else right
+            elif name.startswith("lfw_subset:"):  # one of the 100 faces (the first 100 of 200 crops)
+                array = skimage.data.lfw_subset()[int(name.split(":")[1])]
             else:
                 array = getattr(skimage.data, name)()
         elif package == "sklearn":
@@ -77,13 +93,13 @@ def load_photo(package: str, name: str) -> PIL.Image.Image:
     return image.convert("RGB")
 
 
-def heldout_crops(image: PIL.Image.Image, size: int) -> list[tuple[int, PIL.Image.Image]]:
-    """(n, crop) for the square crops tiling the centre square at 1x1, 2x2, 3x3 and 4x4, resized to ``size``."""
+def heldout_crops(image: PIL.Image.Image, size: int, grids=HELDOUT_GRIDS) -> list[tuple[int, PIL.Image.Image]]:
+    """(n, crop) for the square crops tiling the centre square at each n x n of ``grids``, resized to ``size``."""
     width, height = image.size
     side = min(width, height)
     left0, top0 = (width - side) // 2, (height - side) // 2
     crops = []
-    for n in HELDOUT_GRIDS:
+    for n in grids:
         step = side / n
         for row in range(n):
             for column in range(n):
@@ -93,13 +109,36 @@ def heldout_crops(image: PIL.Image.Image, size: int) -> list[tuple[int, PIL.Imag
     return crops
 
 
-def write_heldout(folder: str | os.PathLike, size: int = 64) -> list[Path]:
-    """The held-out evaluation images, ``<n>x<n>_<photo>_<i>.png``: file order puts the whole photographs first."""
+def whole_photo(image: PIL.Image.Image, size: int = WHOLE_SIZE) -> PIL.Image.Image:
+    """The whole photograph as vistok's image processor prepares it for a ``size`` px tokenizer: the shorter edge
+    resized to ``size`` (bicubic), then the centre ``size`` x ``size`` square."""
+    from ..image_processing import VistokImageProcessor
+
+    processor = VistokImageProcessor(size=size, resample="bicubic")
+    pixels = processor(images=[image], return_tensors="np").pixel_values[0]  # [3, size, size] in [0, 1]
+    return PIL.Image.fromarray(np.clip(np.rint(pixels.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8), "RGB")
+
+
+def heldout_kind(filename: str) -> tuple[str, str]:
+    """(photograph, "whole" or "crops") of a held-out file name ``<n>x<n>_<photo>_<i>.png``."""
+    grid, rest = filename.split("_", 1)
+    photo = rest.rsplit("_", 1)[0]
+    return photo, "whole" if grid == "1x1" else "crops"
+
+
+def write_heldout(folder: str | os.PathLike, size: int = 64, whole_size: int = WHOLE_SIZE) -> list[Path]:
+    """The held-out evaluation images: ``1x1_<photo>_00.png``, the whole photograph as the image processor sees it
+    (``whole_size`` px), then ``<n>x<n>_<photo>_<i>.png``, the crops (``size`` px). File order puts the whole
+    photographs first."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (package, photo) in HELDOUT_PHOTOS.items():
-        for i, (n, crop) in enumerate(heldout_crops(load_photo(package, photo), size)):
+        image = load_photo(package, photo)
+        path = folder / f"1x1_{name}_00.png"
+        whole_photo(image, whole_size).save(path)
+        written.append(path)
+        for i, (n, crop) in enumerate(heldout_crops(image, size, HELDOUT_CROP_GRIDS[name]), start=1):
             path = folder / f"{n}x{n}_{name}_{i:02d}.png"
             crop.save(path)
             written.append(path)
@@ -140,7 +179,8 @@ def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320
             counts[name] = index
         write_heldout(scratch / "heldout", heldout_size)
         recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
-                  "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_grids": list(HELDOUT_GRIDS)}
+                  "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_whole_size": WHOLE_SIZE,
+                  "heldout_crop_grids": {name: list(grids) for name, grids in HELDOUT_CROP_GRIDS.items()}}
         (scratch / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
 

@@ -98,6 +98,9 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
     report = {"kind": "pipeline", "pipeline": type(pipe).__name__, "num_images": num_images, "batch_size": batch_size,
               "seed": int(seed), "class_labels": "all classes" if class_labels is None else labels,
               "device": str(device), "images_per_s": num_images / elapsed, **report}
+    names = getattr(pipe.transformer.config, "id2label", None) or {}
+    names = {int(i): str(name) for i, name in names.items()}
+    report["grid_captions"] = [names.get(c, f"class {c}") for c in all_labels[:len(grid)]]  # drawn under each sample
     return report, grid
 
 

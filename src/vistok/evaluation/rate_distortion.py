@@ -20,7 +20,8 @@ import PIL.ImageDraw
 import torch
 
 GRID_IMAGES = 4  # rows of the reconstruction grid; the sample grid shows twice as many
-CODECS = {"jpeg": "JPEG", "webp": "WEBP"}
+CODECS = {"jpeg": "JPEG", "webp": "WEBP"}  # curve name -> Pillow format
+CODEC_NAMES = {"jpeg": "JPEG", "webp": "WebP"}
 QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
@@ -54,31 +55,47 @@ def codec_round_trip(images: np.ndarray, codec: str, quality: int) -> tuple[np.n
     return np.stack(decoded), sizes
 
 
+AXIS_LABELS = {"psnr": "PSNR (dB, higher is better)", "ssim": "SSIM (1 = identical, higher is better)",
+               "lpips": "LPIPS (lower is better)"}
+LABELLED_QUALITIES = (1, 5, 10, 20, 40, 60, 80, 95)  # codec points whose quality is written beside them
+
+
 def plot_rate_distortion(curves: dict, path: Path, title: str, distortion_keys=("psnr", "lpips")) -> Path:
     """Two panels (PSNR and LPIPS, or SSIM when LPIPS was skipped) against bytes per image, log x.
 
     ``curves`` maps a label to points with ``bytes_per_image`` and the distortion keys; the labels
-    "jpeg" and "webp" are drawn dashed, the tokenizer solid.
+    "jpeg" and "webp" are drawn dashed and their points at ``LABELLED_QUALITIES`` marked "q<quality>"; the
+    tokenizer is drawn solid, each point marked with its token count.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(distortion_keys), figsize=(5.5 * len(distortion_keys), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(distortion_keys), figsize=(6.5 * len(distortion_keys), 4.8), squeeze=False)
     for axis, key in zip(axes[0], distortion_keys):
         for name, points in curves.items():
             points = [p for p in points if p.get(key) is not None and math.isfinite(p[key])]
             if not points:
                 continue
             xs, ys = [p["bytes_per_image"] for p in points], [p[key] for p in points]
-            style = dict(marker="o", linewidth=2) if name not in CODECS else dict(marker=".", linestyle="--")
-            axis.plot(xs, ys, label=name, **style)
+            if name in CODECS:
+                line, = axis.plot(xs, ys, marker=".", linestyle="--", label=f"{CODEC_NAMES[name]} (q = quality)")
+                for point, x, y in zip(points, xs, ys):
+                    if point.get("quality") in LABELLED_QUALITIES:
+                        axis.annotate(f"q{point['quality']}", (x, y), textcoords="offset points", xytext=(4, -9),
+                                      fontsize=7, color=line.get_color())
+            else:
+                line, = axis.plot(xs, ys, marker="o", linewidth=2, label=f"{name} (numbers = tokens)")
+                for point, x, y in zip(points, xs, ys):
+                    if point.get("num_tokens") is not None:
+                        axis.annotate(str(point["num_tokens"]), (x, y), textcoords="offset points", xytext=(0, 6),
+                                      ha="center", fontsize=8, color=line.get_color())
         axis.set_xscale("log")
-        axis.set_xlabel("bytes per image")
-        axis.set_ylabel(key.upper() + (" (lower is better)" if key == "lpips" else ""))
+        axis.set_xlabel("bytes per image (log scale)")
+        axis.set_ylabel(AXIS_LABELS.get(key, key.upper()))
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -95,33 +112,80 @@ def _tile(image: np.ndarray) -> PIL.Image.Image:
     return tile.resize((tile.width * scale, tile.height * scale), PIL.Image.NEAREST) if scale > 1 else tile
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: dict[int, np.ndarray], path: Path) -> Path:
-    """PNG grid: one row per image, the original then the reconstruction at each token count (increasing)."""
+def _font(size: int = 12):
+    import PIL.ImageFont
+
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # a Pillow without FreeType: the fixed bitmap font
+        return PIL.ImageFont.load_default()
+
+
+def psnr_uint8(image: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR (dB, over [0, 255]) of one uint8 image against another; inf when they are equal."""
+    mse = float(np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def token_heading(num_tokens: int, bytes_per_image: float | None = None) -> str:
+    heading = f"{num_tokens} token" + ("" if num_tokens == 1 else "s")
+    return heading if bytes_per_image is None else f"{heading}, {bytes_per_image:.3g} B"
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: dict[int, np.ndarray], path: Path,
+                        codebook_size: int | None = None) -> Path:
+    """PNG grid: one row per image, the original then the reconstruction at each token count (increasing).
+
+    Column headings say "original" and "<k> tokens" (with the bytes per image when ``codebook_size`` is given);
+    each reconstruction carries its PSNR (dB) against the original of its row."""
     counts = sorted(reconstructions)
     rows = [[_tile(originals[r])] + [_tile(reconstructions[k][r]) for k in counts] for r in range(originals.shape[0])]
     width, height = rows[0][0].size
-    label_height, pad = 14, 2
+    label_height, pad = 18, 2
     grid = PIL.Image.new("RGB", ((len(counts) + 1) * (width + pad) + pad, label_height + len(rows) * (height + pad) + pad),
                          "white")
     draw = PIL.ImageDraw.Draw(grid)
-    for column, label in enumerate(["original"] + [f"{k} tokens" for k in counts]):
-        draw.text((pad + column * (width + pad), 1), label, fill="black")
+    font, small = _font(12), _font(11)
+    headings = ["original"] + [token_heading(k, None if codebook_size is None else token_bytes(k, codebook_size))
+                               for k in counts]
+    for column, label in enumerate(headings):
+        draw.text((pad + column * (width + pad), 2), label, fill="black", font=font)
     for row, tiles in enumerate(rows):
+        top = label_height + pad + row * (height + pad)
         for column, tile in enumerate(tiles):
-            grid.paste(tile, (pad + column * (width + pad), label_height + pad + row * (height + pad)))
+            left = pad + column * (width + pad)
+            grid.paste(tile, (left, top))
+            if column:
+                value = psnr_uint8(reconstructions[counts[column - 1]][row], originals[row])
+                text = "exact" if math.isinf(value) else f"{value:.1f} dB"
+                box = draw.textbbox((left + 2, top + height - 15), text, font=small)
+                draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill="black")
+                draw.text((left + 2, top + height - 15), text, fill="white", font=small)
     grid.save(path)
     return path
 
 
-def sample_grid(samples: np.ndarray, path: Path, columns: int = 4) -> Path:
-    """PNG grid of generated samples ``[N, H, W, 3]`` uint8, ``columns`` per row."""
+def sample_grid(samples: np.ndarray, path: Path, columns: int = 4, captions: list[str] | None = None) -> Path:
+    """PNG grid of generated samples ``[N, H, W, 3]`` uint8, ``columns`` per row, each captioned below with
+    ``captions[i]`` (e.g. its class name) when given."""
+    if captions is not None and len(captions) < len(samples):
+        raise ValueError(f"need a caption per sample: {len(captions)} captions for {len(samples)} samples")
     tiles = [_tile(image) for image in samples]
     (width, height), pad = tiles[0].size, 2
+    caption_height = 16 if captions is not None else 0
     rows = math.ceil(len(tiles) / columns)
-    grid = PIL.Image.new("RGB", (min(len(tiles), columns) * (width + pad) + pad, rows * (height + pad) + pad), "white")
+    grid = PIL.Image.new("RGB", (min(len(tiles), columns) * (width + pad) + pad,
+                                 rows * (height + caption_height + pad) + pad), "white")
+    draw, font = PIL.ImageDraw.Draw(grid), _font(11)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
-        grid.paste(tile, (pad + column * (width + pad), pad + row * (height + pad)))
+        left, top = pad + column * (width + pad), pad + row * (height + caption_height + pad)
+        grid.paste(tile, (left, top))
+        if captions is not None:
+            text = str(captions[index])
+            while len(text) > 2 and draw.textlength(text, font=font) > width - 2:  # shortened to fit its tile
+                text = text[:-2] + "…"
+            draw.text((left + 1, top + height + 1), text, fill="black", font=font)
     grid.save(path)
     return path
 

@@ -42,7 +42,8 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
                 batch_size=batch_size, token_counts=token_counts, folder=folder, inception_weights=inception_weights,
                 lpips_weights=lpips_weights, lpips_heads=lpips_heads, fid=fid,
                 grid_images=grid_images or GRID_IMAGES, progress=progress)
-            reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png")
+            reconstruction_grid(grid["originals"], grid["reconstructions"], scratch / "reconstructions.png",
+                                codebook_size=report["codebook_size"])
             files["reconstructions"] = "reconstructions.png"
             if report["rate_distortion"] is not None:
                 rd = report["rate_distortion"]
@@ -50,7 +51,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
                 keys = ("psnr", "lpips") if report["lpips_backbone"] else ("psnr", "ssim")
                 try:
                     plot_rate_distortion(curves, scratch / "rate_distortion.png",
-                                         f"{report['model_type']} on {rd['num_images']} images", keys)
+                                         f"{report['model_type']} on {rd['num_images']} images ({report['image_size']} px)", keys)
                     files["rate_distortion"] = "rate_distortion.png"
                 except ImportError:
                     report["skipped"]["rate_distortion_plot"] = "matplotlib is not installed (pip install 'vistok[eval]')"
@@ -70,7 +71,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
             if stats is not None:
                 np.savez(scratch / "sample_statistics.npz", mu=stats["mu"], sigma=stats["sigma"])
                 files["sample_statistics"] = "sample_statistics.npz"
-            sample_grid(samples, scratch / "samples.png")
+            sample_grid(samples, scratch / "samples.png", captions=report.pop("grid_captions", None))
             files["samples"] = "samples.png"
         report["model"] = str(model)
         report["source"] = {"images": None if images is None else str(images),
