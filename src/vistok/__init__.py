@@ -10,6 +10,7 @@ from .image_processing import VistokImageProcessor
 from .modeling import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from .pipelines import (
     AutoregressiveImagePipeline,
+    FactorizedAutoregressiveImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
     TextToImageAutoregressivePipeline,
@@ -22,7 +23,7 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
+    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
     "NextScalePipeline",
 ]
 for _family in families.families():

@@ -1,0 +1,233 @@
+"""Open-MAGVIT2: the LFQ tokenizer and the factorized AR generator against the original code
+(tests/fixtures/README.md, "open_magvit2/"), the converters and CLI (Lightning checkpoints, EMA weights, the
+AR checkpoint's embedded tokenizer), the factorized sampling pipeline, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import vistok  # noqa: F401  (registers the model types)
+from vistok import FactorizedAutoregressiveImagePipeline, OpenMagvit2ARConfig, OpenMagvit2ARTransformer, OpenMagvit2Model
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError
+from vistok.modeling.open_magvit2.convert_open_magvit2 import convert_ar, convert_tokenizer
+from _random_weights import random_state_dict
+from _tolerances import assert_matches_original
+
+FIXTURES = Path(__file__).parent / "fixtures" / "open_magvit2"
+SETTINGS = ("cfg", "cfg_topk_topp_temperature", "no_guidance")
+
+
+def load(name):
+    return json.loads((FIXTURES / f"{name}.json").read_text()), load_file(str(FIXTURES / f"{name}.safetensors"))
+
+
+def lightning_checkpoint(state: dict) -> dict:
+    return {"epoch": 3, "global_step": 1000, "pytorch-lightning_version": "2.1.0", "state_dict": state}
+
+
+def tokenizer_release_state(meta) -> tuple[dict, dict]:
+    """(the release state dict: raw weights + LitEma copies + loss weights, the EMA weights the fixture used)."""
+    ema = random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])
+    raw = random_state_dict(meta["state_dict_shapes"], meta["weights_seed"] + 100)
+    state = dict(raw)
+    state.update({f"model_ema.{k.replace('.', '')}": v for k, v in ema.items()})
+    state["model_ema.decay"] = torch.tensor(0.999)
+    state["model_ema.num_updates"] = torch.tensor(-1, dtype=torch.int32)
+    state["model_ema.lossdiscriminatorconv1weight"] = torch.zeros(4, 3, 3, 3)  # LitEma copies the losses' parameters too
+    state["loss.discriminator.conv1.weight"] = torch.zeros(4, 3, 3, 3)
+    return state, ema
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The fixtures' random weights saved as Lightning .ckpt files and converted through the CLI."""
+    root = tmp_path_factory.mktemp("open_magvit2")
+    tok_meta, _ = load("tokenizer")
+    state, _ = tokenizer_release_state(tok_meta)
+    torch.save(lightning_checkpoint(state), root / "tok.ckpt")
+    assert cli_main(["convert", "open-magvit2", "--original", str(root / "tok.ckpt"), "--image-size", "32", "--output", str(root / "tok")]) == 0
+    assert cli_main(["convert", "open-magvit2", "--original", str(root / "tok.ckpt"), "--image-size", "32", "--no-ema",
+                     "--output", str(root / "tok_raw")]) == 0
+    gpt_meta, _ = load("gpt")
+    ar = {f"transformer.{k}": v for k, v in random_state_dict(gpt_meta["state_dict_shapes"], gpt_meta["weights_seed"]).items()}
+    # the AR checkpoint's tokenizer copy: the raw weights the original decodes with (here: the fixture's)
+    tok_weights = random_state_dict(gpt_meta["tokenizer"]["state_dict_shapes"], gpt_meta["tokenizer"]["weights_seed"])
+    ar.update({f"first_stage_model.{k}": v for k, v in tok_weights.items()})
+    ar["transformer.spatial_blocks.0.attention.kv_cache.k_cache"] = torch.zeros(6, 4, 24, 16)  # saved after sampling
+    torch.save(lightning_checkpoint(ar), root / "ar.ckpt")
+    assert cli_main(["convert", "open-magvit2-ar", "--original", str(root / "ar.ckpt"), "--image-size", "16", "--num-heads", "4",
+                     "--output", str(root / "pipe")]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipe(converted):
+    pipe = FactorizedAutoregressiveImagePipeline.from_pretrained(converted / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# -- tokenizer -------------------------------------------------------------------------------------
+def test_tokenizer_matches_original(converted):
+    _, expected = load("tokenizer")
+    tok = AutoModel.from_pretrained(converted / "tok")
+    assert isinstance(tok, OpenMagvit2Model) and tok.config.token_layout == "2d" and tok.config.codebook_size == 64
+    pixels = expected["pixel_values"]
+    with torch.no_grad():
+        enc = tok.encode(pixels)
+    assert torch.equal(enc.token_ids, expected["token_ids"])
+    pre, post = tok.split_token_ids(enc.token_ids, factorized_bits=[2, 4])
+    assert torch.equal(pre, expected["token_pre"]) and torch.equal(post, expected["token_post"])
+    assert torch.equal(tok.merge_token_ids(pre, post, factorized_bits=[2, 4]), enc.token_ids)
+    # the codes are exactly ±1; the original's straight-through sum x + (q - x) rounds them by an ulp at most
+    torch.testing.assert_close(enc.latents, expected["quantized"].flatten(1, 2), rtol=0, atol=1e-6)
+    assert_matches_original(tok, lambda m: m.encoder(pixels.to(m.dtype)).permute(0, 2, 3, 1), expected["encoder_output"], "encoder")
+    ids = expected["token_ids"]
+    assert_matches_original(tok, lambda m: m.decode(ids), expected["reconstruction_from_ids"], "decode(token_ids)")
+    assert_matches_original(tok, lambda m: m(pixels.to(m.dtype)).reconstruction, expected["reconstruction"], "forward")
+
+
+def test_tokenizer_ema_and_raw_weights(converted):
+    meta, _ = load("tokenizer")
+    state, ema = tokenizer_release_state(meta)
+    for folder, source in (("tok", ema), ("tok_raw", state)):
+        weights = AutoModel.from_pretrained(converted / folder).state_dict()
+        assert weights.keys() == ema.keys()
+        assert all(torch.equal(weights[k], source[k]) for k in ema), folder
+    raw_only = {k: v for k, v in state.items() if not k.startswith("model_ema.")}
+    torch.save(lightning_checkpoint(raw_only), converted / "raw_only.ckpt")
+    with pytest.raises(ConversionError, match="no EMA weights"):
+        convert_tokenizer(str(converted / "raw_only.ckpt"), str(converted / "never"), image_size=32, ema=True)
+    assert not (converted / "never").exists()
+
+
+def test_tokenizer_other_sizes_and_bad_input(converted):
+    tok = AutoModel.from_pretrained(converted / "tok")
+    with torch.no_grad():
+        assert tok.encode(torch.zeros(1, 3, 16, 16)).token_ids.shape == (1, 4, 4)
+        assert tok.decode(torch.zeros(1, 2, 2, dtype=torch.long)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tok.encode(torch.zeros(1, 3, 18, 18))
+    with pytest.raises(ValueError, match=r"token_ids must lie in \[0, 63\]"):
+        tok.decode(torch.full((1, 2, 2), 64))
+    with pytest.raises(ValueError, match="no factorized_bits"):
+        tok.split_token_ids(torch.zeros(1, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="must sum to the tokenizer's 6 bits"):
+        tok.split_token_ids(torch.zeros(1, 2, 2, dtype=torch.long), factorized_bits=[2, 2])
+
+
+# -- generator -------------------------------------------------------------------------------------
+def test_ar_logits_match_original(pipe):
+    _, expected = load("gpt")
+    model = pipe.transformer
+    assert isinstance(model, OpenMagvit2ARTransformer) and model.config.factorized_bits == [2, 4]
+    labels, pre, post = expected["class_labels"], expected["pre_ids"], expected["post_ids"]
+    null = torch.ones_like(labels, dtype=torch.bool)
+    for drop, kind in ((None, "cond"), (null, "uncond")):
+        for head in ("pre", "post"):
+            assert_matches_original(model, lambda m: getattr(m(pre_ids=pre, post_ids=post, class_labels=labels, drop_condition=drop),
+                                                             f"logits_{head}"),
+                                    expected[f"logits_{head}_{kind}"], f"logits_{head}_{kind}")
+    # full code ids are split low bits first: the same logits
+    ids = pipe.image_tokenizer.merge_token_ids(pre, post)
+    out = model(input_ids=ids, class_labels=labels, labels=ids)
+    torch.testing.assert_close(out.logits_post, model(pre_ids=pre, post_ids=post, class_labels=labels).logits_post, rtol=0, atol=0)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.allclose(out.loss, ce(out.logits_pre.flatten(0, 1), pre.flatten()) + ce(out.logits_post.flatten(0, 1), post.flatten()))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_seeded_samples_equal_original(pipe, setting):
+    meta, expected = load("gpt")
+    s = meta["settings"][setting]
+    ids = pipe(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], temperature=s["temperature"], top_k=s["top_k"],
+               top_p=s["top_p"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
+    pre, post = pipe.image_tokenizer.split_token_ids(ids.flatten(1))
+    assert torch.equal(pre, expected[f"pre_{setting}"]) and torch.equal(post, expected[f"post_{setting}"])
+
+
+def test_pipeline_images_and_defaults(pipe, converted):
+    meta, expected = load("gpt")
+    s = meta["settings"]["cfg"]
+    kwargs = dict(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], generator=torch.Generator().manual_seed(s["seed"]))
+    images = pipe(**kwargs, output_type="pt").images
+    ids = pipe(**{**kwargs, "generator": torch.Generator().manual_seed(s["seed"])}, output_type="latent").images
+    assert images.shape == (3, 3, 16, 16)
+    assert_matches_original(pipe.image_tokenizer, lambda m: m.decode(ids), expected["images_cfg"], "decoded samples")
+    # the stored defaults (AR-B's evaluation settings when no preset is given) and one value for both sub-tokens
+    assert pipe.transformer.config.sampling_defaults == {"guidance_scale": [1.9, 2.0], "temperature": [1.0, 1.0],
+                                                         "top_k": [0, 0], "top_p": [1.0, 1.0]}
+    same = pipe(class_labels=[1], guidance_scale=1.5, top_k=3, generator=torch.Generator().manual_seed(1), output_type="latent").images
+    listed = pipe(class_labels=[1], guidance_scale=[1.5, 1.5], top_k=[3, 3], generator=torch.Generator().manual_seed(1),
+                  output_type="latent").images
+    assert torch.equal(same, listed)
+    reloaded = FactorizedAutoregressiveImagePipeline.from_pretrained(converted / "pipe")
+    assert reloaded.image_tokenizer.config.factorized_bits == [2, 4]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"guidance_scale": [1.5, 1.5, 1.5]}, ValueError, r"guidance_scale must be one value or a list of 2"),
+    ({"top_k": [3, -1]}, ValueError, r"top_k\[1\] must be >= 0"),
+    ({"top_p": [0.0, 1.0]}, ValueError, r"top_p\[0\] must be in \(0, 1\]"),
+    ({"temperature": [1.0, 0.0]}, ValueError, r"temperature\[1\] must be > 0"),
+    ({"cfg_interval": 3}, ValueError, "cfg_interval is not part of this sampler"),
+    ({"compile": True}, ValueError, "no compiled decode step"),
+    ({"class_labels": [10]}, ValueError, r"class_labels must lie in \[0, 9\]"),
+])
+def test_pipeline_bad_input(pipe, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        pipe(**{"class_labels": [1], **kwargs}, output_type="latent")
+
+
+def test_model_bad_input(pipe):
+    model = pipe.transformer
+    with pytest.raises(ValueError, match="pass either input_ids"):
+        model(class_labels=torch.tensor([1]))
+    with pytest.raises(ValueError, match="pass class_labels"):
+        model(input_ids=torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"post_ids must lie in \[0, 15\]"):
+        model(pre_ids=torch.zeros(1, 4, dtype=torch.long), post_ids=torch.full((1, 4), 16), class_labels=torch.tensor([1]))
+    with pytest.raises(ValueError, match="between 1 and 16 tokens"):
+        model(input_ids=torch.zeros(1, 17, dtype=torch.long), class_labels=torch.tensor([1]))
+    with pytest.raises(ValueError, match="factorized_bits must be two groups"):
+        OpenMagvit2ARConfig(factorized_bits=[2, 2, 2])
+
+
+def test_converter_errors_and_tokenizer_replacement(converted, tmp_path, caplog):
+    gpt_meta, _ = load("gpt")
+    ar = {f"transformer.{k}": v for k, v in random_state_dict(gpt_meta["state_dict_shapes"], gpt_meta["weights_seed"]).items()}
+    torch.save(lightning_checkpoint(ar), tmp_path / "ar_only.ckpt")
+    with pytest.raises(ConversionError, match="holds no tokenizer"):
+        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), image_size=16, num_heads=4)
+    with pytest.raises(ConversionError, match="none of the original sizes"):
+        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(converted / "tok"), image_size=16)
+    with pytest.raises(ConversionError, match="does not record its image size"):
+        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(converted / "tok"), num_heads=4)
+    with pytest.raises(ConversionError, match="not an Open-MAGVIT2 model"):
+        convert_tokenizer(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), image_size=32)
+    assert not (tmp_path / "out").exists()
+    # --tokenizer replaces the embedded copy (here: the EMA tokenizer, whose weights differ) and says so
+    with caplog.at_level("WARNING"):
+        convert_ar(str(converted / "ar.ckpt"), str(tmp_path / "replaced"), tokenizer=str(converted / "tok_raw"), image_size=16,
+                   num_heads=4)
+    assert "differs from the tokenizer copy" in caplog.text
+    replaced = FactorizedAutoregressiveImagePipeline.from_pretrained(tmp_path / "replaced")
+    raw = AutoModel.from_pretrained(converted / "tok_raw").state_dict()
+    assert all(torch.equal(v, raw[k]) for k, v in replaced.image_tokenizer.state_dict().items())
+
+
+def test_release_presets():
+    from vistok.modeling.open_magvit2.convert_open_magvit2 import AR_RELEASES, TOKENIZER_RELEASES
+
+    assert TOKENIZER_RELEASES["in-128"].settings["image_size"] == 128
+    b, xl = AR_RELEASES["ar-b-256"], AR_RELEASES["ar-xl-256"]
+    assert b.sampling["guidance_scale"] == [1.9, 2.0] and xl.sampling == {"guidance_scale": [1.75, 1.85], "temperature": [1.1, 1.0],
+                                                                          "top_k": [0, 0], "top_p": [1.0, 1.0]}
+    assert b.tokenizer == "in-256" and b.filename == "AR_256_B.ckpt"
