@@ -14,9 +14,10 @@ from vistok.cli import main as cli_main
 
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
+from test_open_magvit2 import omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized AR pipeline)
 from test_var import META, original_release
 
-PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale")
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "factorized_autoregressive")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,9 @@ def case(request):
         cfg = pipe.transformer.config
         embeds = torch.randn(3, cfg.num_condition_tokens, cfg.caption_dim, generator=torch.Generator().manual_seed(0))
         inputs = lambda n: {"prompt_embeds": embeds[:n], "top_k": 10}  # noqa: E731
+    elif name == "factorized_autoregressive":
+        pipe = request.getfixturevalue("omagvit2_pipe")
+        inputs = lambda n: {"class_labels": list(range(n)), "top_k": (2, 10)}  # noqa: E731  (per sub-token)
     else:
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731

@@ -46,7 +46,7 @@ def tokenizer_release_state(meta) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def omagvit2_converted(tmp_path_factory):
     """The fixtures' random weights saved as Lightning .ckpt files and converted through the CLI."""
     root = tmp_path_factory.mktemp("open_magvit2")
     tok_meta, _ = load("tokenizer")
@@ -68,16 +68,16 @@ def converted(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipe(converted):
-    pipe = FactorizedAutoregressiveImagePipeline.from_pretrained(converted / "pipe")
+def omagvit2_pipe(omagvit2_converted):
+    pipe = FactorizedAutoregressiveImagePipeline.from_pretrained(omagvit2_converted / "pipe")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 # -- tokenizer -------------------------------------------------------------------------------------
-def test_tokenizer_matches_original(converted):
+def test_tokenizer_matches_original(omagvit2_converted):
     _, expected = load("tokenizer")
-    tok = AutoModel.from_pretrained(converted / "tok")
+    tok = AutoModel.from_pretrained(omagvit2_converted / "tok")
     assert isinstance(tok, OpenMagvit2Model) and tok.config.token_layout == "2d" and tok.config.codebook_size == 64
     pixels = expected["pixel_values"]
     with torch.no_grad():
@@ -94,22 +94,22 @@ def test_tokenizer_matches_original(converted):
     assert_matches_original(tok, lambda m: m(pixels.to(m.dtype)).reconstruction, expected["reconstruction"], "forward")
 
 
-def test_tokenizer_ema_and_raw_weights(converted):
+def test_tokenizer_ema_and_raw_weights(omagvit2_converted):
     meta, _ = load("tokenizer")
     state, ema = tokenizer_release_state(meta)
     for folder, source in (("tok", ema), ("tok_raw", state)):
-        weights = AutoModel.from_pretrained(converted / folder).state_dict()
+        weights = AutoModel.from_pretrained(omagvit2_converted / folder).state_dict()
         assert weights.keys() == ema.keys()
         assert all(torch.equal(weights[k], source[k]) for k in ema), folder
     raw_only = {k: v for k, v in state.items() if not k.startswith("model_ema.")}
-    torch.save(lightning_checkpoint(raw_only), converted / "raw_only.ckpt")
+    torch.save(lightning_checkpoint(raw_only), omagvit2_converted / "raw_only.ckpt")
     with pytest.raises(ConversionError, match="no EMA weights"):
-        convert_tokenizer(str(converted / "raw_only.ckpt"), str(converted / "never"), image_size=32, ema=True)
-    assert not (converted / "never").exists()
+        convert_tokenizer(str(omagvit2_converted / "raw_only.ckpt"), str(omagvit2_converted / "never"), image_size=32, ema=True)
+    assert not (omagvit2_converted / "never").exists()
 
 
-def test_tokenizer_other_sizes_and_bad_input(converted):
-    tok = AutoModel.from_pretrained(converted / "tok")
+def test_tokenizer_other_sizes_and_bad_input(omagvit2_converted):
+    tok = AutoModel.from_pretrained(omagvit2_converted / "tok")
     with torch.no_grad():
         assert tok.encode(torch.zeros(1, 3, 16, 16)).token_ids.shape == (1, 4, 4)
         assert tok.decode(torch.zeros(1, 2, 2, dtype=torch.long)).shape == (1, 3, 8, 8)
@@ -124,9 +124,9 @@ def test_tokenizer_other_sizes_and_bad_input(converted):
 
 
 # -- generator -------------------------------------------------------------------------------------
-def test_ar_logits_match_original(pipe):
+def test_ar_logits_match_original(omagvit2_pipe):
     _, expected = load("gpt")
-    model = pipe.transformer
+    model = omagvit2_pipe.transformer
     assert isinstance(model, OpenMagvit2ARTransformer) and model.config.factorized_bits == [2, 4]
     labels, pre, post = expected["class_labels"], expected["pre_ids"], expected["post_ids"]
     null = torch.ones_like(labels, dtype=torch.bool)
@@ -136,7 +136,7 @@ def test_ar_logits_match_original(pipe):
                                                              f"logits_{head}"),
                                     expected[f"logits_{head}_{kind}"], f"logits_{head}_{kind}")
     # full code ids are split low bits first: the same logits
-    ids = pipe.image_tokenizer.merge_token_ids(pre, post)
+    ids = omagvit2_pipe.image_tokenizer.merge_token_ids(pre, post)
     out = model(input_ids=ids, class_labels=labels, labels=ids)
     torch.testing.assert_close(out.logits_post, model(pre_ids=pre, post_ids=post, class_labels=labels).logits_post, rtol=0, atol=0)
     ce = torch.nn.functional.cross_entropy
@@ -144,31 +144,31 @@ def test_ar_logits_match_original(pipe):
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_seeded_samples_equal_original(pipe, setting):
+def test_seeded_samples_equal_original(omagvit2_pipe, setting):
     meta, expected = load("gpt")
     s = meta["settings"][setting]
-    ids = pipe(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], temperature=s["temperature"], top_k=s["top_k"],
+    ids = omagvit2_pipe(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], temperature=s["temperature"], top_k=s["top_k"],
                top_p=s["top_p"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
-    pre, post = pipe.image_tokenizer.split_token_ids(ids.flatten(1))
+    pre, post = omagvit2_pipe.image_tokenizer.split_token_ids(ids.flatten(1))
     assert torch.equal(pre, expected[f"pre_{setting}"]) and torch.equal(post, expected[f"post_{setting}"])
 
 
-def test_pipeline_images_and_defaults(pipe, converted):
+def test_pipeline_images_and_defaults(omagvit2_pipe, omagvit2_converted):
     meta, expected = load("gpt")
     s = meta["settings"]["cfg"]
     kwargs = dict(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], generator=torch.Generator().manual_seed(s["seed"]))
-    images = pipe(**kwargs, output_type="pt").images
-    ids = pipe(**{**kwargs, "generator": torch.Generator().manual_seed(s["seed"])}, output_type="latent").images
+    images = omagvit2_pipe(**kwargs, output_type="pt").images
+    ids = omagvit2_pipe(**{**kwargs, "generator": torch.Generator().manual_seed(s["seed"])}, output_type="latent").images
     assert images.shape == (3, 3, 16, 16)
-    assert_matches_original(pipe.image_tokenizer, lambda m: m.decode(ids), expected["images_cfg"], "decoded samples")
+    assert_matches_original(omagvit2_pipe.image_tokenizer, lambda m: m.decode(ids), expected["images_cfg"], "decoded samples")
     # the stored defaults (AR-B's evaluation settings when no preset is given) and one value for both sub-tokens
-    assert pipe.transformer.config.sampling_defaults == {"guidance_scale": [1.9, 2.0], "temperature": [1.0, 1.0],
+    assert omagvit2_pipe.transformer.config.sampling_defaults == {"guidance_scale": [1.9, 2.0], "temperature": [1.0, 1.0],
                                                          "top_k": [0, 0], "top_p": [1.0, 1.0]}
-    same = pipe(class_labels=[1], guidance_scale=1.5, top_k=3, generator=torch.Generator().manual_seed(1), output_type="latent").images
-    listed = pipe(class_labels=[1], guidance_scale=[1.5, 1.5], top_k=[3, 3], generator=torch.Generator().manual_seed(1),
+    same = omagvit2_pipe(class_labels=[1], guidance_scale=1.5, top_k=3, generator=torch.Generator().manual_seed(1), output_type="latent").images
+    listed = omagvit2_pipe(class_labels=[1], guidance_scale=[1.5, 1.5], top_k=[3, 3], generator=torch.Generator().manual_seed(1),
                   output_type="latent").images
     assert torch.equal(same, listed)
-    reloaded = FactorizedAutoregressiveImagePipeline.from_pretrained(converted / "pipe")
+    reloaded = FactorizedAutoregressiveImagePipeline.from_pretrained(omagvit2_converted / "pipe")
     assert reloaded.image_tokenizer.config.factorized_bits == [2, 4]
 
 
@@ -181,13 +181,13 @@ def test_pipeline_images_and_defaults(pipe, converted):
     ({"compile": True}, ValueError, "no compiled decode step"),
     ({"class_labels": [10]}, ValueError, r"class_labels must lie in \[0, 9\]"),
 ])
-def test_pipeline_bad_input(pipe, kwargs, error, message):
+def test_pipeline_bad_input(omagvit2_pipe, kwargs, error, message):
     with pytest.raises(error, match=message):
-        pipe(**{"class_labels": [1], **kwargs}, output_type="latent")
+        omagvit2_pipe(**{"class_labels": [1], **kwargs}, output_type="latent")
 
 
-def test_model_bad_input(pipe):
-    model = pipe.transformer
+def test_model_bad_input(omagvit2_pipe):
+    model = omagvit2_pipe.transformer
     with pytest.raises(ValueError, match="pass either input_ids"):
         model(class_labels=torch.tensor([1]))
     with pytest.raises(ValueError, match="pass class_labels"):
@@ -200,26 +200,26 @@ def test_model_bad_input(pipe):
         OpenMagvit2ARConfig(factorized_bits=[2, 2, 2])
 
 
-def test_converter_errors_and_tokenizer_replacement(converted, tmp_path, caplog):
+def test_converter_errors_and_tokenizer_replacement(omagvit2_converted, tmp_path, caplog):
     gpt_meta, _ = load("gpt")
     ar = {f"transformer.{k}": v for k, v in random_state_dict(gpt_meta["state_dict_shapes"], gpt_meta["weights_seed"]).items()}
     torch.save(lightning_checkpoint(ar), tmp_path / "ar_only.ckpt")
     with pytest.raises(ConversionError, match="holds no tokenizer"):
         convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), image_size=16, num_heads=4)
     with pytest.raises(ConversionError, match="none of the original sizes"):
-        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(converted / "tok"), image_size=16)
+        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(omagvit2_converted / "tok"), image_size=16)
     with pytest.raises(ConversionError, match="does not record its image size"):
-        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(converted / "tok"), num_heads=4)
+        convert_ar(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), tokenizer=str(omagvit2_converted / "tok"), num_heads=4)
     with pytest.raises(ConversionError, match="not an Open-MAGVIT2 model"):
         convert_tokenizer(str(tmp_path / "ar_only.ckpt"), str(tmp_path / "out"), image_size=32)
     assert not (tmp_path / "out").exists()
     # --tokenizer replaces the embedded copy (here: the EMA tokenizer, whose weights differ) and says so
     with caplog.at_level("WARNING"):
-        convert_ar(str(converted / "ar.ckpt"), str(tmp_path / "replaced"), tokenizer=str(converted / "tok_raw"), image_size=16,
+        convert_ar(str(omagvit2_converted / "ar.ckpt"), str(tmp_path / "replaced"), tokenizer=str(omagvit2_converted / "tok_raw"), image_size=16,
                    num_heads=4)
     assert "differs from the tokenizer copy" in caplog.text
     replaced = FactorizedAutoregressiveImagePipeline.from_pretrained(tmp_path / "replaced")
-    raw = AutoModel.from_pretrained(converted / "tok_raw").state_dict()
+    raw = AutoModel.from_pretrained(omagvit2_converted / "tok_raw").state_dict()
     assert all(torch.equal(v, raw[k]) for k, v in replaced.image_tokenizer.state_dict().items())
 
 

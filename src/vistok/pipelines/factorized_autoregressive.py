@@ -38,18 +38,20 @@ class FactorizedAutoregressiveImagePipeline(AutoregressiveImagePipeline):
             raise ValueError("cfg_interval is not part of this sampler (guidance is on at every step): leave it unset")
         defaults = self.transformer.config.sampling_defaults
         given = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
-        settings = {}
+        settings, names = {}, {}
         for name, value in given.items():
             value = defaults[name] if value is None else value
-            values = list(value) if isinstance(value, (list, tuple)) else [value, value]
-            if len(values) != 2:
-                raise ValueError(f"{name} must be one value or a list of 2 (one per sub-token), got {value!r}")
-            settings[name] = values
+            if isinstance(value, (list, tuple)):
+                if len(value) != 2:
+                    raise ValueError(f"{name} must be one value or a list of 2 (one per sub-token), got {value!r}")
+                settings[name], names[name] = list(value), [f"{name}[0]", f"{name}[1]"]
+            else:  # one value for both sub-tokens
+                settings[name], names[name] = [value, value], [name, name]
         for i in range(2):
-            check_number(f"guidance_scale[{i}]", settings["guidance_scale"][i], minimum=0)  # on above 1.0
-            check_number(f"temperature[{i}]", settings["temperature"][i], above=0)
-            check_number(f"top_k[{i}]", settings["top_k"][i], minimum=0, integer=True)  # 0: off
-            check_number(f"top_p[{i}]", settings["top_p"][i], above=0, maximum=1)  # 1: off
+            check_number(names["guidance_scale"][i], settings["guidance_scale"][i], minimum=0)  # on above 1.0
+            check_number(names["temperature"][i], settings["temperature"][i], above=0)
+            check_number(names["top_k"][i], settings["top_k"][i], minimum=0, integer=True)  # 0: off
+            check_number(names["top_p"][i], settings["top_p"][i], above=0, maximum=1)  # 1: off
         if max(settings["guidance_scale"]) > 1.0 and not self.transformer.config.has_null_condition:
             raise ValueError("this transformer has no null condition (trained without class dropout): guidance_scale must be <= 1.0")
         return settings
