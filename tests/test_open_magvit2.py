@@ -231,3 +231,64 @@ def test_release_presets():
     assert b.sampling["guidance_scale"] == [1.9, 2.0] and xl.sampling == {"guidance_scale": [1.75, 1.85], "temperature": [1.1, 1.0],
                                                                           "top_k": [0, 0], "top_p": [1.0, 1.0]}
     assert b.tokenizer == "in-256" and b.filename == "AR_256_B.ckpt"
+
+
+# -- training --------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one AcceleratorState per process; each run sets its own mixed precision."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_tokenizer_and_factorized_generator_train_and_export(tmp_path, fresh_accelerator_state):
+    import numpy as np
+    import PIL.Image
+    from vistok.training import load_train_config
+    from vistok.training.generator import GeneratorTrainer
+    from vistok.training.tokenizer import TokenizerTrainer
+
+    images = tmp_path / "images"
+    yy, xx = np.mgrid[0:16, 0:16] / 15.0
+    for label, name in enumerate(("red", "blue")):
+        (images / name).mkdir(parents=True)
+        for i in range(2):
+            image = np.stack([xx * (1 - label), yy * 0.5 + 0.1 * i, (1 - xx) * label], axis=-1)
+            PIL.Image.fromarray((image * 255).astype(np.uint8)).save(images / name / f"{i}.png")
+    TokenizerTrainer(load_train_config("tokenizer", overrides={
+        "model": {"family": "open-magvit2", "config": dict(image_size=16, num_bits=6, hidden_channels=32, channel_mult=[1, 1, 2],
+                                                            num_res_blocks=1, factorized_bits=[2, 4])},
+        "data": {"dataset": str(images)},
+        "training": {"output_dir": str(tmp_path / "tok"), "batch_size": 2, "max_steps": 2, "log_every": 1, "image_every": 1000}})).train()
+    logged = json.loads((tmp_path / "tok" / "metrics.jsonl").read_text().splitlines()[0])
+    assert np.isfinite(logged["loss"])
+    tok = AutoModel.from_pretrained(tmp_path / "tok" / "final")
+    assert isinstance(tok, OpenMagvit2Model) and tok.config.factorized_bits == [2, 4]
+    tok.train()  # LFQ's entropy term (the quantizer library's memory-bounded one) is in the training loss only
+    out = tok(torch.rand(2, 3, 16, 16) * 2 - 1)
+    entropy = tok.quantizer(tok.encoder(torch.zeros(1, 3, 16, 16)).permute(0, 2, 3, 1)).entropy_loss
+    assert out.quantizer_loss.requires_grad and entropy is not None
+
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    config = load_train_config("generator", overrides={
+        "model": {"family": "open-magvit2-ar", "config": dict(hidden_size=32, num_hidden_layers=1, num_factorized_layers=1,
+                                                               num_attention_heads=2)},
+        "data": {"dataset": str(images), "label_column": "label"},
+        "training": {"output_dir": str(tmp_path / "ar"), "batch_size": 2, "max_steps": 3, "log_every": 1, "image_every": 3,
+                     "learning_rate": 1e-3},
+        "loss": {"tokenizer": str(tmp_path / "tok" / "final")}})
+    trainer = GeneratorTrainer(config)
+    summary = trainer.train()
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    assert (cfg.factorized_bits, cfg.num_tokens, cfg.codebook_size, cfg.num_classes) == ([2, 4], 16, 64, 2)
+    first = json.loads((tmp_path / "ar" / "metrics.jsonl").read_text().splitlines()[0])
+    # zero-initialised heads: uniform over 4 pre and 16 post codes, the mean of the two cross-entropies
+    assert abs(first["loss"] - (np.log(4) + np.log(16)) / 2) < 1e-4
+    pipe = FactorizedAutoregressiveImagePipeline.from_pretrained(tmp_path / "ar" / "final")
+    generated = pipe(class_labels=[1], generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert summary["step"] == 3 and generated.shape == (1, 16, 16, 3)

@@ -207,9 +207,8 @@ class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        elif isinstance(module, OpenMagvit2ARTransformer):
-            for head in module.heads:
-                init.zeros_(head.weight)  # zero-initialised heads, as the original
+        elif getattr(module, "_zero_init", False):
+            init.zeros_(module.weight)  # the heads are zero-initialised, as the original
 
 
 class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
@@ -233,6 +232,8 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
                                                for i in range(config.num_factorized_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.heads = nn.ModuleList(nn.Linear(config.hidden_size, 2**bits, bias=False) for bits in config.factorized_bits)
+        for head in self.heads:
+            head._zero_init = True  # (the module-level _init_weights visits the heads after their parent)
         self.post_init()
 
     def get_input_embeddings(self):
