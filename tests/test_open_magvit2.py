@@ -292,3 +292,53 @@ def test_tokenizer_and_factorized_generator_train_and_export(tmp_path, fresh_acc
     pipe = FactorizedAutoregressiveImagePipeline.from_pretrained(tmp_path / "ar" / "final")
     generated = pipe(class_labels=[1], generator=torch.Generator().manual_seed(0), output_type="np").images
     assert summary["step"] == 3 and generated.shape == (1, 16, 16, 3)
+
+
+# -- IBQ tokenizer ---------------------------------------------------------------------------------
+def test_ibq_tokenizer_matches_original(tmp_path):
+    from vistok import IBQModel
+    from vistok.modeling.open_magvit2.convert_open_magvit2 import convert_ibq
+
+    meta, expected = load("ibq")
+    ema = random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])
+    raw = random_state_dict(meta["state_dict_shapes"], meta["weights_seed"] + 100)
+    state = {**raw, **{f"model_ema.{k.replace('.', '')}": v for k, v in ema.items()}, "loss.logvar": torch.zeros(())}
+    torch.save(lightning_checkpoint(state), tmp_path / "ibq.ckpt")
+    assert cli_main(["convert", "ibq", "--original", str(tmp_path / "ibq.ckpt"), "--image-size", "16", "--output", str(tmp_path / "tok")]) == 0
+    tok = AutoModel.from_pretrained(tmp_path / "tok")
+    assert isinstance(tok, IBQModel) and tok.config.codebook_size == 64 and tok.config.attention_levels == [2]
+    pixels = expected["pixel_values"]
+    with torch.no_grad():
+        enc = tok.encode(pixels)
+    assert torch.equal(enc.token_ids, expected["token_ids"])
+    # the original's one_hot @ E with one_hot = hard - sg(soft) + soft rounds the code by an ulp or so
+    torch.testing.assert_close(enc.latents, expected["quantized"].flatten(1, 2), rtol=0, atol=1e-6)
+    ids = expected["token_ids"]
+    assert_matches_original(tok, lambda m: m.decode(ids), expected["reconstruction_from_ids"], "decode(token_ids)")
+    assert_matches_original(tok, lambda m: m(pixels.to(m.dtype)).reconstruction, expected["reconstruction"], "forward")
+    # training: gradients reach every code through the softmax one-hot (index backpropagation)
+    tok.train()
+    out = tok(pixels)
+    out.quantizer_loss.backward()
+    assert out.quantizer_loss.requires_grad and int((tok.quantizer.embedding.weight.grad.abs().sum(-1) > 0).sum()) == 64
+    # --no-ema: the raw weights
+    convert_ibq(str(tmp_path / "ibq.ckpt"), str(tmp_path / "raw"), image_size=16, ema=False)
+    converted_raw = AutoModel.from_pretrained(tmp_path / "raw").quantizer.embedding.weight
+    assert torch.equal(converted_raw, raw["quantize.embedding.weight"])
+    with pytest.raises(ConversionError, match="not an IBQ tokenizer"):
+        convert_ibq(str(FIXTURES / "gpt.safetensors"), str(tmp_path / "never"), image_size=16)
+
+
+def test_index_propagation_quantizer_round_trip_and_entropy():
+    from vistok.modeling.quantizers import IndexPropagationQuantizer
+
+    torch.manual_seed(0)
+    q = IndexPropagationQuantizer(16, 4, entropy_weight=0.05)
+    ids = torch.randint(0, 16, (2, 3))
+    assert torch.equal(q.codes_to_indices(q.indices_to_codes(ids)), ids)
+    z = torch.randn(2, 3, 4)
+    out = q.eval()(z)
+    assert torch.equal(out.indices, (z @ q.embedding.weight.t()).argmax(-1)) and torch.equal(out.quantized, q.indices_to_codes(out.indices))
+    assert out.entropy_loss is None and q.train()(z).entropy_loss is not None
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 15\]"):
+        q.indices_to_codes(torch.tensor([16]))

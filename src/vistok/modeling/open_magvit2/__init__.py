@@ -1,10 +1,11 @@
-"""Open-MAGVIT2 (TencentARC/SEED-Voken): lookup-free (LFQ) image tokenizers with 2^18 codes, and factorized
-autoregressive generators sampled by :class:`vistok.pipelines.FactorizedAutoregressiveImagePipeline`."""
+"""Open-MAGVIT2 (TencentARC/SEED-Voken): lookup-free (LFQ) image tokenizers with 2^18 codes, factorized
+autoregressive generators sampled by :class:`vistok.pipelines.FactorizedAutoregressiveImagePipeline`, and the same
+repository's IBQ tokenizers (taming conv autoencoder + index backpropagation quantization)."""
 
 from ...families import GENERATOR, TOKENIZER, ConverterSpec, Family, GeneratorSpec, TokenizerSpec
 from . import convert_open_magvit2
-from .configuration_open_magvit2 import AR_PRESETS, DEFAULT_SAMPLING, OpenMagvit2ARConfig, OpenMagvit2Config
-from .modeling_open_magvit2 import OpenMagvit2AROutput, OpenMagvit2ARTransformer, OpenMagvit2Model
+from .configuration_open_magvit2 import AR_PRESETS, DEFAULT_SAMPLING, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
+from .modeling_open_magvit2 import IBQModel, OpenMagvit2AROutput, OpenMagvit2ARTransformer, OpenMagvit2Model
 from .training_open_magvit2 import factorized_objective
 
 
@@ -16,7 +17,7 @@ def _from_tokenizer(tok) -> dict:
 FAMILY = Family(
     name="open_magvit2",
     description="Open-MAGVIT2 LFQ tokenizers and factorized autoregressive generators (TencentARC/SEED-Voken)",
-    tokenizers=(TokenizerSpec("open-magvit2", OpenMagvit2Config, OpenMagvit2Model),),
+    tokenizers=(TokenizerSpec("open-magvit2", OpenMagvit2Config, OpenMagvit2Model), TokenizerSpec("ibq", IBQConfig, IBQModel)),
     generators=(GeneratorSpec(
         "open-magvit2-ar", OpenMagvit2ARConfig, OpenMagvit2ARTransformer, "FactorizedAutoregressiveImagePipeline",
         factorized_objective, token_layouts=("2d",), config_from_tokenizer=_from_tokenizer),),
@@ -27,8 +28,11 @@ FAMILY = Family(
         ConverterSpec("open-magvit2-ar", GENERATOR, convert_open_magvit2.convert_ar, convert_open_magvit2.AR_RELEASES,
                       convert_open_magvit2.AR_CLI_OPTIONS,
                       "an Open-MAGVIT2 AR generator (AR_256_*.ckpt) and its tokenizer -> a pipeline folder"),
+        ConverterSpec("ibq", TOKENIZER, convert_open_magvit2.convert_ibq, convert_open_magvit2.IBQ_RELEASES,
+                      convert_open_magvit2.TOKENIZER_CLI_OPTIONS,
+                      "an IBQ tokenizer (imagenet256_*.ckpt, IBQ_pretrain_*.ckpt) -> a tokenizer folder"),
     ),
 )
 
-__all__ = ["FAMILY", "OpenMagvit2Config", "OpenMagvit2Model", "OpenMagvit2ARConfig", "OpenMagvit2ARTransformer",
+__all__ = ["FAMILY", "OpenMagvit2Config", "OpenMagvit2Model", "IBQConfig", "IBQModel", "OpenMagvit2ARConfig", "OpenMagvit2ARTransformer",
            "OpenMagvit2AROutput", "AR_PRESETS", "DEFAULT_SAMPLING"]

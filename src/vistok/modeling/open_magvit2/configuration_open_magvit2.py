@@ -171,3 +171,58 @@ class OpenMagvit2ARConfig(PreTrainedConfig):
     @property
     def has_null_condition(self) -> bool:
         return self.class_dropout_prob > 0
+
+
+class IBQConfig(PreTrainedConfig):
+    """An IBQ tokenizer (src/IBQ/models/ibqgan.py ``IBQ``, same repository): the taming-transformers conv
+    encoder/decoder (attention at the lowest resolution, the decoder with one ResNet block more per level)
+    -> 1x1 ``quant_conv`` to ``token_dim`` -> index backpropagation quantization (dot-product argmax over
+    ``codebook_size`` codes; see ``quantizers.IndexPropagationQuantizer``) -> 1x1 ``post_quant_conv``.
+    Releases: z 256, token_dim 256, ch 128, channel_mult (1, 1, 2, 2, 4), 4 res blocks, codebooks 1024 ...
+    262144. ``attention_levels``: the encoder/decoder levels with attention (the original's
+    ``attn_resolutions`` [16] at 256 px is the lowest level). Pixels are in [-1, 1].
+    """
+
+    model_type = "vistok_ibq"
+
+    def __init__(self, image_size: int = 256, codebook_size: int = 16384, token_dim: int = 256, z_channels: int = 256,
+                 hidden_channels: int = 128, channel_mult: list[int] | tuple[int, ...] = (1, 1, 2, 2, 4), num_res_blocks: int = 4,
+                 attention_levels: list[int] | tuple[int, ...] | None = None, commitment_cost: float = 0.25,
+                 entropy_weight: float = 0.05, entropy_temperature: float = 0.01,
+                 pixel_range: list[float] | tuple[float, float] = (-1.0, 1.0), initializer_range: float = 0.02, **kwargs):
+        check_sizes(image_size=image_size, codebook_size=codebook_size, token_dim=token_dim, z_channels=z_channels,
+                    hidden_channels=hidden_channels, num_res_blocks=num_res_blocks)
+        check_positive_numbers(entropy_temperature=entropy_temperature, initializer_range=initializer_range)
+        check_size_list("channel_mult", channel_mult)
+        for mult in channel_mult:
+            if (hidden_channels * mult) % 32:
+                raise ValueError(f"hidden_channels x channel_mult must be multiples of 32 (GroupNorm with 32 groups), "
+                                 f"got {hidden_channels} x {list(channel_mult)}")
+        if attention_levels is not None and any(not 0 <= level < len(channel_mult) for level in attention_levels):
+            raise ValueError(f"attention_levels must be level indices in [0, {len(channel_mult) - 1}], got {list(attention_levels)}")
+        factor = 2 ** (len(channel_mult) - 1)
+        if image_size < factor or image_size % factor:
+            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        self.image_size = image_size
+        self.codebook_size = codebook_size
+        self.token_dim = token_dim
+        self.z_channels = z_channels
+        self.hidden_channels = hidden_channels
+        self.channel_mult = list(channel_mult)
+        self.num_res_blocks = num_res_blocks
+        self.attention_levels = list(attention_levels) if attention_levels is not None else [len(channel_mult) - 1]
+        self.commitment_cost = commitment_cost
+        self.entropy_weight = entropy_weight
+        self.entropy_temperature = entropy_temperature
+        self.pixel_range = list(pixel_range)
+        self.initializer_range = initializer_range
+        self.num_tokens = (image_size // factor) ** 2
+        self.token_layout = "2d"
+        self.variable_length = False
+        for key in ("num_tokens", "token_layout", "variable_length"):
+            kwargs.pop(key, None)
+        super().__init__(**kwargs)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)

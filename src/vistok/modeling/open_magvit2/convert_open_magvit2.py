@@ -34,8 +34,9 @@ from ...conversion import (
     write_model_folder,
 )
 from ...hub.cards import metrics_table, render_model_card
-from .configuration_open_magvit2 import AR_PRESETS, OpenMagvit2ARConfig, OpenMagvit2Config
-from .modeling_open_magvit2 import OpenMagvit2ARTransformer, OpenMagvit2Model
+from ..layers.conv_autoencoder import taming_conv_autoencoder_key
+from .configuration_open_magvit2 import AR_PRESETS, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
+from .modeling_open_magvit2 import IBQModel, OpenMagvit2ARTransformer, OpenMagvit2Model
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ TOKENIZER_RELEASES = {
                            "pretrain256_16384.ckpt", 256, _metric("rFID (ImageNet val)", 2.55, "256 px")
                            + _metric("rFID (COCO val)", 7.93, "256 px")),
     "pretrain-262144": _tok("TencentARC/Open-MAGVIT2-Tokenizer-262144-Pretrain", "Tokenizer pretrained on large-scale data: 2^18 LFQ codes.",
-                            None, 256, _metric("rFID (ImageNet val)", 1.67, "256 px") + _metric("rFID (COCO val)", 6.76, "256 px")),
+                            "pretrain256_262144.ckpt", 256, _metric("rFID (ImageNet val)", 1.67, "256 px") + _metric("rFID (COCO val)", 6.76, "256 px")),
 }
 
 
@@ -299,6 +300,115 @@ AR_CLI_OPTIONS = (
     ("--num-heads", dict(type=int, metavar="N", help="attention heads, for a width/depth not in the original size table")),
     _EMA_FLAG,
 )
+
+
+# -- IBQ tokenizer ---------------------------------------------------------------------------------
+_IBQ_DOCS = "TencentARC/SEED-Voken docs/IBQ.md"
+
+
+def _ibq(codes, rfid, usage):
+    return Release(f"TencentARC/IBQ-Tokenizer-{codes}", f"IBQ ImageNet tokenizer at 256 px: 16x16 tokens, {codes} codes of 256 dims "
+                   f"({usage} codebook usage).", f"imagenet256_{codes}.ckpt", settings={"image_size": 256},
+                   metrics=[{"metric": "rFID (ImageNet val)", "value": rfid, "setting": "256 px, 16x16 tokens", "source": _IBQ_DOCS}])
+
+
+IBQ_RELEASES = {
+    "ibq-1024": _ibq(1024, 2.24, "99%"), "ibq-8192": _ibq(8192, 1.87, "98%"), "ibq-16384": _ibq(16384, 1.37, "96%"),
+    "ibq-262144": _ibq(262144, 1.00, "84%"),
+    "ibq-pretrain-16384": Release("TencentARC/IBQ-Tokenizer-16384-Pretrain", "IBQ tokenizer pretrained on large-scale data: 16384 codes.",
+                                  "IBQ_pretrain_16384.ckpt", settings={"image_size": 256},
+                                  metrics=[{"metric": "rFID (ImageNet val)", "value": 2.06, "setting": "256 px", "source": _IBQ_DOCS},
+                                           {"metric": "rFID (COCO val)", "value": 7.67, "setting": "256 px", "source": _IBQ_DOCS}]),
+    "ibq-pretrain-262144": Release("TencentARC/IBQ-Tokenizer-262144-Pretrain", "IBQ tokenizer pretrained on large-scale data: 262144 codes.",
+                                   "IBQ_pretrain_262144.ckpt", settings={"image_size": 256},
+                                   metrics=[{"metric": "rFID (ImageNet val)", "value": 1.53, "setting": "256 px", "source": _IBQ_DOCS},
+                                            {"metric": "rFID (COCO val)", "value": 6.79, "setting": "256 px", "source": _IBQ_DOCS}]),
+}
+_IBQ_PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.embedding.")
+_IBQ_QKV = re.compile(r"^(.*\.(?:attentions\.\d+|mid\.attention))\.(q|k|v)\.(weight|bias)$")
+
+
+def ibq_weights(state: dict, ema: bool | None) -> dict:
+    """The tokenizer's weights under their original names: the raw ones, or their LitEma copies
+    (``model_ema.<name without dots>``; the default when the checkpoint has them, as the original evaluates)."""
+    names = [k for k in state if k.startswith(_IBQ_PARTS)]
+    if not names:
+        raise ConversionError("no encoder.* / decoder.* / quantize.embedding.* keys in the checkpoint (not an IBQ tokenizer?)")
+    has_ema = any(k.startswith("model_ema.") for k in state)
+    if ema and not has_ema:
+        raise ConversionError("the checkpoint has no EMA weights (model_ema.*): convert without --ema")
+    if not (has_ema if ema is None else ema):
+        return {k: state[k] for k in names}
+    missing = [f"model_ema.{k.replace('.', '')}" for k in names if f"model_ema.{k.replace('.', '')}" not in state]
+    if missing:
+        raise ConversionError(f"missing EMA copies in the checkpoint: {missing[:10]} (--no-ema converts the raw weights)")
+    return {k: state[f"model_ema.{k.replace('.', '')}"] for k in names}
+
+
+def convert_ibq_state_dict(weights: dict, num_levels: int) -> dict:
+    """Original IBQ keys -> vistok IBQModel keys; the attention blocks' separate q/k/v 1x1 convs are concatenated
+    (in that order) into the fused ``qkv`` conv."""
+    out, qkv = {}, {}
+    for key, value in weights.items():
+        if key.startswith("quantize."):
+            key = "quantizer." + key[len("quantize."):]
+        elif key.startswith(("encoder.", "decoder.")):
+            part, rest = key.split(".", 1)
+            key = f"{part}.{taming_conv_autoencoder_key(rest, num_levels)}"
+        match = _IBQ_QKV.match(key)
+        if match:
+            qkv.setdefault((match[1], match[3]), {})[match[2]] = value
+        else:
+            out[key] = value
+    for (prefix, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise ConversionError(f"attention {prefix!r} lacks some of its q/k/v {kind} in the checkpoint")
+        out[f"{prefix}.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def infer_ibq_config(weights: dict, image_size: int) -> dict:
+    what = "IBQ tokenizer"
+    ch = _need(weights, "encoder.conv_in.weight", what).shape[0]
+    levels = sorted({int(m[1]) for k in weights if (m := re.match(r"^encoder\.down\.(\d+)\.", k))})
+    mult = [_need(weights, f"encoder.down.{i}.block.0.conv1.weight", what).shape[0] // ch for i in levels]
+    blocks = len({m[1] for k in weights if (m := re.match(r"^encoder\.down\.0\.block\.(\d+)\.", k))})
+    attention = sorted({int(m[1]) for k in weights if (m := re.match(r"^encoder\.down\.(\d+)\.attn\.", k))})
+    codebook = _need(weights, "quantize.embedding.weight", what)
+    return dict(image_size=image_size, codebook_size=codebook.shape[0], token_dim=codebook.shape[1],
+                z_channels=_need(weights, "encoder.conv_out.weight", what).shape[0], hidden_channels=ch, channel_mult=mult,
+                num_res_blocks=blocks, attention_levels=attention)
+
+
+def build_ibq(state: dict, image_size: int, ema: bool | None = None) -> IBQModel:
+    weights = ibq_weights(state, ema)
+    try:
+        config = IBQConfig(**infer_ibq_config(weights, image_size))
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+    converted = convert_ibq_state_dict(weights, len(config.channel_mult))
+    return load_converted(IBQModel, config, converted, original=state)
+
+
+def convert_ibq(source: str, output: str, *, preset: str | None = None, image_size: int | None = None,
+                ema: bool | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """An IBQ tokenizer checkpoint (``imagenet256_*.ckpt``, ``IBQ_pretrain_*.ckpt``) -> a vistok tokenizer folder."""
+    release = choose_release(preset, IBQ_RELEASES, "IBQ tokenizer")
+    size = _image_size(image_size if image_size is not None else (None if release else 256), release, "tokenizer")
+    state = read_original(source, release, several_per_repo=release is None)
+    model = build_ibq(state, size, ema)
+    base = release.hub_id if release else Path(source).name
+    cfg = model.config
+    grid = cfg.image_size // cfg.downsample_factor
+    metadata = {"license": "apache-2.0", "library_name": "vistok", "tags": ["vistok", "image-tokenization", "ibq", "2d-tokenizer"],
+                "base_model": _hub_base(base)}
+    repo_id = card_repo_id(output, push_to_hub)
+    card = render_model_card(
+        "ibq", metadata=metadata, model_name=Path(repo_id).name, base_model=base, description=release.description if release else "",
+        factor=str(cfg.downsample_factor), image_size=str(cfg.image_size), grid=f"{grid}x{grid}",
+        codebook=f"{cfg.codebook_size} x {cfg.token_dim}", hidden=str(cfg.hidden_channels), mult=str(cfg.channel_mult),
+        z_channels=str(cfg.z_channels), repo_id=repo_id, metrics=metrics_table(release.metrics if release else []))
+    return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
 # -- cards -----------------------------------------------------------------------------------------

@@ -27,12 +27,13 @@ from transformers.utils import ModelOutput
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.adaptive_norm import AdaptiveGroupNorm, DepthToSpaceUpsample
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.kv_cache import StaticKVCache
 from ..layers.llama import LlamaDecoderLayer
 from ..layers.norms import RMSNorm
 from ..layers.rope import rope_2d_cos_sin
-from ..quantizers import LFQ, merge_indices, split_indices
-from .configuration_open_magvit2 import OpenMagvit2ARConfig, OpenMagvit2Config
+from ..quantizers import LFQ, IndexPropagationQuantizer, merge_indices, split_indices
+from .configuration_open_magvit2 import IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 
 
 # -- tokenizer -------------------------------------------------------------------------------------
@@ -179,6 +180,46 @@ class OpenMagvit2Model(VisualTokenizerMixin, OpenMagvit2PreTrainedModel):
     def merge_token_ids(self, *parts: torch.LongTensor, factorized_bits=None) -> torch.LongTensor:
         """The token ids whose ``split_token_ids`` are ``parts``."""
         return merge_indices(parts, self._bits(factorized_bits))
+
+
+# -- IBQ tokenizer ---------------------------------------------------------------------------------
+class IBQPreTrainedModel(PreTrainedModel):
+    config_class = IBQConfig
+    base_model_prefix = "ibq"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+
+
+class IBQModel(VisualTokenizerMixin, IBQPreTrainedModel):
+    """``encode(pixels [B, 3, H, H] in [-1, 1])`` -> ``token_ids [B, H/f, H/f]`` and ``latents [B, (H/f)^2,
+    token_dim]`` (the chosen codes, row-major); ``decode(token_ids)`` -> pixels. The shared taming-style
+    ``ConvEncoder``/``ConvDecoder`` and the quantizer library's ``IndexPropagationQuantizer``."""
+
+    def __init__(self, config: IBQConfig):
+        super().__init__(config)
+        ch, mult, n, z = config.hidden_channels, config.channel_mult, config.num_res_blocks, config.z_channels
+        self.encoder = ConvEncoder(ch, mult, n, z, attention_levels=config.attention_levels)
+        self.quant_conv = nn.Conv2d(z, config.token_dim, 1)
+        self.quantizer = IndexPropagationQuantizer(config.codebook_size, config.token_dim, commitment_cost=config.commitment_cost,
+                                                   entropy_weight=config.entropy_weight, entropy_temperature=config.entropy_temperature)
+        self.post_quant_conv = nn.Conv2d(config.token_dim, z, 1)
+        self.decoder = ConvDecoder(ch, mult, n + 1, z, attention_levels=config.attention_levels)
+        self.post_init()
+
+    def _encode(self, pixel_values):
+        z = self.quant_conv(self.encoder(pixel_values)).permute(0, 2, 3, 1)  # [B, h, w, token_dim]
+        q = self.quantizer(z)
+        return VisualTokenizerEncoderOutput(token_ids=q.indices, latents=q.quantized.flatten(1, 2), quantizer_loss=q.loss,
+                                            commitment_loss=q.commitment_loss, codebook_loss=q.codebook_loss)
+
+    def _token_ids_to_latents(self, token_ids):
+        return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
+
+    def _decode_latents(self, latents):
+        side = math.isqrt(latents.shape[1])
+        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
+        return self.decoder(self.post_quant_conv(grid))
 
 
 # -- generator -------------------------------------------------------------------------------------
