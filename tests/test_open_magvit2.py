@@ -1,4 +1,4 @@
-"""Open-MAGVIT2: the LFQ tokenizer and the factorized AR generator against the original code
+"""Open-MAGVIT2 and IBQ: the LFQ and IBQ tokenizers, the factorized and adaLN AR generators against the original code
 (tests/fixtures/README.md, "open_magvit2/"), the converters and CLI (Lightning checkpoints, EMA weights, the
 AR checkpoint's embedded tokenizer), the factorized sampling pipeline, and bad input."""
 
@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import vistok  # noqa: F401  (registers the model types)
-from vistok import FactorizedAutoregressiveImagePipeline, OpenMagvit2ARConfig, OpenMagvit2ARTransformer, OpenMagvit2Model
+from vistok import (FactorizedAutoregressiveImagePipeline, IBQARTransformer, OpenMagvit2ARConfig, OpenMagvit2ARTransformer,
+                    OpenMagvit2Model)
 from vistok.cli import main as cli_main
 from vistok.conversion import ConversionError
 from vistok.modeling.open_magvit2.convert_open_magvit2 import convert_ar, convert_tokenizer
@@ -342,3 +343,60 @@ def test_index_propagation_quantizer_round_trip_and_entropy():
     assert out.entropy_loss is None and q.train()(z).entropy_loss is not None
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 15\]"):
         q.indices_to_codes(torch.tensor([16]))
+
+
+# -- IBQ generator ---------------------------------------------------------------------------------
+IBQ_SETTINGS = ("cfg", "cfg_topk_topp_temperature", "cfg_topk_temperature")
+
+
+@pytest.fixture(scope="module")
+def ibq_pipe(tmp_path_factory):
+    """The IBQ fixtures' weights as an AR Lightning checkpoint with its tokenizer copy, converted through the CLI."""
+    from vistok import AutoregressiveImagePipeline
+
+    root = tmp_path_factory.mktemp("ibq_ar")
+    meta, _ = load("ibq_gpt")
+    tok_meta, _ = load("ibq")
+    state = {f"transformer.{k}": v for k, v in random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in random_state_dict(tok_meta["state_dict_shapes"], tok_meta["weights_seed"]).items()})
+    torch.save(lightning_checkpoint(state), root / "ar.ckpt")
+    assert cli_main(["convert", "ibq-ar", "--original", str(root / "ar.ckpt"), "--image-size", "16", "--num-heads", "4",
+                     "--output", str(root / "pipe")]) == 0
+    pipe = AutoregressiveImagePipeline.from_pretrained(root / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_ibq_ar_logits_match_original(ibq_pipe):
+    _, expected = load("ibq_gpt")
+    model = ibq_pipe.transformer
+    assert isinstance(model, IBQARTransformer)
+    ids, labels = expected["input_ids"], expected["class_labels"]
+    null = torch.ones_like(labels, dtype=torch.bool)
+    for drop, kind in ((None, "cond"), (null, "uncond")):
+        assert_matches_original(model, lambda m: m(input_ids=ids, class_labels=labels, drop_condition=drop).logits,
+                                expected[f"logits_{kind}"], f"logits_{kind}")
+
+
+@pytest.mark.parametrize("setting", IBQ_SETTINGS)
+def test_ibq_ar_seeded_samples_equal_original(ibq_pipe, setting):
+    meta, expected = load("ibq_gpt")
+    s = meta["settings"][setting]
+    ids = ibq_pipe(class_labels=meta["condition"], guidance_scale=s["cfg_scale"], temperature=s["temperature"], top_k=s["top_k"],
+                   top_p=s["top_p"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
+    assert torch.equal(ids.flatten(1), expected[f"tokens_{setting}"])
+
+
+def test_ibq_ar_defaults_and_bad_input(ibq_pipe):
+    model = ibq_pipe.transformer
+    assert model.config.sampling_defaults["guidance_scale"] == 2.25  # IBQ-AR-B's released setting
+    images = ibq_pipe(class_labels=[1], generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert images.shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="pass class_labels"):
+        model(input_ids=torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 63\]"):
+        model(input_ids=torch.full((1, 3), 64), class_labels=torch.tensor([0]))
+    fresh = IBQARTransformer(model.config)
+    assert float(fresh.lm_head.weight.abs().max()) == 0.0  # zero-initialised head, as the original
+    assert float(fresh.layers[0].adaln.bias.abs().max()) == 0.0
+

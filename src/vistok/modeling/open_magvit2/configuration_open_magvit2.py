@@ -226,3 +226,83 @@ class IBQConfig(PreTrainedConfig):
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
+
+
+# configs/IBQ/gpu/imagenet_conditional_llama_{B,L,XL,XXL}.yaml
+IBQ_AR_PRESETS = {
+    "IBQ-AR-B": dict(num_hidden_layers=16, num_attention_heads=16, hidden_size=1024),
+    "IBQ-AR-L": dict(num_hidden_layers=20, num_attention_heads=20, hidden_size=1280),
+    "IBQ-AR-XL": dict(num_hidden_layers=24, num_attention_heads=24, hidden_size=1536),
+    "IBQ-AR-XXL": dict(num_hidden_layers=30, num_attention_heads=30, hidden_size=1920),
+}
+# scripts/evaluation/sample_gpu.sh, IBQ-AR-B; converters store each release's own.
+IBQ_DEFAULT_SAMPLING = {"guidance_scale": 2.25, "cfg_interval": -1, "temperature": 1.1, "top_k": 0, "top_p": 1.0}
+
+
+class IBQARConfig(PreTrainedConfig):
+    """The IBQ autoregressive generator (src/IBQ/modules/transformer/llama.py ``GPT``): LlamaGen's class-conditional
+    next-token Llama (2D RoPE with the class position zeroed, RMSNorm, SwiGLU) whose blocks are modulated by the
+    class embedding through adaptive LayerNorm: per block ``(gamma1, gamma2, scale1, scale2, shift1, shift2) =
+    adaln(silu(c))`` and ``x + gamma1 * attn(norm(x) * (1 + scale1) + shift1)`` (likewise the MLP), and an adaptive
+    RMSNorm before the head. ``sampling_defaults`` as :class:`vistok.pipelines.AutoregressiveImagePipeline` takes them.
+    """
+
+    model_type = "vistok_ibq_ar"
+
+    def __init__(self, codebook_size: int = 16384, num_tokens: int = 256, hidden_size: int = 1024, num_hidden_layers: int = 16,
+                 num_attention_heads: int = 16, num_key_value_heads: int | None = None, intermediate_size: int | None = None,
+                 rope_theta: float = 10000.0, rms_norm_eps: float = 1e-5, num_classes: int = 1000, class_dropout_prob: float = 0.1,
+                 token_dropout: float = 0.1, attention_dropout: float = 0.0, residual_dropout: float = 0.1, ffn_dropout: float = 0.1,
+                 drop_path_rate: float = 0.0, initializer_range: float = 0.02, adaln_gamma_init: float = 1e-3,
+                 sampling_defaults: dict | None = None, **kwargs):
+        check_sizes(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                    num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
+                    intermediate_size=intermediate_size, num_classes=num_classes)
+        check_positive_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
+        check_probabilities(class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
+                            residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
+        grid = math.isqrt(num_tokens)
+        if grid * grid != num_tokens:
+            raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
+        if hidden_size % num_attention_heads or (hidden_size // num_attention_heads) % 4:
+            raise ValueError(f"hidden_size {hidden_size} must split into num_attention_heads {num_attention_heads} heads of a size "
+                             "divisible by 4 (2D RoPE)")
+        num_key_value_heads = num_key_value_heads or num_attention_heads
+        if num_attention_heads % num_key_value_heads:
+            raise ValueError(f"num_attention_heads {num_attention_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
+        self.codebook_size = codebook_size
+        self.num_tokens = num_tokens
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.intermediate_size = intermediate_size or _swiglu_hidden_size(hidden_size)
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.num_classes = num_classes
+        self.class_dropout_prob = class_dropout_prob
+        self.token_dropout = token_dropout
+        self.attention_dropout = attention_dropout
+        self.residual_dropout = residual_dropout
+        self.ffn_dropout = ffn_dropout
+        self.drop_path_rate = drop_path_rate
+        self.initializer_range = initializer_range
+        self.adaln_gamma_init = adaln_gamma_init
+        self.condition_type = "class"
+        self.num_condition_tokens = 1
+        self.sampling_defaults = {**IBQ_DEFAULT_SAMPLING, **(sampling_defaults or {})}
+        for key in ("condition_type", "num_condition_tokens"):
+            kwargs.pop(key, None)
+        super().__init__(**kwargs)
+
+    @property
+    def grid_size(self) -> int:
+        return math.isqrt(self.num_tokens)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def has_null_condition(self) -> bool:
+        return self.class_dropout_prob > 0

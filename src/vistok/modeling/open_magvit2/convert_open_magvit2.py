@@ -35,8 +35,9 @@ from ...conversion import (
 )
 from ...hub.cards import metrics_table, render_model_card
 from ..layers.conv_autoencoder import taming_conv_autoencoder_key
-from .configuration_open_magvit2 import AR_PRESETS, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
-from .modeling_open_magvit2 import IBQModel, OpenMagvit2ARTransformer, OpenMagvit2Model
+from .configuration_open_magvit2 import (AR_PRESETS, IBQ_AR_PRESETS, IBQ_DEFAULT_SAMPLING, IBQARConfig, IBQConfig, OpenMagvit2ARConfig,
+                                         OpenMagvit2Config)
+from .modeling_open_magvit2 import IBQARTransformer, IBQModel, OpenMagvit2ARTransformer, OpenMagvit2Model
 
 logger = logging.getLogger(__name__)
 
@@ -409,6 +410,139 @@ def convert_ibq(source: str, output: str, *, preset: str | None = None, image_si
         codebook=f"{cfg.codebook_size} x {cfg.token_dim}", hidden=str(cfg.hidden_channels), mult=str(cfg.channel_mult),
         z_channels=str(cfg.z_channels), repo_id=repo_id, metrics=metrics_table(release.metrics if release else []))
     return write_model_folder(output, model, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
+
+
+# -- IBQ generator ---------------------------------------------------------------------------------
+def _ibq_ar(size, params, fid, inception, temperature, guidance):
+    return Release(f"TencentARC/IBQ-AR-{size}", f"IBQ-AR-{size} ({params}), class-conditional ImageNet at 256 px.", f"AR_256_{size}.ckpt",
+                   settings={"image_size": 256}, tokenizer="ibq-16384",
+                   sampling={**IBQ_DEFAULT_SAMPLING, "temperature": temperature, "guidance_scale": guidance},
+                   metrics=[{"metric": "FID-50k (ImageNet 256)", "value": fid, "setting": "released sampling settings", "source": _IBQ_DOCS},
+                            {"metric": "IS (ImageNet 256)", "value": inception, "setting": "released sampling settings", "source": _IBQ_DOCS}])
+
+
+IBQ_AR_RELEASES = {
+    "ibq-ar-b-256": _ibq_ar("B", "342M", 2.88, 254.73, 1.1, 2.25), "ibq-ar-l-256": _ibq_ar("L", "649M", 2.45, 267.48, 1.0, 2.0),
+    "ibq-ar-xl-256": _ibq_ar("XL", "1.1B", 2.14, 278.99, 1.15, 2.35), "ibq-ar-xxl-256": _ibq_ar("XXL", "2.1B", 2.05, 286.73, 1.2, 2.85),
+}
+_IBQ_AR_RENAMES = [
+    (r"^tok_emb\.", "embed_tokens."),
+    (r"^class_emb\.embedding_table\.", "class_embed."),
+    (r"^blocks\.(\d+)\.attention\.wqkv\.", r"layers.\1.self_attn.wqkv."),
+    (r"^blocks\.(\d+)\.attention\.wo\.", r"layers.\1.self_attn.o_proj."),
+    (r"^blocks\.(\d+)\.feed_forward\.w1\.", r"layers.\1.mlp.gate_proj."),
+    (r"^blocks\.(\d+)\.feed_forward\.w3\.", r"layers.\1.mlp.up_proj."),
+    (r"^blocks\.(\d+)\.feed_forward\.w2\.", r"layers.\1.mlp.down_proj."),
+    (r"^blocks\.(\d+)\.attention_norm\.", r"layers.\1.input_layernorm."),
+    (r"^blocks\.(\d+)\.ffn_norm\.", r"layers.\1.post_attention_layernorm."),
+    (r"^blocks\.(\d+)\.ada_lin\.1\.", r"layers.\1.adaln."),
+    (r"^head_nm\.rmsnorm\.", "head_norm."),
+    (r"^head_nm\.ada_lin\.1\.", "head_adaln."),
+    (r"^head\.", "lm_head."),
+]
+
+
+def convert_ibq_ar_state_dict(original: dict) -> dict:
+    """The AR checkpoint's ``transformer.*`` keys -> vistok IBQARTransformer keys (KV-cache buffers dropped)."""
+    out = {}
+    for key, value in original.items():
+        if not key.startswith("transformer.") or ".kv_cache." in key:
+            continue
+        key = key[len("transformer."):]
+        if key.startswith(("shared_ada_lin.", "embedding_projection.")) or key.endswith(".ada_gss"):
+            raise ConversionError(f"{key!r}: shared adaLN / pretrained-codebook IBQ generators are not supported (no release uses them)")
+        out[rename_key(key, _IBQ_AR_RENAMES)] = value
+    return out
+
+
+def build_ibq_ar(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> IBQARTransformer:
+    converted = convert_ibq_ar_state_dict(state)
+    for key in ("embed_tokens.weight", "class_embed.weight", "layers.0.self_attn.wqkv.weight"):
+        if key not in converted:
+            raise ConversionError("missing key 'transformer.tok_emb.weight' / 'transformer.class_emb.embedding_table.weight' / "
+                                  "'transformer.blocks.0.attention.wqkv.weight' (not an IBQ AR checkpoint?)")
+    codebook, dim = converted["embed_tokens.weight"].shape
+    layers = len({m[1] for k in converted if (m := re.match(r"^layers\.(\d+)\.", k))})
+    if num_heads is None:
+        sizes = [n for n, p in IBQ_AR_PRESETS.items() if p["hidden_size"] == dim and p["num_hidden_layers"] == layers]
+        if not sizes:
+            raise ConversionError(f"width {dim} x {layers} layers is none of the original sizes {sorted(IBQ_AR_PRESETS)}: pass --num-heads")
+        num_heads = IBQ_AR_PRESETS[sizes[0]]["num_attention_heads"]
+    if dim % num_heads:
+        raise ConversionError(f"--num-heads {num_heads} does not divide the width {dim}")
+    kv_heads = (converted["layers.0.self_attn.wqkv.weight"].shape[0] // (dim // num_heads) - num_heads) // 2
+    try:
+        config = IBQARConfig(codebook_size=codebook, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
+                             num_attention_heads=num_heads, num_key_value_heads=kv_heads,
+                             intermediate_size=converted["layers.0.mlp.gate_proj.weight"].shape[0],
+                             num_classes=converted["class_embed.weight"].shape[0] - 1, sampling_defaults=sampling)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+    return load_converted(IBQARTransformer, config, converted, original=state)
+
+
+def convert_ibq_ar(source: str, output: str, *, tokenizer: str | None = None, preset: str | None = None, image_size: int | None = None,
+                   num_heads: int | None = None, ema: bool | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """An IBQ AR checkpoint -> an AutoregressiveImagePipeline folder, with the checkpoint's own tokenizer copy
+    (``first_stage_model.*``, the weights the original decodes with) unless ``tokenizer`` replaces it."""
+    from ...pipelines import AutoregressiveImagePipeline
+
+    release = choose_release(preset, IBQ_AR_RELEASES, "IBQ generator")
+    size = _image_size(image_size, release, "generator")
+    state = read_original(source, release, several_per_repo=True)
+    prefix = "first_stage_model."
+    embedded = None
+    if any(k.startswith(prefix + "encoder.") for k in state):
+        embedded = build_ibq({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, size, ema=False)
+    if tokenizer is not None:
+        path = Path(tokenizer).expanduser()
+        if path.is_dir() and (path / "config.json").is_file():
+            from transformers import AutoModel
+
+            tok = AutoModel.from_pretrained(path)
+            if not isinstance(tok, IBQModel):
+                raise ConversionError(f"--tokenizer {tokenizer} is a {type(tok).__name__}, not an IBQ tokenizer")
+        else:
+            tok_release = IBQ_RELEASES.get(release.tokenizer) if release is not None else None
+            tok = build_ibq(read_original(tokenizer, tok_release), size, ema)
+        if embedded is not None:
+            ours, theirs = tok.state_dict(), embedded.state_dict()
+            if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k]) for k in ours):
+                logger.warning("--tokenizer %s differs from the tokenizer copy inside %s; using --tokenizer", tokenizer, source)
+    elif embedded is None:
+        raise ConversionError(f"{source} holds no tokenizer (first_stage_model.*): pass --tokenizer")
+    else:
+        tok = embedded
+    factor = tok.config.downsample_factor
+    if size % factor:
+        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
+    transformer = build_ibq_ar(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    if transformer.config.codebook_size != tok.config.codebook_size:
+        raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {tok.config.codebook_size}")
+    tok.config.image_size, tok.config.num_tokens = size, transformer.config.num_tokens
+    pipeline = AutoregressiveImagePipeline(image_tokenizer=tok, transformer=transformer)
+    base = release.hub_id if release else Path(source).name
+    cfg = transformer.config
+    repo_id = card_repo_id(output, push_to_hub)
+    metadata = {"license": "apache-2.0", "library_name": "vistok", "pipeline_tag": "unconditional-image-generation",
+                "tags": ["vistok", "ibq", "autoregressive", "class-conditional"], "base_model": _hub_base(base)}
+    card = render_model_card(
+        "ibq-ar", metadata=metadata, model_name=Path(repo_id).name, base_model=base, description=release.description if release else "",
+        hidden_size=str(cfg.hidden_size), num_hidden_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
+        num_classes=str(cfg.num_classes), tokens=f"{cfg.grid_size}x{cfg.grid_size} = {cfg.num_tokens}",
+        codebook_size=str(cfg.codebook_size), image_size=str(size), repo_id=repo_id,
+        sampling="\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items()),
+        metrics=metrics_table(release.metrics if release else []))
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
+
+
+IBQ_AR_CLI_OPTIONS = (
+    ("--tokenizer", dict(metavar="SRC", help="replace the checkpoint's own tokenizer copy: a converted vistok IBQ folder or an original "
+                                            "IBQ tokenizer .ckpt (its EMA weights unless --no-ema)")),
+    ("--image-size", dict(type=int, metavar="PX", help="the image size the generator was trained at (256)")),
+    ("--num-heads", dict(type=int, metavar="N", help="attention heads, for a width/depth not in the original size table")),
+    _EMA_FLAG,
+)
 
 
 # -- cards -----------------------------------------------------------------------------------------

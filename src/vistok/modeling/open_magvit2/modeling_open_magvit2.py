@@ -23,17 +23,19 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.adaptive_norm import AdaptiveGroupNorm, DepthToSpaceUpsample
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.kv_cache import StaticKVCache
-from ..layers.llama import LlamaDecoderLayer
+from ..layers.drop_path import drop_path
+from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
 from ..layers.norms import RMSNorm
 from ..layers.rope import rope_2d_cos_sin
 from ..quantizers import LFQ, IndexPropagationQuantizer, merge_indices, split_indices
-from .configuration_open_magvit2 import IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
+from .configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 
 
 # -- tokenizer -------------------------------------------------------------------------------------
@@ -395,3 +397,179 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         if not 1 <= pre_ids.shape[1] <= cfg.num_tokens:
             raise ValueError(f"between 1 and {cfg.num_tokens} tokens per image, got {pre_ids.shape[1]}")
         return pre_ids, post_ids
+
+
+# -- IBQ generator ---------------------------------------------------------------------------------
+@dataclass
+class IBQAROutput(ModelOutput):
+    """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i. loss: cross-entropy."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class ConditionedKVCache(StaticKVCache):
+    """A static KV cache that also keeps the class embedding the adaptive norms of every later step read."""
+
+    condition: torch.Tensor | None = None
+
+
+class IBQARDecoderLayer(GradientCheckpointingLayer):
+    """The shared Llama layer's attention and SwiGLU, modulated by ``adaln(silu(c)) -> (gamma1, gamma2, scale1,
+    scale2, shift1, shift2)``: ``x + gamma1 * attn(norm1(x) * (1 + scale1) + shift1)``, then the MLP likewise."""
+
+    def __init__(self, config: IBQARConfig, layer_idx: int, drop_path_rate: float):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = LlamaAttention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = LlamaMLP(config)
+        self.adaln = nn.Linear(config.hidden_size, 6 * config.hidden_size)
+        self.adaln._adaln = "block"  # (initialised by IBQARPreTrainedModel._init_weights)
+        self.drop_path_rate = drop_path_rate
+
+    def forward(self, hidden_states, condition, cos, sin, attention_mask=None, cache=None, cache_position=None, key_length=None):
+        c = hidden_states.shape[-1]
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.adaln(F.silu(condition)).view(-1, 1, 6, c).unbind(2)
+        attn = self.self_attn(self.input_layernorm(hidden_states) * (scale1 + 1) + shift1, cos, sin, attention_mask, cache,
+                              cache_position, key_length)
+        hidden_states = hidden_states + drop_path(attn * gamma1, self.drop_path_rate, self.training)
+        mlp = self.mlp(self.post_attention_layernorm(hidden_states) * (scale2 + 1) + shift2)
+        return hidden_states + drop_path(mlp * gamma2, self.drop_path_rate, self.training)
+
+
+class IBQARPreTrainedModel(PreTrainedModel):
+    config_class = IBQARConfig
+    base_model_prefix = "ibq_ar"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["IBQARDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif getattr(module, "_zero_init", False):
+            init.zeros_(module.weight)
+        elif getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
+            c = module.weight.shape[1]
+            init.copy_(module.weight, torch.cat([module.weight[: 2 * c] * self.config.adaln_gamma_init, module.weight[2 * c:] * 0.5]))
+            init.zeros_(module.bias)
+        elif getattr(module, "_adaln", None) == "head":
+            init.copy_(module.weight, module.weight * 0.5)
+            init.zeros_(module.bias)
+
+
+class IBQARTransformer(IBQARPreTrainedModel):
+    """``forward(input_ids [B, n], class_labels [B])`` -> next-token logits ``[B, n + 1, codebook_size]`` (teacher-forced),
+    or one cached sampling step with a :class:`ConditionedKVCache` (``new_cache``), as
+    :class:`vistok.pipelines.AutoregressiveImagePipeline` calls it."""
+
+    def __init__(self, config: IBQARConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
+        self.class_embed = nn.Embedding(config.num_classes + int(config.has_null_condition), config.hidden_size)
+        self.token_dropout = nn.Dropout(config.token_dropout)
+        n = config.num_hidden_layers
+        rates = [config.drop_path_rate * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+        self.layers = nn.ModuleList(IBQARDecoderLayer(config, i, rates[i]) for i in range(n))
+        self.head_norm = RMSNorm(config.hidden_size)  # AdaLNBeforeHead's RMSNorm: eps 1e-5 always
+        self.head_adaln = nn.Linear(config.hidden_size, 2 * config.hidden_size)
+        self.head_adaln._adaln = "head"
+        self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
+        self.lm_head._zero_init = True
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> ConditionedKVCache:
+        cfg = self.config
+        return ConditionedKVCache(cfg.num_hidden_layers, batch_size, cfg.num_key_value_heads, max_length or 1 + cfg.num_tokens,
+                                  cfg.head_dim, dtype=dtype or self.dtype, device=device or self.device)
+
+    def embed_class(self, class_labels, drop_condition=None):
+        if drop_condition is not None:
+            class_labels = torch.where(drop_condition, torch.full_like(class_labels, self.class_embed.num_embeddings - 1), class_labels)
+        return self.class_embed(class_labels)[:, None]
+
+    def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
+                drop_condition: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                cache: ConditionedKVCache | None = None, cache_position: torch.LongTensor | None = None, logits_to_keep: int = 0,
+                labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                return_dict: bool | None = None) -> IBQAROutput | tuple:
+        """Without a cache: ``[class, input_ids]`` runs causally. With one: a sampling step (the class at position 0
+        stores its embedding in the cache; image tokens at ``cache_position`` read it). ``drop_condition`` (bool [B])
+        swaps in the null class; in training the class is also dropped with probability ``class_dropout_prob``."""
+        cfg = self.config
+        self.check_inputs(input_ids, class_labels, cache)
+        pieces = []
+        condition = None
+        if class_labels is not None:
+            if self.training and cfg.class_dropout_prob > 0:
+                random_drop = torch.rand(class_labels.shape[0], generator=generator, device=self.class_embed.weight.device) \
+                    < cfg.class_dropout_prob
+                drop_condition = random_drop if drop_condition is None else (drop_condition | random_drop)
+            condition = self.embed_class(class_labels, drop_condition)
+            pieces.append(condition)
+            if cache is not None:
+                cache.condition = condition
+        else:
+            condition = cache.condition
+        if input_ids is not None:
+            pieces.append(self.embed_tokens(input_ids))
+        hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        logits = self._transform(hidden, condition, attention_mask, cache, cache_position, logits_to_keep)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, : labels.shape[1]].reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        out = IBQAROutput(loss=loss, logits=logits)
+        return out if return_dict is not False else out.to_tuple()
+
+    def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
+        """One cached step (the pipelines' per-token call): fp32 logits ``[B, 1, codebook_size]``."""
+        return self._transform(self.embed_tokens(input_ids), cache.condition, attention_mask, cache, cache_position, 0)
+
+    def _transform(self, hidden, condition, attention_mask, cache, cache_position, logits_to_keep) -> torch.Tensor:
+        cfg = self.config
+        length = hidden.shape[1]
+        if cache_position is None:
+            cache_position = torch.arange(length, device=hidden.device)
+        cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
+        key_length = mask = None
+        if cache is not None or attention_mask is not None:
+            key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
+            keys = torch.arange(key_length, device=hidden.device)
+            mask = keys[None, :] <= cache_position[:, None]
+            if attention_mask is not None:
+                mask = mask[None] & attention_mask.bool()[:, None, :]
+            mask = (mask | (keys[None, :] == cache_position[:, None])).expand(hidden.shape[0], length, key_length)[:, None]
+        for layer in self.layers:
+            hidden = layer(hidden, condition, cos, sin, mask, cache, cache_position, key_length)
+        if logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        scale, shift = self.head_adaln(F.silu(condition)).view(-1, 1, 2, hidden.shape[-1]).unbind(2)
+        return self.lm_head(self.head_norm(hidden) * (scale + 1) + shift).float()
+
+    def check_inputs(self, input_ids, class_labels, cache) -> None:
+        cfg = self.config
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.ndim != 2:
+                raise ValueError(f"input_ids must be an integer tensor [B, n] of image token ids in [0, {cfg.codebook_size - 1}]")
+            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.codebook_size):
+                raise ValueError(f"input_ids must lie in [0, {cfg.codebook_size - 1}] (codebook_size={cfg.codebook_size})")
+        if class_labels is not None:
+            if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
+                raise ValueError(f"class_labels must be an integer tensor [B] in [0, {cfg.num_classes - 1}]")
+            if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) >= cfg.num_classes):
+                raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {class_labels.tolist()}")
+        elif cache is None or getattr(cache, "condition", None) is None:
+            raise ValueError("pass class_labels: every position is modulated by the class embedding (a sampling step after the "
+                             "first reads it from the cache its class step filled)")

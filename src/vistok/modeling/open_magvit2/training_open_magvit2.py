@@ -19,3 +19,9 @@ def factorized_objective(model, model_config, tokenizer, tokens, labels, loss_co
     width = max(pre.shape[1], post.shape[1])
     pad = lambda x: torch.cat([x, x.new_full((x.shape[0], width - x.shape[1]), float("-inf"))], dim=1)  # noqa: E731
     return torch.cat([pad(pre), pad(post)]), torch.cat([pre_targets.flatten(), post_targets.flatten()])
+
+
+def next_token_objective(model, model_config, tokenizer, tokens, labels, loss_config):
+    """IBQ's (models/cond_transformer_llama.py): ``[class, t_0 .. t_{N-2}]`` predicts ``[t_0 .. t_{N-1}]``."""
+    logits = model(input_ids=tokens[:, :-1], class_labels=labels).logits
+    return logits.flatten(0, 1), tokens.flatten()
