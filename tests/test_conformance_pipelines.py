@@ -14,10 +14,11 @@ from vistok.cli import main as cli_main
 
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
-from test_open_magvit2 import omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized AR pipeline)
+from test_open_magvit2 import ibq_pipe, omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized / IBQ AR pipelines)
 from test_var import META, original_release
 
-PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "factorized_autoregressive")
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "factorized_autoregressive",
+             "adaln_autoregressive")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,9 @@ def case(request):
     elif name == "factorized_autoregressive":
         pipe = request.getfixturevalue("omagvit2_pipe")
         inputs = lambda n: {"class_labels": list(range(n)), "top_k": (2, 10)}  # noqa: E731  (per sub-token)
+    elif name == "adaln_autoregressive":
+        pipe = request.getfixturevalue("ibq_pipe")
+        inputs = lambda n: {"class_labels": list(range(n)), "top_k": 10}  # noqa: E731
     else:
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
