@@ -21,7 +21,7 @@ checkout is imported from ``--upstream``.
 Usage (from the repository root):
 
     python benchmarks/bench_open_magvit2.py --upstream /tmp/SEED-Voken --part tokenizer [--tok-batch 2] [--repeats 3]
-    python benchmarks/bench_open_magvit2.py --upstream /tmp/SEED-Voken --part ar [--ar-batch 1] [--repeats 2]
+    python benchmarks/bench_open_magvit2.py --upstream /tmp/SEED-Voken --part ar [--ar-batch 1] [--repeats 2] [--ar-tokens 256]
     python benchmarks/bench_open_magvit2.py --upstream /tmp/SEED-Voken --part memory
 """
 
@@ -155,7 +155,7 @@ def _compare(times, cpu, equal, loads, batch, per_image_tokens=None) -> dict:
     return out
 
 
-def worker_time(upstream: Path, part: str, batch: int, repeats: int) -> dict:
+def worker_time(upstream: Path, part: str, batch: int, repeats: int, ar_tokens: int = 256) -> dict:
     import torch
 
     torch.set_num_threads(NUM_THREADS)
@@ -177,7 +177,7 @@ def worker_time(upstream: Path, part: str, batch: int, repeats: int) -> dict:
         order = ("original", "vistok") if r % 2 == 0 else ("vistok", "original")
         results = {}
         for impl in order:
-            fn = (lambda impl=impl: call(impl)) if part == "tokenizer" else (lambda impl=impl: run_ar(impl, original, pipe, batch, 100 + r))
+            fn = (lambda impl=impl: call(impl)) if part == "tokenizer" else (lambda impl=impl: run_ar(impl, original, pipe, batch, 100 + r, ar_tokens))
             wall, load, results[impl] = _timed(fn)
             times[impl].append(round(wall, 3))
             cpu[impl].append(round(load, 2))
@@ -187,7 +187,9 @@ def worker_time(upstream: Path, part: str, batch: int, repeats: int) -> dict:
         else:
             equal.append(bool(torch.equal(results["vistok"], results["original"])))
         loads.append(round(os.getloadavg()[0], 2))
-    out.update(_compare(times, cpu, equal, loads, batch, None if part == "tokenizer" else 256))
+    out.update(_compare(times, cpu, equal, loads, batch, None if part == "tokenizer" else ar_tokens))
+    if part == "ar":
+        out["tokens_per_image"] = ar_tokens
     if max_diff:
         out["max_abs_reconstruction_difference"] = max(max_diff)
     return out
@@ -226,6 +228,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["tokenizer", "ar", "memory"], default="tokenizer")
     parser.add_argument("--tok-batch", type=int, default=2)
     parser.add_argument("--ar-batch", type=int, default=1)
+    parser.add_argument("--ar-tokens", type=int, default=256, help="tokens sampled per image in the timed AR calls (256: whole images)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -233,12 +236,12 @@ def main() -> None:
     if args.worker:
         kind, part, *impl = args.worker.split(":")
         batch = args.tok_batch if part == "tokenizer" else args.ar_batch
-        result = worker_time(args.upstream, part, batch, args.repeats) if kind == "time" else \
+        result = worker_time(args.upstream, part, batch, args.repeats, args.ar_tokens) if kind == "time" else \
             worker_memory(args.upstream, part, impl[0], batch)
         print(json.dumps(result))
         return
     common = ["--upstream", str(args.upstream), "--tok-batch", str(args.tok_batch), "--ar-batch", str(args.ar_batch),
-              "--repeats", str(args.repeats)]
+              "--repeats", str(args.repeats), "--ar-tokens", str(args.ar_tokens)]
     env = {"PYTHONPATH": str(REPO_ROOT / "src")}
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({
