@@ -36,3 +36,9 @@ def hub_server(tmp_path, monkeypatch):
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
         monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
         yield server
+
+
+def pytest_configure(config):
+    # markers used by transformers' common model tests (tests/_transformers_suite.py)
+    for marker in ("flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test"):
+        config.addinivalue_line("markers", f"{marker}: transformers' test marker")

@@ -209,3 +209,24 @@ def test_every_pickle_reader_refuses_code_and_never_suggests_weights_only_false(
     with pytest.raises(ValueError, match=r"evil.pt is a pickle that needs code to load .* will not execute code"):
         load_reference_statistics(bad)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["model_index.json", "config.json", "missing"])
+def test_eval_loading_names_a_damaged_file(tmp_path, damage):
+    """A half-written or corrupt folder description is an error naming the file, not a bare JSONDecodeError."""
+    from vistok.evaluation.loading import load_model
+
+    folder = tmp_path / "model"
+    if damage == "missing":
+        from vistok.utils.io import SourceNotFoundError
+
+        with pytest.raises(SourceNotFoundError, match=str(folder)):
+            load_model(folder)
+        return
+    folder.mkdir()
+    (folder / damage).write_text('{"_class_name": ["pipeline", "MaskGITPipe')  # truncated mid-write
+    with pytest.raises(ValueError, match=rf"{damage} is not readable JSON.*damaged or half-written"):
+        load_model(folder)
+    (folder / damage).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{damage} must hold a JSON object"):
+        load_model(folder)

@@ -267,7 +267,7 @@ def test_tensorboard_bf16_and_gradient_checkpointing(tmp_path, imagefolder):
     trainer = TokenizerTrainer(config)
     summary = trainer.train()
     assert summary["step"] == 2 and np.isfinite(summary["last"]["loss"])
-    assert trainer.accelerator.unwrap_model(trainer.model).is_gradient_checkpointing
+    assert trainer.accelerator.unwrap_model(trainer.model).is_activation_checkpointing
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
 

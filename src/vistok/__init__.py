@@ -13,6 +13,7 @@ from .pipelines import (
     FactorizedAutoregressiveImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
+    NextScaleTextToImagePipeline,
     TextToImageAutoregressivePipeline,
     VistokPipeline,
 )
@@ -23,8 +24,8 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline",
+    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
+    "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

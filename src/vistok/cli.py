@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _convert_parser(sub) -> None:
@@ -81,7 +82,11 @@ def _train_and_tokenize_parsers(sub) -> None:
     tokenize.add_argument("--caption-column", default=None)
     tokenize.add_argument("--batch-size", type=int, default=32)
     tokenize.add_argument("--num-tokens", type=int, default=None, help="keep this many tokens (variable-length tokenizers)")
-    tokenize.add_argument("--overwrite", action="store_true")
+    tokenize.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    tokenize.add_argument("--resume", action="store_true", help="keep the finished shards of an interrupted run")
+    tokenize.add_argument("--streaming", action="store_true", help="stream the dataset (split by node over processes)")
+    tokenize.add_argument("--shard-size", type=int, default=10000, help="rows per output shard (default 10000)")
+    tokenize.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +111,25 @@ def main(argv: list[str] | None = None) -> int:
                           "write PNG grids, the rate-distortion plot and demo.json.")
     demo.add_argument("--output", default="vistok-demo", metavar="DIR", help="folder to write (default: ./vistok-demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    sample = sub.add_parser("sample", help="generate N images from a pipeline folder (PNGs + ADM-style samples.npz)",
+                            description="Sample N images for FID (score them with `vistok eval OUTPUT`): image i gets class "
+                            "i mod len(classes) (or prompt i mod len(prompts)) and the seed SEED + i, so the images do not depend "
+                            "on the batch size or the number of processes (accelerate launch / torchrun shard the batches). "
+                            "Resumable.")
+    sample.add_argument("pipeline", help="pipeline folder or cached hub id")
+    sample.add_argument("--output", required=True, metavar="DIR")
+    sample.add_argument("--num-images", type=int, required=True)
+    sample.add_argument("--class-labels", nargs="+", metavar="C", help="class ids or names to cycle over (default: all classes)")
+    sample.add_argument("--prompts", metavar="FILE", help="text-to-image: a file with one prompt per line")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--batch-size", type=int, default=8)
+    sample.add_argument("--no-npz", action="store_true", help="write only the PNGs")
+    sample.add_argument("--resume", action="store_true", help="keep the images of an interrupted run")
+    sample.add_argument("--overwrite", action="store_true")
+    for name in ("guidance-scale", "temperature", "top-p"):
+        sample.add_argument(f"--{name}", type=float)
+    for name in ("num-inference-steps", "top-k"):
+        sample.add_argument(f"--{name}", type=int)
     push = sub.add_parser("push", help="upload a vistok folder (weights, config, processor config, card) to the hub")
     push.add_argument("folder")
     push.add_argument("repo_id")
@@ -129,7 +153,19 @@ def main(argv: list[str] | None = None) -> int:
             out = tokenize_dataset(args.tokenizer, args.dataset, args.output, split=args.split,
                                    image_column=args.image_column, label_column=args.label_column,
                                    caption_column=args.caption_column, batch_size=args.batch_size,
-                                   num_tokens=args.num_tokens, overwrite=args.overwrite)
+                                   num_tokens=args.num_tokens, overwrite=args.overwrite, resume=args.resume,
+                                   streaming=args.streaming, shard_size=args.shard_size, num_workers=args.num_workers)
+            print(f"wrote {out}")
+        elif args.command == "sample":
+            from .evaluation.sample import SAMPLING_ARGUMENTS, sample_images
+
+            prompts = None
+            if args.prompts is not None:
+                prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+            out = sample_images(args.pipeline, args.output, num_images=args.num_images, class_labels=args.class_labels,
+                                prompts=prompts, seed=args.seed, batch_size=args.batch_size, overwrite=args.overwrite,
+                                resume=args.resume, npz=not args.no_npz,
+                                **{name: getattr(args, name) for name in SAMPLING_ARGUMENTS})
             print(f"wrote {out}")
         elif args.command == "push":
             from .hub import push_folder

@@ -42,7 +42,15 @@ def load_image_dataset(source: str | os.PathLike, *, split: str = "train", strea
     source_str = os.fspath(source)
     path = Path(source_str).expanduser()
     if path.is_dir():
-        if _is_saved_dataset(path):
+        from .training.tokenize import is_token_folder, load_token_folder
+
+        if is_token_folder(path):
+            loaded = load_token_folder(path)
+            ds = loaded.to_iterable_dataset() if streaming else loaded
+        elif any(path.glob("shard-*.parquet")) or any(path.glob("part-*.parquet")):
+            raise ValueError(f"{source_str} is an unfinished `vistok tokenize` output (no manifest.json): "
+                             "finish it with `vistok tokenize ... --resume`")
+        elif _is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
             if isinstance(loaded, datasets.DatasetDict):
                 if split not in loaded:

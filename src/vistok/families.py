@@ -49,6 +49,11 @@ class GeneratorSpec:
     text_pipeline: str | None = None
     takes_token_prefix: bool = False  # trains on a prefix of a longer (variable-length 1D) token sequence
     needs_tokenizer: bool = False  # the objective itself uses the tokenizer (not only to make tokens)
+    # text-conditional training: ``text_objective(model, tokenizer, tokens, text_pipeline, captions, loss_config) ->
+    # (logits [n, V], targets [n])`` (None: the next-token objective on left-padded T5 features, LlamaGen t2i), and
+    # the transformers class of the frozen text encoder that ``loss.text_encoder`` names
+    text_objective: Callable | None = None
+    text_encoder_class: str = "T5EncoderModel"
 
     def pipeline_class(self, text: bool = False) -> type:
         from . import pipelines

@@ -77,13 +77,18 @@ def batches(iterable, size: int):
 
 # -- models ---------------------------------------------------------------------------------------------
 def load_model(source: str | os.PathLike):
-    """(kind, model, folder): a pipeline when the folder has model_index.json, else a tokenizer."""
+    """(kind, model, folder): a pipeline when the folder has model_index.json, "samples" for a `vistok sample`
+    output folder, else a tokenizer."""
     import vistok  # noqa: F401  (registers the Auto classes and pipeline classes)
     from ..utils.io import resolve_source
 
+    from .sample import is_samples_folder
+
     folder = resolve_source(str(source))
+    if is_samples_folder(folder):  # `vistok sample` output: scored as it is
+        return "samples", folder, folder
     if (folder / "model_index.json").is_file():
-        index = json.loads((folder / "model_index.json").read_text())
+        index = _read_json(folder / "model_index.json")
         name = index.get("_class_name")
         name = name[-1] if isinstance(name, list) else name
         from .. import pipelines
@@ -97,10 +102,23 @@ def load_model(source: str | os.PathLike):
         raise ValueError(f"{folder} is neither a tokenizer folder (config.json) nor a pipeline folder (model_index.json)")
     from transformers import AutoModel
 
+    _read_json(folder / "config.json")  # (transformers' own error for a corrupt config does not name the file)
     model = AutoModel.from_pretrained(str(folder))
     if not hasattr(model, "encode") or not hasattr(model.config, "token_layout"):
         raise ValueError(f"{folder} holds a {type(model).__name__}, not a vistok VisualTokenizer")
     return "tokenizer", model, folder
+
+
+def _read_json(path: Path) -> dict:
+    """A folder's JSON description, or a ValueError naming the file (not a bare JSONDecodeError)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not readable JSON ({err}): the folder is damaged or half-written; "
+                         "convert or download it again") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _processor_for(model, folder: Path | None):

@@ -67,8 +67,6 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
                       class_labels=None, seed=0, fid=True, grid_images=GRID_IMAGES * 2, progress=True,
                       call_kwargs=None) -> tuple[dict, np.ndarray]:
     """Generate ``num_images`` class-conditional samples (labels cycled over ``class_labels`` or all classes)."""
-    from tqdm.auto import tqdm
-
     if not isinstance(num_images, int) or num_images < 2:
         raise ValueError(f"num_images must be an int >= 2, got {num_images!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -87,28 +85,67 @@ def evaluate_pipeline(pipe, *, num_images=50, batch_size=8, reference_stats=None
     skipped.pop("lpips", None)
     generator = torch.Generator().manual_seed(int(seed))
     pipe.set_progress_bar_config(disable=True)
-    features, logits, samples = [], [], []
-    bar = tqdm(total=num_images, desc="vistok eval (samples)", unit="img", disable=not progress)
+
+    def batches():
+        for offset in range(0, num_images, batch_size):
+            chunk = all_labels[offset:offset + batch_size]
+            yield to_uint8(pipe(class_labels=chunk, generator=generator, output_type="pt", **(call_kwargs or {})).images)
+
     start = time.perf_counter()
-    for offset in range(0, num_images, batch_size):
-        chunk = all_labels[offset:offset + batch_size]
-        images = pipe(class_labels=chunk, generator=generator, output_type="pt", **(call_kwargs or {})).images
-        images = from_uint8(to_uint8(images))
+    report, grid = _score_batches(batches(), num_images, inception, reference_stats, skipped, grid_images, progress,
+                                  "vistok eval (samples)")
+    elapsed = time.perf_counter() - start
+    report = {"kind": "pipeline", "pipeline": type(pipe).__name__, "num_images": num_images, "batch_size": batch_size,
+              "seed": int(seed), "class_labels": "all classes" if class_labels is None else labels,
+              "device": str(device), "images_per_s": num_images / elapsed, **report}
+    return report, grid
+
+
+def evaluate_samples(folder: str | os.PathLike, *, batch_size=50, reference_stats=None, inception_weights=None,
+                     fid=True, grid_images=GRID_IMAGES * 2, progress=True) -> tuple[dict, np.ndarray]:
+    """Score the images a ``vistok sample`` run wrote (its ``samples.npz``) with gFID/IS, as ``evaluate_pipeline``."""
+    import json
+
+    folder = Path(folder).expanduser()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    npz = folder / (manifest.get("npz") or "samples.npz")
+    if not npz.is_file():
+        raise ValueError(f"{folder} has no {npz.name}: sample it again with the npz output on")
+    skipped: dict[str, str] = {}
+    inception, _ = _load_networks(inception_weights, None, None, torch.device("cpu"), skipped, fid)
+    skipped.pop("lpips", None)
+    with np.load(npz, allow_pickle=False) as data:
+        images = data["arr_0"]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{npz}: arr_0 must be uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
+    batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+    report, grid = _score_batches(batches, len(images), inception, reference_stats, skipped, grid_images, progress,
+                                  "vistok eval (sample folder)")
+    report = {"kind": "samples", "pipeline": manifest.get("class"), "num_images": int(len(images)),
+              "seed": manifest.get("seed"), "class_labels": manifest.get("class_labels"), "sampled_from": manifest.get("pipeline"),
+              **report}
+    return report, grid
+
+
+def _score_batches(batches, total, inception, reference_stats, skipped, grid_images, progress, desc):
+    """gFID (against ``reference_stats``), IS and precision/recall of uint8 ``[B, H, W, 3]`` image batches."""
+    from tqdm.auto import tqdm
+
+    features, logits, samples = [], [], []
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
+    for batch in batches:
+        images = from_uint8(batch)
         if inception is not None:
             out = inception(images)
             features.append(out.features)
             if out.logits is not None:
                 logits.append(out.logits)
         if sum(len(s) for s in samples) < grid_images:
-            samples.append(to_uint8(images))
-        bar.update(len(chunk))
+            samples.append(batch)
+        bar.update(len(batch))
     bar.close()
-    elapsed = time.perf_counter() - start
-    report = {"kind": "pipeline", "pipeline": type(pipe).__name__, "num_images": num_images, "batch_size": batch_size,
-              "seed": int(seed), "class_labels": "all classes" if class_labels is None else labels,
-              "device": str(device), "images_per_s": num_images / elapsed, "feature_extractor": None,
-              "reference_stats": None if reference_stats is None else str(reference_stats), "skipped": skipped,
-              "conventions": CONVENTIONS}
+    report = {"feature_extractor": None, "reference_stats": None if reference_stats is None else str(reference_stats),
+              "skipped": skipped, "conventions": CONVENTIONS}
     if inception is not None:
         report["feature_extractor"] = inception.source
         sample_features = torch.cat(features).numpy()

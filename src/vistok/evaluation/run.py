@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .loading import load_model
-from .pipeline_scores import evaluate_pipeline
+from .pipeline_scores import evaluate_pipeline, evaluate_samples
 from .rate_distortion import GRID_IMAGES, plot_rate_distortion, reconstruction_grid, sample_grid
 from .tokenizer_scores import evaluate_tokenizer
 
@@ -31,7 +31,7 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
     if grid_images is not None and (not isinstance(grid_images, int) or grid_images < 1):
         raise ValueError(f"grid_images must be an int >= 1, got {grid_images!r}")
     kind, loaded, folder = load_model(model)
-    if device is not None:
+    if device is not None and kind != "samples":
         loaded = loaded.to(device)
     with atomic_output_dir(output, overwrite=overwrite) as scratch:
         files = {"json": "results.json"}
@@ -58,10 +58,14 @@ def run_eval(model: str | os.PathLike, output: str | os.PathLike, *, images=None
             if images is not None or dataset is not None:
                 raise ValueError("a pipeline is evaluated on its own samples: --images/--dataset apply to tokenizers; "
                                  "give --reference-stats NPZ for gFID")
-            report, samples = evaluate_pipeline(
-                loaded, num_images=num_images or 50, batch_size=batch_size, reference_stats=reference_stats,
-                inception_weights=inception_weights, class_labels=class_labels, seed=seed, fid=fid,
-                grid_images=grid_images or GRID_IMAGES * 2, progress=progress)
+            if kind == "samples":
+                report, samples = evaluate_samples(loaded, reference_stats=reference_stats, inception_weights=inception_weights,
+                                                   fid=fid, grid_images=grid_images or GRID_IMAGES * 2, progress=progress)
+            else:
+                report, samples = evaluate_pipeline(
+                    loaded, num_images=num_images or 50, batch_size=batch_size, reference_stats=reference_stats,
+                    inception_weights=inception_weights, class_labels=class_labels, seed=seed, fid=fid,
+                    grid_images=grid_images or GRID_IMAGES * 2, progress=progress)
             stats = report.pop("sample_statistics", None)
             if stats is not None:
                 np.savez(scratch / "sample_statistics.npz", mu=stats["mu"], sigma=stats["sigma"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import capture_outputs
 
 TOKEN_LAYOUTS = ("1d", "2d", "multiscale", "continuous")
 
@@ -42,6 +43,16 @@ class _ReconstructionField:
     reconstruction: torch.FloatTensor | None = None
 
 
+@dataclass
+class _CapturedFields:
+    """Per-layer outputs ``forward`` returns when asked (``output_hidden_states`` / ``output_attentions``):
+    the blocks the family lists in ``_can_record_outputs``, encoder then decoder; the first hidden state is
+    the first block's input."""
+
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
 # Dataclass fields follow the reverse MRO, so ``reconstruction`` stays the first field (and the first
 # element of ``to_tuple()``) of VisualTokenizerOutput, followed by the shared terms in their order.
 @dataclass
@@ -50,8 +61,9 @@ class VisualTokenizerEncoderOutput(ModelOutput, VisualTokenizerTerms):
 
 
 @dataclass
-class VisualTokenizerOutput(ModelOutput, VisualTokenizerTerms, _ReconstructionField):
-    """What ``forward`` returns: the reconstruction, then the fields of :class:`VisualTokenizerTerms`."""
+class VisualTokenizerOutput(ModelOutput, _CapturedFields, VisualTokenizerTerms, _ReconstructionField):
+    """What ``forward`` returns: the reconstruction, the fields of :class:`VisualTokenizerTerms`, then the
+    hidden states and attentions when asked for."""
 
 
 class VisualTokenizerMixin:
@@ -72,6 +84,14 @@ class VisualTokenizerMixin:
     @property
     def is_continuous(self) -> bool:
         return self.config.token_layout == "continuous"
+
+    @property
+    def supported_num_tokens(self) -> range:
+        """The token counts ``encode(num_tokens=k)`` and ``decode`` of a ``[B, k]`` prefix accept: ``1..num_tokens``
+        for a variable-length 1D tokenizer (``config.variable_length``), else only
+        ``config.num_tokens``. ``max(model.supported_num_tokens) == model.config.num_tokens`` always."""
+        maximum = self.config.num_tokens
+        return range(1, maximum + 1) if getattr(self.config, "variable_length", False) else range(maximum, maximum + 1)
 
     def encode(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
                **kwargs) -> VisualTokenizerEncoderOutput | tuple:
@@ -104,15 +124,18 @@ class VisualTokenizerMixin:
         self.check_latents(latents)
         return self._decode_latents(latents.to(self.dtype))
 
-    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
-                **kwargs) -> VisualTokenizerOutput | tuple:
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> VisualTokenizerOutput | tuple:
         """Reconstruct ``pixel_values`` with the regulariser's training terms; in training, variable-length models
-        decode a random prefix (One-D-Piece's tail token drop, drawn from ``generator``) unless ``num_tokens`` is given."""
+        decode a random prefix (One-D-Piece's tail token drop, drawn from ``generator``) unless ``num_tokens`` is given.
+        ``output_hidden_states`` / ``output_attentions`` / ``return_dict`` as in transformers."""
         if num_tokens is None and self.training and self.config.variable_length:
             num_tokens = int(torch.randint(1, self.config.num_tokens + 1, (1,), generator=kwargs.get("generator")))
         enc = self.encode(pixel_values, num_tokens=num_tokens, **kwargs)
-        out = VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
-        return out if return_dict is not False else out.to_tuple()
+        # (capture_outputs adds the hidden states / attentions and applies return_dict)
+        return VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents), **{k: v for k, v in enc.items()})
 
     # -- hub ----------------------------------------------------------------------------------
     def push_to_hub(

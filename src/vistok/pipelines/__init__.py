@@ -6,7 +6,7 @@ from .base import VistokPipeline
 from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
+from .next_scale_t2i import NextScaleTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "FactorizedAutoregressiveImagePipeline",
-           "NextScalePipeline"]
+           "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline"]

@@ -1,5 +1,5 @@
-"""Autoregressive (next-token) image pipelines over a 2D VQ tokenizer: LlamaGen, class- and
-text-conditional.
+"""Autoregressive (next-token) image pipelines over a 1D or 2D VQ tokenizer: LlamaGen and generators on its transformer,
+class- and text-conditional.
 
 The sampler follows LlamaGen's ``generate`` step for step: one prefill over the condition tokens,
 then one cached decode step per image token; guidance runs one [cond; uncond] batch and combines
@@ -26,8 +26,11 @@ class _AutoregressiveSampling(VistokPipeline):
 
     def _check_components(self, image_tokenizer, transformer, condition_type: str) -> None:
         tok, gen = image_tokenizer.config, transformer.config
-        if getattr(tok, "token_layout", None) != "2d":
-            raise ValueError(f"{type(self).__name__} needs a 2D discrete tokenizer (token_layout '2d'), got {getattr(tok, 'token_layout', None)!r}")
+        if getattr(tok, "token_layout", None) not in ("1d", "2d"):
+            raise ValueError(f"{type(self).__name__} needs a 1D or 2D discrete tokenizer (token_layout '1d' or '2d'), "
+                             f"got {getattr(tok, 'token_layout', None)!r}")
+        if tok.num_tokens != gen.num_tokens:
+            raise ValueError(f"the transformer generates {gen.num_tokens} tokens but the tokenizer decodes {tok.num_tokens}")
         if tok.codebook_size != gen.codebook_size:
             raise ValueError(f"the transformer predicts {gen.codebook_size} codes but the tokenizer's codebook has {tok.codebook_size}")
         if gen.condition_type != condition_type:
@@ -111,7 +114,9 @@ class _AutoregressiveSampling(VistokPipeline):
                 tokens = list(out["token_ids"].split(1, dim=1))
                 token = tokens[-1]
         tokens = torch.cat(tokens, dim=1)
-        return tokens.view(batch, cfg.grid_size, cfg.grid_size) if num_tokens is None else tokens
+        if num_tokens is not None or self.image_tokenizer.config.token_layout == "1d":
+            return tokens
+        return tokens.view(batch, cfg.grid_size, cfg.grid_size)
 
 
 class AutoregressiveImagePipeline(_AutoregressiveSampling):
@@ -148,7 +153,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
         self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample,
                                  compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, generator=generator)
 
 
 class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
@@ -273,4 +278,4 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
                                  top_k, top_p, generator, do_sample, left_padding, compile, num_images_per_prompt,
                                  negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask,
                                  callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, generator=generator)

@@ -26,6 +26,11 @@ class NextScalePipeline(VistokPipeline):
 
     def __init__(self, image_tokenizer, transformer):
         super().__init__()
+        self._check_pair(image_tokenizer, transformer)
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
+
+    @staticmethod
+    def _check_pair(image_tokenizer, transformer) -> None:
         tok, gen = image_tokenizer.config, transformer.config
         if getattr(tok, "token_layout", None) != "multiscale":
             raise ValueError(f"NextScalePipeline needs a multi-scale tokenizer (token_layout 'multiscale'), "
@@ -36,7 +41,6 @@ class NextScalePipeline(VistokPipeline):
             raise ValueError(f"the transformer generates scales {list(gen.patch_nums)}; the tokenizer's are {list(tok.patch_nums)}")
         if tok.z_channels != gen.z_channels:
             raise ValueError(f"the transformer reads {gen.z_channels}-channel features; the tokenizer's have {tok.z_channels}")
-        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer)
 
     # -- argument checks ----------------------------------------------------------------------
     def _labels(self, class_labels, batch_size, generator, num_images_per_prompt) -> torch.LongTensor:

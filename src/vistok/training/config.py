@@ -76,6 +76,11 @@ class TokenizerLossSection:
     discriminator_channels: int = 64
     discriminator_layers: int = 3
     adaptive_weight: bool = True  # VQGAN's balance of GAN against reconstruction gradients
+    # semantic regularisation (REPA-style): -cos between the tokenizer's semantic_features() and a frozen
+    # teacher's patch features; needs a model with a semantic head
+    semantic_weight: float = 0.0
+    semantic_teacher: str | None = None  # a local transformers vision model folder (DINOv2); required when semantic_weight > 0
+    semantic_image_size: int = 224  # the teacher's input size (ImageNet-normalised, bicubic), its patch grid = the head's
 
 
 @dataclass

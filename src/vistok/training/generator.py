@@ -61,9 +61,11 @@ class GeneratorTrainer(Trainer):
             if data.caption_column is None or not loss.text_encoder or self.tokenizer is None:
                 raise ValueError(f"a text-conditional {self.spec.name} generator trains on data.caption_column with loss.text_encoder "
                                  "(a T5 encoder folder) and loss.tokenizer")
-            from transformers import AutoTokenizer, T5EncoderModel
+            import transformers
+            from transformers import AutoTokenizer
 
-            encoder = T5EncoderModel.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
+            encoder_class = getattr(transformers, self.spec.text_encoder_class)
+            encoder = encoder_class.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
             self.text_pipeline = self.spec.pipeline_class(text=True)(
                 image_tokenizer=self.tokenizer, transformer=self.model, text_encoder=encoder,
                 tokenizer=AutoTokenizer.from_pretrained(loss.text_encoder))
@@ -121,6 +123,8 @@ class GeneratorTrainer(Trainer):
     def _text_logits(self, tokens, captions):
         """Next-token logits after the left-padded T5 features of the captions (LlamaGen t2i)."""
         pipe = self.text_pipeline
+        if self.spec.text_objective is not None:
+            return self.spec.text_objective(self.model, self.tokenizer, tokens, pipe, list(captions), self.config.loss)
         embeds, mask = pipe.left_pad(*pipe.encode_prompt(list(captions)))
         keys = torch.cat([mask.bool(), torch.ones(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.bool, device=mask.device)], 1)
         logits = self.model(input_ids=tokens[:, :-1], caption_embeds=embeds, attention_mask=keys).logits

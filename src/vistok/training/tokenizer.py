@@ -1,8 +1,8 @@
 """Tokenizer training: `vistok train tokenizer --config CFG.yaml [--section.key=value ...]`.
 
 Also runs as ``accelerate launch -m vistok.training.tokenizer --config ...`` or under ``torchrun``.
-Objective: L1/L2 reconstruction, the quantizer's own loss terms, optional LPIPS, and an optional
-PatchGAN (hinge loss, VQGAN's adaptive weight, switched on at ``discriminator_start``). Variable-length
+Objective: L1/L2 reconstruction, the quantizer's own loss terms, optional LPIPS, an optional semantic
+regularisation against a frozen teacher (models with a semantic head), and an optional PatchGAN (hinge loss, VQGAN's adaptive weight, switched on at ``discriminator_start``). Variable-length
 1D tokenizers train with tail-token drop: their forward decodes a random prefix in training mode.
 Works for any family implementing the VisualTokenizer contract (forward -> reconstruction + losses).
 """
@@ -38,6 +38,16 @@ class TokenizerTrainer(Trainer):
                 self.perceptual = LPIPS.load(loss.lpips_backbone, loss.lpips_heads).requires_grad_(False).eval()
             except FileNotFoundError as err:
                 raise ValueError(str(err)) from err
+        self.teacher = None
+        if loss.semantic_weight > 0:
+            if not hasattr(self.model, "semantic_features"):
+                raise ValueError(f"loss.semantic_weight > 0 needs a tokenizer with a semantic head (semantic_features); "
+                                 f"{type(self.model).__name__} has none")
+            if not loss.semantic_teacher:
+                raise ValueError("loss.semantic_weight > 0 needs loss.semantic_teacher: a local vision model folder (DINOv2)")
+            from transformers import AutoModel
+
+            self.teacher = AutoModel.from_pretrained(loss.semantic_teacher).requires_grad_(False).eval()
         self._fixed_batch = None
 
     def image_size_and_range(self):
@@ -87,6 +97,10 @@ class TokenizerTrainer(Trainer):
             if value is not None:
                 terms[name] = value
                 total = total + loss_cfg.quantizer_weight * value
+        if self.teacher is not None:
+            semantic = self._semantic_loss(pixels, out.latents)
+            terms["semantic_loss"] = semantic
+            total = total + loss_cfg.semantic_weight * semantic
         if gan_on:
             # the discriminator's weights are constants here: this term trains only the tokenizer
             disc = self.accelerator.unwrap_model(self.discriminator)
@@ -107,6 +121,28 @@ class TokenizerTrainer(Trainer):
             acc.backward(d_loss)
             self.step_optimizer(1)
         return {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def _semantic_loss(self, pixels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """Mean over tokens of -cos(student, teacher): the tokenizer's semantic head on its quantized latents
+        against the frozen teacher's ``n`` patch tokens (after its class/register tokens), teacher input
+        ImageNet-normalised then resized (the REPA-style recipe)."""
+        student = self.accelerator.unwrap_model(self.model).semantic_features(latents)
+        self.teacher.to(pixels.device)
+        with torch.no_grad():
+            mean = torch.tensor([0.485, 0.456, 0.406], device=pixels.device)[:, None, None]
+            std = torch.tensor([0.229, 0.224, 0.225], device=pixels.device)[:, None, None]
+            x = (self._to_unit_range(pixels.float()) - mean) / std
+            size = self.config.loss.semantic_image_size
+            x = F.interpolate(x, size=(size, size), mode="bicubic")
+            target = self.teacher(pixel_values=x.to(self.teacher.dtype)).last_hidden_state
+        n = student.shape[1]
+        prefix = 1 + getattr(self.teacher.config, "num_register_tokens", 0)  # the class token (and DINOv2 registers)
+        if target.shape[1] - prefix != n or target.shape[-1] != student.shape[-1]:
+            raise ValueError(f"the semantic teacher gives {tuple(target.shape[1:])} features but the tokenizer's head "
+                             f"{tuple(student.shape[1:])}: match loss.semantic_image_size to the head's grid and the "
+                             "head's width (distill_dim) to the teacher's")
+        target = target[:, -n:].float()
+        return -(F.normalize(student.float(), dim=-1) * F.normalize(target, dim=-1)).sum(-1).mean()
 
     def _adaptive_weight(self, nll: torch.Tensor, generator_loss: torch.Tensor) -> torch.Tensor:
         last = last_decoder_weight(self.accelerator.unwrap_model(self.model))

@@ -237,7 +237,7 @@ class Trainer(ABC):
         if t.gradient_checkpointing:
             for module in modules.values():
                 if getattr(module, "supports_gradient_checkpointing", False):
-                    module.gradient_checkpointing_enable()
+                    module.activation_checkpointing_enable()  # (transformers 5 name)
         prepared = acc.prepare(*modules.values(), *optimizers, *schedulers,
                                *([loader] if self._streaming is None else []))
         count = len(modules)

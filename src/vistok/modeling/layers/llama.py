@@ -1,7 +1,8 @@
 """The Llama decoder layer of the 2D-RoPE autoregressive image generators (LlamaGen's
 autoregressive/models/gpt.py ``TransformerBlock``; Open-MAGVIT2's spatial and factorized blocks are the
-same layer): pre-norm RMSNorm (fp32), fused ``wqkv`` (GQA-capable), interleaved 2D RoPE, SwiGLU, no biases,
-attention through transformers' registry and an optional :class:`StaticKVCache`.
+same layer): pre-norm RMSNorm (fp32), fused ``wqkv`` (GQA-capable), interleaved 2D RoPE (or none: ``cos=None``
+when the model adds learned absolute positions), SwiGLU, no biases, attention through transformers' registry
+returning ``(output, weights)`` (weights from eager only) and an optional :class:`StaticKVCache`.
 
 The config passed in gives ``hidden_size``, ``num_attention_heads``, ``num_key_value_heads``, ``head_dim``,
 ``intermediate_size``, ``rms_norm_eps``, ``attention_dropout``, ``residual_dropout`` and ``ffn_dropout``.
@@ -40,8 +41,10 @@ class LlamaAttention(nn.Module):
         batch, length, _ = hidden_states.shape
         kv_size = self.num_kv_heads * self.head_dim
         query, key, value = self.wqkv(hidden_states).split([self.num_heads * self.head_dim, kv_size, kv_size], dim=-1)
-        query = apply_interleaved_rope(query.view(batch, length, self.num_heads, self.head_dim), cos, sin).transpose(1, 2)
-        key = apply_interleaved_rope(key.view(batch, length, self.num_kv_heads, self.head_dim), cos, sin).transpose(1, 2)
+        query, key = query.view(batch, length, self.num_heads, self.head_dim), key.view(batch, length, self.num_kv_heads, self.head_dim)
+        if cos is not None:  # None: learned absolute positions instead of RoPE
+            query, key = apply_interleaved_rope(query, cos, sin), apply_interleaved_rope(key, cos, sin)
+        query, key = query.transpose(1, 2), key.transpose(1, 2)
         value = value.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if cache is not None:
             key, value = cache.update(self.layer_idx, key, value, cache_position, key_length)
@@ -51,10 +54,10 @@ class LlamaAttention(nn.Module):
             if attention_mask is None:  # eager has no is_causal: spell the causal mask out
                 attention_mask = torch.ones(length, key.shape[2], dtype=torch.bool, device=key.device).tril()[None, None]
             attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, float("-inf"))
-        output, _ = interface(self, query, key, value, attention_mask, scaling=self.scaling,
-                              dropout=self.config.attention_dropout if self.training else 0.0,
-                              is_causal=attention_mask is None)
-        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1)))
+        output, weights = interface(self, query, key, value, attention_mask, scaling=self.scaling,
+                                    dropout=self.config.attention_dropout if self.training else 0.0,
+                                    is_causal=attention_mask is None)
+        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1))), weights
 
 
 class LlamaMLP(nn.Module):
@@ -81,7 +84,7 @@ class LlamaDecoderLayer(GradientCheckpointingLayer):
         self.drop_path_rate = drop_path_rate
 
     def forward(self, hidden_states, cos, sin, attention_mask=None, cache=None, cache_position=None, key_length=None):
-        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)
+        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)[0]
         hidden_states = hidden_states + drop_path(attn, self.drop_path_rate, self.training)
         mlp = self.mlp(self.post_attention_layernorm(hidden_states))
         return hidden_states + drop_path(mlp, self.drop_path_rate, self.training)

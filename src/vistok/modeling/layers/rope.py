@@ -43,3 +43,33 @@ def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     real, imag = pairs[..., 0], pairs[..., 1]
     out = torch.stack([real * cos - imag * sin, imag * cos + real * sin], dim=-1)
     return out.flatten(3).type_as(x)
+
+
+def scale_normalized_rope_angles(patch_nums, head_dim: int, base: float = 10000.0, norm: float = 64.0) -> torch.Tensor:
+    """STAR's normalized 2D axial RoPE across the scales of a next-scale generator: angles
+    ``[sum(pn^2), head_dim // 2]``, the x (column) half first then the y (row) half, with
+    ``head_dim // 4`` frequencies ``base ** (-4j / head_dim)`` per axis. On each ``pn x pn`` scale the
+    coordinates are rescaled to ``[0, norm]`` (``t / max(t) * norm``; a 1 x 1 scale sits at 0), so every
+    scale spans the same angles. Computed in float32 as the original."""
+    if head_dim % 4:
+        raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {head_dim}")
+    freqs = 1.0 / (base ** (torch.arange(0, head_dim, 4)[: head_dim // 4].float() / head_dim))
+    rows = []
+    for pn in patch_nums:
+        t = torch.arange(pn * pn, dtype=torch.float32)
+        tx, ty = t % pn, torch.div(t, pn, rounding_mode="floor")
+        if pn * pn > 1:
+            tx, ty = tx / tx.max() * norm, ty / ty.max() * norm
+        rows.append(torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1))
+    return torch.cat(rows, dim=0)
+
+
+def apply_interleaved_rope_heads_first(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x [B, H, L, D]`` by ``cos``/``sin`` ``[L, D // 2]`` on interleaved pairs, in float32 (or
+    x's dtype when wider), cast back."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    pairs = x.to(dtype).reshape(*x.shape[:-1], -1, 2)
+    cos, sin = cos.to(dtype), sin.to(dtype)
+    real, imag = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([real * cos - imag * sin, imag * cos + real * sin], dim=-1)
+    return out.flatten(-2).type_as(x)

@@ -35,7 +35,9 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, attention weights): the weights come from the eager implementation only (transformers' convention)."""
         batch, length, _ = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
@@ -44,10 +46,10 @@ class Attention(nn.Module):
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        output, _ = attention_interface(
+        output, weights = attention_interface(
             self, query, key, value, attention_mask, scaling=self.scaling, dropout=0.0, is_causal=False
         )
-        return self.out_proj(output.reshape(batch, length, -1))
+        return self.out_proj(output.reshape(batch, length, -1)), weights
 
 
 class MLP(nn.Module):
@@ -78,5 +80,5 @@ class TransformerBlock(GradientCheckpointingLayer):
                 skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.skip_linear is not None:
             hidden_states = self.skip_linear(torch.cat([hidden_states, skip], dim=-1))
-        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask)
+        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask)[0]
         return hidden_states + self.mlp(self.layer_norm2(hidden_states))

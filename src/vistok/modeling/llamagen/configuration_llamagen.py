@@ -10,6 +10,9 @@ from transformers import PreTrainedConfig
 from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
 
 CONDITION_TYPES = ("class", "text")
+# "rope_2d": LlamaGen's 2D RoPE over the square token grid; "learned": a learned absolute position embedding
+# added to the condition and token embeddings, no RoPE (GPTs over 1D token sequences)
+POSITION_EMBEDDINGS = ("rope_2d", "learned")
 
 # The original's size table (autoregressive/models/gpt.py GPT_models): layers, heads, width.
 GPT_PRESETS = {
@@ -46,6 +49,8 @@ class LlamaGenConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_llamagen_gpt"
+    # the generator's vocabulary is the tokenizer's codebook (input embeddings and output head)
+    attribute_map = {"vocab_size": "codebook_size"}
 
     def __init__(self, condition_type: str = "class", codebook_size: int = 16384, num_tokens: int = 256,
                  hidden_size: int = 768, num_hidden_layers: int = 12, num_attention_heads: int = 12,
@@ -54,7 +59,7 @@ class LlamaGenConfig(PreTrainedConfig):
                  caption_dim: int = 2048, num_condition_tokens: int | None = None, class_dropout_prob: float = 0.1,
                  token_dropout: float = 0.1, attention_dropout: float = 0.0, residual_dropout: float = 0.1,
                  ffn_dropout: float = 0.1, drop_path_rate: float = 0.0, initializer_range: float = 0.02,
-                 sampling_defaults: dict | None = None, **kwargs):
+                 sampling_defaults: dict | None = None, position_embedding: str = "rope_2d", **kwargs):
         check_sizes(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=hidden_size,
                     num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                     num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, num_classes=num_classes,
@@ -64,12 +69,14 @@ class LlamaGenConfig(PreTrainedConfig):
                             residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
         if condition_type not in CONDITION_TYPES:
             raise ValueError(f"condition_type must be one of {CONDITION_TYPES}, got {condition_type!r}")
+        if position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {position_embedding!r}")
         grid = math.isqrt(num_tokens)
-        if num_tokens < 1 or grid * grid != num_tokens:
+        if position_embedding == "rope_2d" and (num_tokens < 1 or grid * grid != num_tokens):
             raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
-        if (hidden_size // num_attention_heads) % 4:
+        if position_embedding == "rope_2d" and (hidden_size // num_attention_heads) % 4:
             raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {hidden_size // num_attention_heads}")
         num_key_value_heads = num_key_value_heads or num_attention_heads
         if num_attention_heads % num_key_value_heads:
@@ -95,6 +102,7 @@ class LlamaGenConfig(PreTrainedConfig):
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
         self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling_defaults or {})}
+        self.position_embedding = position_embedding
         super().__init__(**kwargs)
 
     @classmethod

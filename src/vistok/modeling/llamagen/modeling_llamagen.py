@@ -24,12 +24,14 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
-from ..layers.llama import LlamaDecoderLayer
+from ..layers.llama import LlamaAttention, LlamaDecoderLayer
 from ..layers.rope import rope_2d_cos_sin
 from ..quantizers import VectorQuantizer
 from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
@@ -38,10 +40,13 @@ from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 @dataclass
 class LlamaGenOutput(ModelOutput):
     """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i
-    (S = number of image tokens given + 1). loss: cross-entropy against ``labels``."""
+    (S = number of image tokens given + 1). loss: cross-entropy against ``labels``. hidden_states /
+    attentions: per decoder layer (the first hidden state is the embedded input), when asked for."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class LlamaGenClassEmbedder(nn.Module):
@@ -83,6 +88,7 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": LlamaDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -93,6 +99,8 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
         elif isinstance(module, LlamaGenTransformer):
             init.zeros_(module.lm_head.weight)  # zero-initialised head, as the original
+            if module.config.position_embedding == "learned":
+                init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
 
 
 class LlamaGenTransformer(LlamaGenPreTrainedModel):
@@ -112,6 +120,8 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         else:
             self.condition_embedder = LlamaGenCaptionEmbedder(config)
         self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
+        if config.position_embedding == "learned":  # condition positions first, then the image tokens
+            self.position_embedding = nn.Parameter(torch.zeros(config.num_condition_tokens + config.num_tokens, config.hidden_size))
         self.token_dropout = nn.Dropout(config.token_dropout)
         layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
         rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
@@ -126,6 +136,12 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
     def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> StaticKVCache:
         """A static cache for ``batch_size`` sequences of up to ``max_length`` (default: condition + image tokens)."""
         cfg = self.config
@@ -138,18 +154,22 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             return self.condition_embedder(class_labels, drop_condition)
         return self.condition_embedder(caption_embeds.to(self.dtype), drop_condition)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
+    @capture_outputs
     def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
                 caption_embeds: torch.FloatTensor | None = None, drop_condition: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: StaticKVCache | None = None,
                 cache_position: torch.LongTensor | None = None, logits_to_keep: int = 0,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> LlamaGenOutput | tuple:
         """``drop_condition`` (bool [B]) swaps in the null class / unconditional caption; in training the
         condition is also dropped with probability ``class_dropout_prob`` (drawn from ``generator``).
 
         ``attention_mask`` ([B, K] bool/0-1 over key positions, K = all positions attended to) masks
         padded condition tokens (left-padded captions); every position still attends to itself, as
-        in the original. With a cache, K also sets how much of the cache is read (K <= its length).
+        in the original. Without a cache, a mask over ``input_ids`` alone ([B, n]) is also accepted
+        (transformers' convention); the condition tokens are then always attended. With a cache, K also sets how much of the cache is read (K <= its length).
         """
         cfg = self.config
         has_condition = class_labels is not None or caption_embeds is not None
@@ -164,27 +184,43 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             pieces.append(self.embed_condition(class_labels, caption_embeds, drop_condition))
         if input_ids is not None:
             pieces.append(self.embed_tokens(input_ids))
-        hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        hidden = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        hidden = self.token_dropout(self._add_positions(hidden, cache_position))
+        if attention_mask is not None and cache is None and has_condition and input_ids is not None \
+                and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
+            # a mask over input_ids only (transformers' convention): the condition tokens are always attended
+            condition = attention_mask.new_ones(attention_mask.shape[0], hidden.shape[1] - input_ids.shape[1])
+            attention_mask = torch.cat([condition, attention_mask], dim=1)
         logits = self._transform(hidden, attention_mask, cache, cache_position, logits_to_keep)
         if cache is None and logits_to_keep == 0 and has_condition and cfg.num_condition_tokens > 1:
             logits = logits[:, cfg.num_condition_tokens - 1:]  # only positions that predict image tokens
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, : labels.shape[1]].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        out = LlamaGenOutput(loss=loss, logits=logits)
-        return out if return_dict is not False else out.to_tuple()
+        return LlamaGenOutput(loss=loss, logits=logits)  # (capture_outputs adds hidden states and applies return_dict)
 
     def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
         """One cached step without input checks (the pipelines' per-token call; ``torch.compile``-able):
         fp32 logits ``[B, 1, codebook_size]``."""
-        return self._transform(self.embed_tokens(input_ids), attention_mask, cache, cache_position, 0)
+        return self._transform(self._add_positions(self.embed_tokens(input_ids), cache_position), attention_mask, cache,
+                               cache_position, 0)
+
+    def _add_positions(self, hidden, cache_position):
+        """Learned absolute positions (``position_embedding="learned"``) at ``cache_position`` (default 0..L-1)."""
+        if self.config.position_embedding != "learned":
+            return hidden
+        if cache_position is None:
+            return hidden + self.position_embedding[: hidden.shape[1]].to(hidden.dtype)
+        return hidden + self.position_embedding[cache_position].to(hidden.dtype)
 
     def _transform(self, hidden, attention_mask, cache, cache_position, logits_to_keep) -> torch.Tensor:
         cfg = self.config
         length = hidden.shape[1]
         if cache_position is None:
             cache_position = torch.arange(length, device=hidden.device)
-        cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
+        cos = sin = None
+        if cfg.position_embedding == "rope_2d":
+            cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
         key_length = mask = None
         if cache is not None or attention_mask is not None:
             key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
@@ -237,6 +273,8 @@ class LlamaGenVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):

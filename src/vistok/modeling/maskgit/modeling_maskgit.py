@@ -12,8 +12,10 @@ from torch import nn
 from transformers import BertConfig, BertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import MaskedLMOutput
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..layers import TransformerBlock
+from ..layers.transformer import Attention
 from .configuration_maskgit import MaskGITConfig
 
 
@@ -25,6 +27,8 @@ class MaskGITPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["TransformerBlock", "BertLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    # U-ViT blocks (the BERT backbone, a transformers BertModel, records its BertLayer/BertSelfAttention itself)
+    _can_record_outputs = {"hidden_states": TransformerBlock, "attentions": OutputRecorder(Attention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -72,6 +76,20 @@ class MaskGITTransformer(MaskGITPreTrainedModel):
     def get_input_embeddings(self):
         return self.bert.embeddings.word_embeddings if self.config.backbone == "bert" else self.embeddings
 
+    def set_input_embeddings(self, value):
+        if self.config.backbone == "bert":
+            self.bert.embeddings.word_embeddings = value
+        else:
+            self.embeddings = value
+
+    def get_output_embeddings(self):
+        return None  # the head predicts codes only, not the input vocabulary [codes, mask, classes, null]
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        raise ValueError(
+            "MaskGIT's input vocabulary is [codes, mask token, class tokens, null class]: its size follows the "
+            "tokenizer's codebook_size and num_classes (build a new config instead of resizing)")
+
     def class_token_ids(self, class_labels: torch.LongTensor, drop: torch.Tensor | None = None) -> torch.LongTensor:
         """Class labels -> condition tokens; ``drop`` (bool [B]) swaps in the null class (for guidance)."""
         tokens = class_labels + self.config.codebook_size + 1
@@ -79,8 +97,10 @@ class MaskGITTransformer(MaskGITPreTrainedModel):
             tokens = torch.where(drop, torch.full_like(tokens, self.config.null_class_token_id), tokens)
         return tokens
 
+    @capture_outputs
     def forward(self, input_ids: torch.LongTensor, class_labels: torch.LongTensor, drop_labels: torch.Tensor | None = None,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> MaskedLMOutput | tuple:
         """``drop_labels`` forces the null class per sample; in training, labels are also dropped with
         probability ``class_label_dropout``. ``labels`` (-100 = ignore) gives a cross-entropy ``loss``."""
@@ -90,7 +110,9 @@ class MaskGITTransformer(MaskGITPreTrainedModel):
             drop_labels = random_drop if drop_labels is None else (drop_labels | random_drop)
         sequence = torch.cat([self.class_token_ids(class_labels, drop_labels)[:, None], input_ids], dim=1)
         if self.config.backbone == "bert":
-            hidden = self.bert(input_ids=sequence).last_hidden_state
+            # BertModel.forward without a mask is embeddings + encoder; called directly so its layers
+            # report hidden states / attentions to this forward's capture_outputs
+            hidden = self.bert.encoder(self.bert.embeddings(input_ids=sequence)).last_hidden_state
         else:
             hidden = self.embeddings(sequence) + self.pos_embed[:, : sequence.shape[1]]
             skips = []
@@ -105,8 +127,7 @@ class MaskGITTransformer(MaskGITPreTrainedModel):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
-        out = MaskedLMOutput(loss=loss, logits=logits)
-        return out if return_dict is not False else out.to_tuple()
+        return MaskedLMOutput(loss=loss, logits=logits)  # (capture_outputs adds hidden states and applies return_dict)
 
     def check_inputs(self, input_ids, class_labels) -> None:
         cfg = self.config

@@ -432,7 +432,7 @@ class IBQARDecoderLayer(GradientCheckpointingLayer):
         c = hidden_states.shape[-1]
         gamma1, gamma2, scale1, scale2, shift1, shift2 = self.adaln(F.silu(condition)).view(-1, 1, 6, c).unbind(2)
         attn = self.self_attn(self.input_layernorm(hidden_states) * (scale1 + 1) + shift1, cos, sin, attention_mask, cache,
-                              cache_position, key_length)
+                              cache_position, key_length)[0]
         hidden_states = hidden_states + drop_path(attn * gamma1, self.drop_path_rate, self.training)
         mlp = self.mlp(self.post_attention_layernorm(hidden_states) * (scale2 + 1) + shift2)
         return hidden_states + drop_path(mlp * gamma2, self.drop_path_rate, self.training)

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.utils.output_capturing import OutputRecorder
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers import MaskGITVQGANDecoder, TransformerBlock
+from ..layers.transformer import Attention
 from ..quantizers import FSQ, DiagonalGaussianPosterior, VectorQuantizer
 from .configuration_titok import TiTokConfig
 
@@ -28,6 +30,8 @@ class TiTokPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # encoder then decoder transformer blocks (the pixel decoder's conv blocks are not recorded)
+    _can_record_outputs = {"hidden_states": TransformerBlock, "attentions": OutputRecorder(Attention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):

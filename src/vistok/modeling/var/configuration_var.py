@@ -129,6 +129,7 @@ class VARConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_var"
+    attribute_map = {"num_hidden_layers": "depth"}  # transformers' name for the block count
 
     def __init__(
         self,

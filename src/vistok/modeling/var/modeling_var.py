@@ -14,10 +14,13 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.drop_path import drop_path
+from ..layers.rope import apply_interleaved_rope_heads_first
 from ..layers.transformer import eager_attention_forward
 from ..quantizers.multiscale import MultiScaleResidualQuantizer
 from .configuration_var import VARConfig, VARVQVAEConfig
@@ -32,6 +35,8 @@ class VARVQVAEPreTrainedModel(PreTrainedModel):
     base_model_prefix = "var_vqvae"
     main_input_name = "pixel_values"
     _no_split_modules = ["ConvResnetBlock", "ConvAttentionBlock"]
+    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -151,20 +156,24 @@ class VARAttention(nn.Module):
         self.out_proj._var_init_role = "residual_out"
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: DynamicCache | None = None) -> torch.Tensor:
+                cache: DynamicCache | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``rotary``: optional (cos, sin) ``[L, head_dim // 2]`` rotating q and k on interleaved pairs
+        before the L2 normalisation (STAR's 2D RoPE)."""
         batch, length, width = hidden_states.shape
         bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
         qkv = F.linear(hidden_states, self.qkv.weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, d] each
+        if rotary is not None:
+            query, key = (apply_interleaved_rope_heads_first(x, *rotary) for x in (query, key))
         if self.logit_scale is not None:
             query = F.normalize(query, dim=-1).mul(self.logit_scale.clamp_max(self.max_logit_scale).exp())
             key = F.normalize(key, dim=-1)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        output, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling,
-                              dropout=self.config.attention_dropout if self.training else 0.0, is_causal=False)
-        return self.out_proj(output.reshape(batch, length, width))
+        output, weights = attention(self, query, key, value, attention_mask, scaling=self.scaling,
+                                    dropout=self.config.attention_dropout if self.training else 0.0, is_causal=False)
+        return self.out_proj(output.reshape(batch, length, width)), weights
 
 
 class VARMLP(nn.Module):
@@ -211,7 +220,7 @@ class VARBlock(GradientCheckpointingLayer):
             modulation = self.adaln(F.silu(condition)).view(-1, 1, 6, self.width)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h = self.norm(hidden_states).mul(scale1.add(1)).add_(shift1)
-        h = self.dropout(self.attention(h, attention_mask, cache)).mul_(gamma1)
+        h = self.dropout(self.attention(h, attention_mask, cache)[0]).mul_(gamma1)
         hidden_states = hidden_states + drop_path(h, self.drop_path, self.training)
         h = self.norm(hidden_states).mul(scale2.add(1)).add_(shift2)
         h = self.dropout(self.mlp(h)).mul(gamma2)
@@ -234,6 +243,7 @@ class VARPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["VARBlock"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": VARBlock, "attentions": OutputRecorder(VARAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -280,6 +290,37 @@ def _scale_adaln_rows(modulation: torch.Tensor, dim: int, cfg: VARConfig) -> tor
     return torch.cat([gates * cfg.init_adaln_gamma, rest * cfg.init_adaln], dim=dim)
 
 
+def check_scale_inputs(cfg, first_length: int, batch: int, inputs, scale_index, labels, cache, start_token: str) -> None:
+    """The checks a next-scale transformer's forward shares (VAR and its text-conditional variant STAR): teacher
+    forcing over the whole sequence, or one scale at a time with that scale's inputs."""
+    if scale_index is None:
+        if cache is not None and cache.get_seq_length() > 0:
+            raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), "
+                             "or scale_index=k to continue scale by scale")
+        expected = cfg.num_tokens - first_length
+        if expected == 0 and inputs is not None:
+            raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
+        if expected and (not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[0] != batch
+                         or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+            raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
+                             f"(VARVQVAE.teacher_forcing_input), got {shape}")
+        if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + first_length)):
+            raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
+    else:
+        if isinstance(scale_index, bool) or not isinstance(scale_index, int) or not 0 <= scale_index < cfg.num_scales:
+            raise ValueError(f"scale_index must be an int in [0, {cfg.num_scales - 1}], got {scale_index!r}")
+        if labels is not None:
+            raise ValueError("labels (a training loss) are only supported with teacher forcing (scale_index=None)")
+        pn = cfg.patch_nums[scale_index]
+        if scale_index == 0:
+            if inputs is not None:
+                raise ValueError(f"scale 0 starts from {start_token}: pass inputs=None")
+        elif (not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != (batch, pn * pn, cfg.z_channels)):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+            raise ValueError(f"inputs of scale {scale_index} must have shape [{batch}, {pn * pn}, {cfg.z_channels}], got {shape}")
+
+
 class VARTransformer(VARPreTrainedModel):
     """Next-scale prediction: logits over the VQVAE's codes for every token of every scale.
 
@@ -320,7 +361,19 @@ class VARTransformer(VARPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self):
-        return self.word_embed
+        """The embedding of the main input, ``class_labels`` (the last row is the null class)."""
+        return self.class_embedding
+
+    def set_input_embeddings(self, value):
+        self.class_embedding = value
+
+    def get_output_embeddings(self):
+        return None  # the head predicts the tokenizer's codes, not class labels
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        raise ValueError(
+            "VAR's input embedding holds num_classes + 1 class labels (the null class last) and its head the "
+            "tokenizer's codes: build a new config instead of resizing")
 
     # -- pieces -------------------------------------------------------------------------------
     def class_condition(self, class_labels: torch.LongTensor, drop_labels: torch.Tensor | None = None,
@@ -344,10 +397,13 @@ class VARTransformer(VARPreTrainedModel):
         return self.lm_head(self.head_norm(hidden_states).mul(scale.add(1)).add_(shift)).float()
 
     # -- forward ------------------------------------------------------------------------------
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
+    @capture_outputs
     def forward(self, class_labels: torch.LongTensor, inputs: torch.Tensor | None = None,
                 drop_labels: torch.Tensor | None = None, scale_index: int | None = None,
                 cache: DynamicCache | None = None, use_cache: bool | None = None,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> CausalLMOutputWithPast | tuple:
         """See the class docstring. ``labels`` (token ids ``[B, L]``, teacher forcing only) gives the
         mean cross-entropy ``loss``."""
@@ -380,8 +436,7 @@ class VARTransformer(VARPreTrainedModel):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        out = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
-        return out if return_dict is not False else out.to_tuple()
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)  # (capture_outputs applies return_dict)
 
     def _check_inputs(self, class_labels, inputs, drop_labels, scale_index, labels, cache) -> int:
         cfg = self.config
@@ -396,30 +451,5 @@ class VARTransformer(VARPreTrainedModel):
                              f"got values in [{int(class_labels.min())}, {int(class_labels.max())}]")
         if drop_labels is not None and (not isinstance(drop_labels, torch.Tensor) or drop_labels.shape != (batch,)):
             raise ValueError(f"drop_labels must be a bool tensor of shape [{batch}]")
-        if scale_index is None:
-            if cache is not None and cache.get_seq_length() > 0:
-                raise ValueError("teacher forcing runs over the whole sequence: pass an empty cache (or none), "
-                                 "or scale_index=k to continue scale by scale")
-            expected = cfg.num_tokens - self.first_length
-            if expected == 0 and inputs is not None:
-                raise ValueError("with a single scale there are no teacher-forcing inputs: pass inputs=None")
-            if expected and (not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[0] != batch
-                             or inputs.shape[2] != cfg.z_channels or not 1 <= inputs.shape[1] <= expected):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs must be the teacher-forcing input [{batch}, {expected}, {cfg.z_channels}] "
-                                 f"(VARVQVAE.teacher_forcing_input), got {shape}")
-            if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (batch, (inputs.shape[1] if inputs is not None else 0) + self.first_length)):
-                raise ValueError(f"labels must be token ids [{batch}, L] matching the logits")
-        else:
-            if isinstance(scale_index, bool) or not isinstance(scale_index, int) or not 0 <= scale_index < cfg.num_scales:
-                raise ValueError(f"scale_index must be an int in [0, {cfg.num_scales - 1}], got {scale_index!r}")
-            if labels is not None:
-                raise ValueError("labels (a training loss) are only supported with teacher forcing (scale_index=None)")
-            pn = cfg.patch_nums[scale_index]
-            if scale_index == 0:
-                if inputs is not None:
-                    raise ValueError("scale 0 starts from the class token: pass inputs=None")
-            elif (not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != (batch, pn * pn, cfg.z_channels)):
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
-                raise ValueError(f"inputs of scale {scale_index} must have shape [{batch}, {pn * pn}, {cfg.z_channels}], got {shape}")
+        check_scale_inputs(cfg, self.first_length, batch, inputs, scale_index, labels, cache, "the class token")
         return batch
