@@ -248,6 +248,8 @@ class IBQARConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_ibq_ar"
+    # the generator's vocabulary is the tokenizer's codebook (input embeddings and output head)
+    attribute_map = {"vocab_size": "codebook_size"}
 
     def __init__(self, codebook_size: int = 16384, num_tokens: int = 256, hidden_size: int = 1024, num_hidden_layers: int = 16,
                  num_attention_heads: int = 16, num_key_value_heads: int | None = None, intermediate_size: int | None = None,

@@ -25,10 +25,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.adaptive_norm import AdaptiveGroupNorm, DepthToSpaceUpsample
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
 from ..layers.kv_cache import StaticKVCache
 from ..layers.drop_path import drop_path
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
@@ -137,6 +139,8 @@ class OpenMagvit2PreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ResBlock"]
+    # the output of every ResNet block, encoder (levels, mid) then decoder (mid, levels): feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ResBlock}
 
 
 class OpenMagvit2Model(VisualTokenizerMixin, OpenMagvit2PreTrainedModel):
@@ -191,6 +195,8 @@ class IBQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
 
 class IBQModel(VisualTokenizerMixin, IBQPreTrainedModel):
@@ -228,11 +234,14 @@ class IBQModel(VisualTokenizerMixin, IBQPreTrainedModel):
 @dataclass
 class OpenMagvit2AROutput(ModelOutput):
     """logits_pre / logits_post: fp32 ``[B, n, 2**bits]`` per sub-token; position j predicts token j (its
-    ``post`` given its true ``pre``). loss: CE(pre) + CE(post), as the original's training step."""
+    ``post`` given its true ``pre``). loss: CE(pre) + CE(post), as the original's training step. hidden_states /
+    attentions: per spatial layer (the first hidden state is the embedded input), when asked for."""
 
     loss: torch.FloatTensor | None = None
     logits_pre: torch.FloatTensor | None = None
     logits_post: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
@@ -244,6 +253,9 @@ class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
+    # the spatial layers (the factorized layers run per position over two sub-tokens)
+    _can_record_outputs = {"hidden_states": OutputRecorder(LlamaDecoderLayer, layer_name="spatial_layers"),
+                           "attentions": OutputRecorder(LlamaAttention, index=1, layer_name="spatial_layers")}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -340,10 +352,12 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         return self.heads[index](out[:, -1]).float()
 
     # -- full sequence ----------------------------------------------------------------------------
+    @capture_outputs
     def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
                 pre_ids: torch.LongTensor | None = None, post_ids: torch.LongTensor | None = None,
                 drop_condition: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
-                generator: torch.Generator | None = None, return_dict: bool | None = None) -> OpenMagvit2AROutput | tuple:
+                generator: torch.Generator | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None) -> OpenMagvit2AROutput | tuple:
         """Teacher-forced logits for ``n`` tokens given as full code ids ``input_ids [B, n]`` or as sub-tokens
         ``pre_ids``/``post_ids``: the spatial sequence is ``[class, tokens 0..n-2]`` and position j's factorized
         step sees token j's ``pre``. ``labels`` (full code ids ``[B, n]``) gives ``loss = CE(pre) + CE(post)``.
@@ -367,8 +381,8 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
             pre_labels, post_labels = split_indices(labels, cfg.factorized_bits)
             loss = F.cross_entropy(logits_pre.flatten(0, 1), pre_labels.flatten()) + \
                 F.cross_entropy(logits_post.flatten(0, 1), post_labels.flatten())
-        out = OpenMagvit2AROutput(loss=loss, logits_pre=logits_pre, logits_post=logits_post)
-        return out if return_dict is not False else out.to_tuple()
+        # (capture_outputs adds hidden states / attentions and applies return_dict)
+        return OpenMagvit2AROutput(loss=loss, logits_pre=logits_pre, logits_post=logits_post)
 
     def check_inputs(self, input_ids, pre_ids, post_ids, class_labels):
         cfg = self.config
@@ -402,10 +416,13 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
 # -- IBQ generator ---------------------------------------------------------------------------------
 @dataclass
 class IBQAROutput(ModelOutput):
-    """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i. loss: cross-entropy."""
+    """logits: fp32 ``[B, S, codebook_size]``; without a cache, position i predicts image token i. loss: cross-entropy.
+    hidden_states / attentions: per decoder layer (the first hidden state is the embedded input), when asked for."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class ConditionedKVCache(StaticKVCache):
@@ -447,6 +464,7 @@ class IBQARPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": IBQARDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -490,6 +508,12 @@ class IBQARTransformer(IBQARPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
     def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> ConditionedKVCache:
         cfg = self.config
         return ConditionedKVCache(cfg.num_hidden_layers, batch_size, cfg.num_key_value_heads, max_length or 1 + cfg.num_tokens,
@@ -500,14 +524,21 @@ class IBQARTransformer(IBQARPreTrainedModel):
             class_labels = torch.where(drop_condition, torch.full_like(class_labels, self.class_embed.num_embeddings - 1), class_labels)
         return self.class_embed(class_labels)[:, None]
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
+    @capture_outputs
     def forward(self, input_ids: torch.LongTensor | None = None, class_labels: torch.LongTensor | None = None,
                 drop_condition: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 cache: ConditionedKVCache | None = None, cache_position: torch.LongTensor | None = None, logits_to_keep: int = 0,
                 labels: torch.LongTensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 return_dict: bool | None = None) -> IBQAROutput | tuple:
         """Without a cache: ``[class, input_ids]`` runs causally. With one: a sampling step (the class at position 0
         stores its embedding in the cache; image tokens at ``cache_position`` read it). ``drop_condition`` (bool [B])
-        swaps in the null class; in training the class is also dropped with probability ``class_dropout_prob``."""
+        swaps in the null class; in training the class is also dropped with probability ``class_dropout_prob``.
+
+        ``attention_mask`` ([B, K] bool/0-1 over key positions, K = all positions attended to) masks keys; every
+        position still attends to itself. Without a cache, a mask over ``input_ids`` alone ([B, n]) is also accepted
+        (transformers' convention); the class token is then always attended."""
         cfg = self.config
         self.check_inputs(input_ids, class_labels, cache)
         pieces = []
@@ -526,12 +557,15 @@ class IBQARTransformer(IBQARPreTrainedModel):
         if input_ids is not None:
             pieces.append(self.embed_tokens(input_ids))
         hidden = self.token_dropout(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
+        if attention_mask is not None and cache is None and class_labels is not None and input_ids is not None \
+                and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
+            # a mask over input_ids only (transformers' convention): the class token is always attended
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], 1), attention_mask], dim=1)
         logits = self._transform(hidden, condition, attention_mask, cache, cache_position, logits_to_keep)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, : labels.shape[1]].reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        out = IBQAROutput(loss=loss, logits=logits)
-        return out if return_dict is not False else out.to_tuple()
+        return IBQAROutput(loss=loss, logits=logits)  # (capture_outputs adds hidden states and applies return_dict)
 
     def _decode_step(self, input_ids, attention_mask, cache, cache_position) -> torch.Tensor:
         """One cached step (the pipelines' per-token call): fp32 logits ``[B, 1, codebook_size]``."""
