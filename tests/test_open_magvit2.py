@@ -435,3 +435,13 @@ def test_ibq_tokenizer_and_generator_train_and_export(tmp_path, fresh_accelerato
     assert abs(first["loss"] - np.log(32)) < 1e-4  # zero-initialised head: uniform over the 32 codes
     pipe = AutoregressiveImagePipeline.from_pretrained(tmp_path / "ar" / "final")
     assert pipe(class_labels=[0], generator=torch.Generator().manual_seed(0), output_type="latent").images.shape == (1, 4, 4)
+
+
+def test_generator_heads_are_zero_initialised():
+    """Built from a config (training from scratch), both generators' output heads start at zero, as the originals'."""
+    factorized = OpenMagvit2ARTransformer(OpenMagvit2ARConfig(factorized_bits=[2, 3], num_tokens=16, hidden_size=32,
+                                                              num_hidden_layers=1, num_factorized_layers=1, num_attention_heads=2))
+    assert all(torch.count_nonzero(head.weight) == 0 for head in factorized.heads)
+    ibq = IBQARTransformer(vistok.IBQARConfig(codebook_size=32, num_tokens=16, hidden_size=32, num_hidden_layers=1,
+                                              num_attention_heads=2))
+    assert torch.count_nonzero(ibq.lm_head.weight) == 0 and ibq.layers[0].self_attn.wqkv.weight.std() > 0

@@ -33,6 +33,7 @@ from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer
 from ..layers.rope import rope_2d_cos_sin
+from ..layers.zero_init import init_zero_initialised, zero_initialised
 from ..quantizers import VectorQuantizer
 from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 
@@ -95,12 +96,12 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             init.ones_(module.weight)
+        elif init_zero_initialised(module):  # the output head, zero-initialised as the original
+            pass
         elif isinstance(module, LlamaGenCaptionEmbedder):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
-        elif isinstance(module, LlamaGenTransformer):
-            init.zeros_(module.lm_head.weight)  # zero-initialised head, as the original
-            if module.config.position_embedding == "learned":
-                init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
+        elif isinstance(module, LlamaGenTransformer) and module.config.position_embedding == "learned":
+            init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
 
 
 class LlamaGenTransformer(LlamaGenPreTrainedModel):
@@ -127,7 +128,7 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
         self.layers = nn.ModuleList(LlamaDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
+        self.lm_head = zero_initialised(nn.Linear(config.hidden_size, config.codebook_size, bias=False))
         self.post_init()
 
     def get_input_embeddings(self):

@@ -36,6 +36,7 @@ from ..layers.drop_path import drop_path
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
 from ..layers.norms import RMSNorm
 from ..layers.rope import rope_2d_cos_sin
+from ..layers.zero_init import init_zero_initialised, zero_initialised
 from ..quantizers import LFQ, IndexPropagationQuantizer, merge_indices, split_indices
 from .configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 
@@ -262,8 +263,8 @@ class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        elif getattr(module, "_zero_init", False):
-            init.zeros_(module.weight)  # the heads are zero-initialised, as the original
+        else:
+            init_zero_initialised(module)  # the heads are zero-initialised, as the original
 
 
 class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
@@ -286,9 +287,8 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         self.factorized_layers = nn.ModuleList(LlamaDecoderLayer(config, i, factorized[i])
                                                for i in range(config.num_factorized_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.heads = nn.ModuleList(nn.Linear(config.hidden_size, 2**bits, bias=False) for bits in config.factorized_bits)
-        for head in self.heads:
-            head._zero_init = True  # (the module-level _init_weights visits the heads after their parent)
+        self.heads = nn.ModuleList(zero_initialised(nn.Linear(config.hidden_size, 2**bits, bias=False))
+                                   for bits in config.factorized_bits)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -471,8 +471,8 @@ class IBQARPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        elif getattr(module, "_zero_init", False):
-            init.zeros_(module.weight)
+        elif init_zero_initialised(module):
+            pass
         elif getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
             c = module.weight.shape[1]
             init.copy_(module.weight, torch.cat([module.weight[: 2 * c] * self.config.adaln_gamma_init, module.weight[2 * c:] * 0.5]))
@@ -498,8 +498,7 @@ class IBQARTransformer(IBQARPreTrainedModel):
         self.head_norm = RMSNorm(config.hidden_size)  # AdaLNBeforeHead's RMSNorm: eps 1e-5 always
         self.head_adaln = nn.Linear(config.hidden_size, 2 * config.hidden_size)
         self.head_adaln._adaln = "head"
-        self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
-        self.lm_head._zero_init = True
+        self.lm_head = zero_initialised(nn.Linear(config.hidden_size, config.codebook_size, bias=False))
         self.post_init()
 
     def get_input_embeddings(self):
