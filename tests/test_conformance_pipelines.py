@@ -294,6 +294,6 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline"}
+               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"
