@@ -28,6 +28,7 @@ from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
+from vistok.modeling.open_magvit2.configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 from vistok.modeling.titok.configuration_titok import TiTokConfig
 from vistok.modeling.star.configuration_star import STARConfig
 from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
@@ -154,6 +155,25 @@ CASES: dict[str, ModelCase] = {
         flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
         feature_maps=(5, (32, 8, 8)),
     ),
+    "OpenMagvit2Model": ModelCase(
+        OpenMagvit2Config,
+        dict(image_size=8, num_bits=4, factorized_bits=[2, 2], hidden_channels=32, channel_mult=[1, 2], num_res_blocks=1),
+        _pixels,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
+        # conv_in's output, then every ResNet block: encoder level 0, level 1, mid; decoder mid, level 1, level 0
+        feature_maps=(7, (32, 8, 8)),
+    ),
+    "IBQModel": ModelCase(
+        IBQConfig,
+        dict(image_size=8, codebook_size=16, token_dim=4, z_channels=32, hidden_channels=32, channel_mult=[1, 2],
+             num_res_blocks=1),
+        _pixels,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
+        # conv_in's output, then 2 encoder levels and 2 decoder levels
+        feature_maps=(5, (32, 8, 8)),
+    ),
     "LlamaGenTransformer": ModelCase(
         LlamaGenConfig,
         dict(codebook_size=32, num_tokens=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -164,6 +184,33 @@ CASES: dict[str, ModelCase] = {
         num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=4,
         common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
         # the condition is an input of its own (transformers' multi-input models list theirs the same way)
+        flags={"is_training": True, "additional_model_inputs": ["class_labels"]},
+    ),
+    "OpenMagvit2ARTransformer": ModelCase(
+        OpenMagvit2ARConfig,
+        dict(factorized_bits=[2, 3], num_tokens=16, hidden_size=32, num_hidden_layers=2, num_factorized_layers=1,
+             num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, num_classes=5, token_dropout=0.0,
+             residual_dropout=0.0, ffn_dropout=0.0),
+        lambda config, g: {"input_ids": _ids(config, g),
+                           "class_labels": torch.randint(0, config.num_classes, (BATCH,), generator=g)},
+        _labels_same_as_ids,
+        # the spatial layers over [class, tokens 0..n-2] (the factorized layers run per position over two sub-tokens)
+        num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=4,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        # the vocabulary is factorized: two sub-token embedding tables and heads sized by factorized_bits, which
+        # resize_token_embeddings (one table, one head) cannot resize consistently
+        flags={"is_training": True, "additional_model_inputs": ["class_labels"], "test_resize_embeddings": False},
+    ),
+    "IBQARTransformer": ModelCase(
+        IBQARConfig,
+        dict(codebook_size=32, num_tokens=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, intermediate_size=64, num_classes=5, token_dropout=0.0, residual_dropout=0.0,
+             ffn_dropout=0.0),
+        lambda config, g: {"input_ids": _ids(config, g, config.num_tokens - 1),
+                           "class_labels": torch.randint(0, config.num_classes, (BATCH,), generator=g)},
+        _labels_same_as_ids,
+        num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=4,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
         flags={"is_training": True, "additional_model_inputs": ["class_labels"]},
     ),
     "MaskGITTransformer": ModelCase(

@@ -14,9 +14,11 @@ from vistok.cli import main as cli_main
 
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
+from test_open_magvit2 import ibq_pipe, omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized / IBQ AR pipelines)
 from test_var import META, original_release
 
-PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text")
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "factorized_autoregressive",
+             "adaln_autoregressive")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,12 @@ def case(request):
         cfg = pipe.transformer.config
         embeds = torch.randn(3, cfg.num_condition_tokens, cfg.caption_dim, generator=torch.Generator().manual_seed(0))
         inputs = lambda n: {"prompt_embeds": embeds[:n], "top_k": 10}  # noqa: E731
+    elif name == "factorized_autoregressive":
+        pipe = request.getfixturevalue("omagvit2_pipe")
+        inputs = lambda n: {"class_labels": list(range(n)), "top_k": (2, 10)}  # noqa: E731  (per sub-token)
+    elif name == "adaln_autoregressive":
+        pipe = request.getfixturevalue("ibq_pipe")
+        inputs = lambda n: {"class_labels": list(range(n)), "top_k": 10}  # noqa: E731
     elif name == "next_scale":
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
@@ -286,6 +294,6 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline"}
+               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

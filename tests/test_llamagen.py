@@ -322,3 +322,20 @@ def test_convert_release_by_hub_id_from_the_cache(converted, tmp_path, monkeypat
     assert tok.config.image_size == 256 and tok.config.num_tokens == 64 * 64
     card = (out / "README.md").read_text()
     assert "base_model: FoundationVision/LlamaGen" in card and "2.19" in card
+
+
+@pytest.mark.parametrize("position_embedding", ["rope_2d", "learned"])
+@pytest.mark.parametrize("condition_type", ["class", "text"])
+def test_output_head_is_zero_initialised(position_embedding, condition_type):
+    """Trained from scratch, the GPT starts with a zero output head (uniform next-token logits), as the original's
+    ``initialize_weights``, whatever the position embedding or condition; the other weights are initialised."""
+    config = LlamaGenConfig(condition_type=condition_type, codebook_size=32, num_tokens=16, hidden_size=32,
+                            num_hidden_layers=2, num_attention_heads=4, num_classes=5, caption_dim=8,
+                            num_condition_tokens=2 if condition_type == "text" else None, position_embedding=position_embedding)
+    model = LlamaGenTransformer(config)
+    assert torch.count_nonzero(model.lm_head.weight) == 0
+    assert model.layers[0].self_attn.wqkv.weight.std() > 0 and model.embed_tokens.weight.std() > 0
+    with torch.no_grad():
+        out = model(input_ids=torch.zeros(1, 3, dtype=torch.long), class_labels=torch.tensor([1]) if condition_type == "class" else None,
+                    caption_embeds=torch.randn(1, 2, 8) if condition_type == "text" else None)
+    assert torch.count_nonzero(out.logits) == 0

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModel
 
 from vistok import VARVQVAE, TiTokConfig, TiTokModel, VARVQVAEConfig
-from vistok.modeling.quantizers import (BSQ, FSQ, LFQ, BinaryQuantizer, MultiScaleResidualQuantizer, ProjectedQuantizer,
-                                        Quantizer, QuantizerOutput, ResidualVQ, VectorQuantizer)
+from vistok.modeling.quantizers import (BSQ, FSQ, LFQ, BinaryQuantizer, IndexPropagationQuantizer, MultiScaleResidualQuantizer,
+                                        ProjectedQuantizer, Quantizer, QuantizerOutput, ResidualVQ, VectorQuantizer)
 from vistok.modeling.quantizers.multiscale import convert_var_quantizer_kwargs
 
 CONTRACT = ("forward", "indices_to_codes", "codes_to_indices")
@@ -47,7 +47,7 @@ def test_a_quantizer_with_the_whole_contract_builds_and_runs(base):
 @pytest.mark.parametrize("build", [
     lambda: VectorQuantizer(8, 4), lambda: VectorQuantizer(8, 6, codebook_dim=2), lambda: ResidualVQ(2, 8, 4),
     lambda: FSQ([5, 3]), lambda: LFQ(4), lambda: BSQ(4, dim=6), lambda: BinaryQuantizer(4, dim=6),
-    lambda: MultiScaleResidualQuantizer(codebook_size=8, dim=4, patch_nums=(1, 2)),
+    lambda: MultiScaleResidualQuantizer(codebook_size=8, dim=4, patch_nums=(1, 2)), lambda: IndexPropagationQuantizer(8, 4),
 ])
 def test_every_library_quantizer_implements_the_contract(build):
     quantizer = build()

@@ -10,6 +10,7 @@ from .image_processing import VistokImageProcessor
 from .modeling import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from .pipelines import (
     AutoregressiveImagePipeline,
+    FactorizedAutoregressiveImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
     NextScaleTextToImagePipeline,
@@ -23,8 +24,8 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline", "NextScaleTextToImagePipeline",
+    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
+    "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

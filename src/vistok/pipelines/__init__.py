@@ -1,11 +1,12 @@
 """diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT), autoregressive next-token
-(class- and text-conditional) and next-scale prediction; their shared base in ``base.py``."""
+(class- and text-conditional, and over factorized sub-tokens) and next-scale prediction; their shared base in ``base.py``."""
 
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
+from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "NextScalePipeline", "NextScaleTextToImagePipeline"]
+           "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline"]

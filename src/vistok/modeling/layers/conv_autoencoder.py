@@ -29,6 +29,7 @@ and ``resamp_with_conv=False`` (no release uses it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -224,3 +225,20 @@ class ConvDecoder(nn.Module):
         for level in self.up_levels:
             hidden_states = level(hidden_states)
         return self.conv_out(F.silu(self.norm_out(hidden_states))).contiguous()
+
+
+def taming_conv_autoencoder_key(key: str, num_levels: int) -> str:
+    """One key of a taming-layout Encoder/Decoder (VAR's ``basic_vae``, taming-transformers' ``model.py`` as IBQ
+    uses it; below ``encoder.``/``decoder.``) -> vistok ``ConvEncoder``/``ConvDecoder``. The original
+    decoder's ``up.{i}`` is indexed by level; ours runs lowest resolution first."""
+    key = re.sub(r"^down\.(\d+)\.block\.", r"down_levels.\1.res_blocks.", key)
+    key = re.sub(r"^down\.(\d+)\.attn\.", r"down_levels.\1.attentions.", key)
+    key = re.sub(r"^down\.(\d+)\.downsample\.", r"down_levels.\1.resample.", key)
+    match = re.match(r"^up\.(\d+)\.(block|attn|upsample)\.(.*)$", key)
+    if match:
+        name = {"block": "res_blocks", "attn": "attentions", "upsample": "resample"}[match[2]]
+        key = f"up_levels.{num_levels - 1 - int(match[1])}.{name}.{match[3]}"
+    key = re.sub(r"^mid\.block_1\.", "mid.res_in.", key)
+    key = re.sub(r"^mid\.attn_1\.", "mid.attention.", key)
+    key = re.sub(r"^mid\.block_2\.", "mid.res_out.", key)
+    return key.replace(".nin_shortcut.", ".shortcut.")

@@ -8,7 +8,8 @@ Ported from autoregressive/models/gpt.py: pre-norm RMSNorm (fp32), fused ``wqkv`
 SwiGLU, no biases, 2D RoPE on interleaved pairs with the condition positions' queries and keys
 zeroed (the original's zero-padded table), an untied zero-initialised output head. Condition tokens
 are a class embedding (row ``num_classes`` is the null class) or T5 caption features through a
-two-layer MLP (a learned ``uncond_embedding`` replaces them for guidance).
+two-layer MLP (a learned ``uncond_embedding`` replaces them for guidance). The decoder layer is the
+shared ``layers/llama.py`` one.
 """
 
 from __future__ import annotations
@@ -22,20 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.integrations.sdpa_attention import repeat_kv
-from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
-from ..layers.drop_path import drop_path
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
-from ..layers.rope import apply_interleaved_rope, rope_2d_cos_sin
-from ..layers.transformer import eager_attention_forward
+from ..layers.llama import LlamaAttention, LlamaDecoderLayer
+from ..layers.rope import rope_2d_cos_sin
+from ..layers.zero_init import init_zero_initialised, zero_initialised
 from ..quantizers import VectorQuantizer
 from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 
@@ -50,72 +48,6 @@ class LlamaGenOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-class LlamaGenAttention(nn.Module):
-    def __init__(self, config: LlamaGenConfig, layer_idx: int):
-        super().__init__()
-        self.config, self.layer_idx = config, layer_idx
-        self.num_heads, self.num_kv_heads, self.head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-        self.num_key_value_groups = self.num_heads // self.num_kv_heads
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = True
-        self.wqkv = nn.Linear(config.hidden_size, (self.num_heads + 2 * self.num_kv_heads) * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.residual_dropout = nn.Dropout(config.residual_dropout)
-
-    def forward(self, hidden_states, cos, sin, attention_mask=None, cache: StaticKVCache | None = None,
-                cache_position=None, key_length: int | None = None):
-        batch, length, _ = hidden_states.shape
-        kv_size = self.num_kv_heads * self.head_dim
-        query, key, value = self.wqkv(hidden_states).split([self.num_heads * self.head_dim, kv_size, kv_size], dim=-1)
-        query, key = query.view(batch, length, self.num_heads, self.head_dim), key.view(batch, length, self.num_kv_heads, self.head_dim)
-        if cos is not None:  # None: learned absolute positions instead of RoPE
-            query, key = apply_interleaved_rope(query, cos, sin), apply_interleaved_rope(key, cos, sin)
-        query, key = query.transpose(1, 2), key.transpose(1, 2)
-        value = value.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        if cache is not None:
-            key, value = cache.update(self.layer_idx, key, value, cache_position, key_length)
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        if interface is eager_attention_forward:
-            key, value = repeat_kv(key, self.num_key_value_groups), repeat_kv(value, self.num_key_value_groups)
-            if attention_mask is None:  # eager has no is_causal: spell the causal mask out
-                attention_mask = torch.ones(length, key.shape[2], dtype=torch.bool, device=key.device).tril()[None, None]
-            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, float("-inf"))
-        output, weights = interface(self, query, key, value, attention_mask, scaling=self.scaling,
-                                    dropout=self.config.attention_dropout if self.training else 0.0,
-                                    is_causal=attention_mask is None)
-        return self.residual_dropout(self.o_proj(output.reshape(batch, length, -1))), weights
-
-
-class LlamaGenMLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x)) — the original's w2(silu(w1 x) * w3 x)."""
-
-    def __init__(self, config: LlamaGenConfig):
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.dropout = nn.Dropout(config.ffn_dropout)
-
-    def forward(self, x):
-        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
-
-
-class LlamaGenDecoderLayer(GradientCheckpointingLayer):
-    def __init__(self, config: LlamaGenConfig, layer_idx: int, drop_path_rate: float):
-        super().__init__()
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = LlamaGenAttention(config, layer_idx)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = LlamaGenMLP(config)
-        self.drop_path_rate = drop_path_rate
-
-    def forward(self, hidden_states, cos, sin, attention_mask=None, cache=None, cache_position=None, key_length=None):
-        attn = self.self_attn(self.input_layernorm(hidden_states), cos, sin, attention_mask, cache, cache_position, key_length)[0]
-        hidden_states = hidden_states + drop_path(attn, self.drop_path_rate, self.training)
-        mlp = self.mlp(self.post_attention_layernorm(hidden_states))
-        return hidden_states + drop_path(mlp, self.drop_path_rate, self.training)
 
 
 class LlamaGenClassEmbedder(nn.Module):
@@ -153,23 +85,23 @@ class LlamaGenPreTrainedModel(PreTrainedModel):
     base_model_prefix = "llamagen"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["LlamaGenDecoderLayer"]
+    _no_split_modules = ["LlamaDecoderLayer"]
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": LlamaGenDecoderLayer, "attentions": OutputRecorder(LlamaGenAttention, index=1)}
+    _can_record_outputs = {"hidden_states": LlamaDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, RMSNorm):
             init.ones_(module.weight)
+        elif init_zero_initialised(module):  # the output head, zero-initialised as the original
+            pass
         elif isinstance(module, LlamaGenCaptionEmbedder):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
-        elif isinstance(module, LlamaGenTransformer):
-            init.zeros_(module.lm_head.weight)  # zero-initialised head, as the original
-            if module.config.position_embedding == "learned":
-                init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
+        elif isinstance(module, LlamaGenTransformer) and module.config.position_embedding == "learned":
+            init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
 
 
 class LlamaGenTransformer(LlamaGenPreTrainedModel):
@@ -194,9 +126,9 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         self.token_dropout = nn.Dropout(config.token_dropout)
         layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
         rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
-        self.layers = nn.ModuleList(LlamaGenDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.codebook_size, bias=False)
+        self.lm_head = zero_initialised(nn.Linear(config.hidden_size, config.codebook_size, bias=False))
         self.post_init()
 
     def get_input_embeddings(self):

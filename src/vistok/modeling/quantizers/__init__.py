@@ -5,6 +5,7 @@ from .bits import bits_to_indices, indices_to_bits, merge_indices, split_indices
 from .bsq import BSQ, BinaryQuantizer
 from .fsq import FSQ
 from .gaussian import DiagonalGaussianPosterior
+from .index_propagation import IndexPropagationQuantizer
 from .lfq import LFQ
 from .multiscale import MultiScaleResidualQuantizer
 from .residual import ResidualVQ
@@ -12,7 +13,7 @@ from .vq import VectorQuantizer
 
 __all__ = [
     "Quantizer", "ProjectedQuantizer", "QuantizerOutput", "usage_statistics",
-    "VectorQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer",
+    "VectorQuantizer", "IndexPropagationQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer",
     "FSQ", "LFQ", "BSQ", "BinaryQuantizer", "split_indices", "merge_indices", "bits_to_indices", "indices_to_bits",
     "DiagonalGaussianPosterior",
 ]

@@ -28,6 +28,7 @@ from ...conversion import (
     write_model_folder,
 )
 from ...hub.cards import metrics_table, render_model_card
+from ..layers.conv_autoencoder import taming_conv_autoencoder_key
 from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_state_dict
 from .configuration_var import DEFAULT_SAMPLING, VARConfig, VARVQVAEConfig
 from .modeling_var import VARTransformer, VARVQVAE
@@ -60,23 +61,6 @@ VAR_PRESETS = {
 
 
 # -- VQVAE ----------------------------------------------------------------------------------------
-def convert_conv_autoencoder_keys(key: str, num_levels: int) -> str:
-    """One key of VAR's ``basic_vae`` Encoder/Decoder (below ``encoder.``/``decoder.``) -> vistok
-    ``ConvEncoder``/``ConvDecoder``. The original decoder's ``up.{i}`` is indexed by level; ours runs
-    lowest resolution first."""
-    key = re.sub(r"^down\.(\d+)\.block\.", r"down_levels.\1.res_blocks.", key)
-    key = re.sub(r"^down\.(\d+)\.attn\.", r"down_levels.\1.attentions.", key)
-    key = re.sub(r"^down\.(\d+)\.downsample\.", r"down_levels.\1.resample.", key)
-    match = re.match(r"^up\.(\d+)\.(block|attn|upsample)\.(.*)$", key)
-    if match:
-        name = {"block": "res_blocks", "attn": "attentions", "upsample": "resample"}[match[2]]
-        key = f"up_levels.{num_levels - 1 - int(match[1])}.{name}.{match[3]}"
-    key = re.sub(r"^mid\.block_1\.", "mid.res_in.", key)
-    key = re.sub(r"^mid\.attn_1\.", "mid.attention.", key)
-    key = re.sub(r"^mid\.block_2\.", "mid.res_out.", key)
-    return key.replace(".nin_shortcut.", ".shortcut.")
-
-
 def convert_vae_state_dict(original: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """VAR ``VQVAE`` keys -> ``VARVQVAE`` keys; returns (converted, unused original keys)."""
     levels = 1 + max((int(m[1]) for k in original if (m := re.match(r"^encoder\.down\.(\d+)\.", k))), default=-1)
@@ -84,7 +68,7 @@ def convert_vae_state_dict(original: dict[str, torch.Tensor]) -> tuple[dict[str,
     for key, value in original.items():
         part, _, rest = key.partition(".")
         if part in ("encoder", "decoder"):
-            out[f"{part}.{convert_conv_autoencoder_keys(rest, levels)}"] = value
+            out[f"{part}.{taming_conv_autoencoder_key(rest, levels)}"] = value
         elif part in ("quant_conv", "post_quant_conv"):
             out[key] = value
         elif part != "quantize":
