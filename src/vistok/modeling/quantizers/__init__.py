@@ -8,11 +8,12 @@ from .gaussian import DiagonalGaussianPosterior
 from .lfq import LFQ
 from .multiscale import MultiScaleResidualQuantizer
 from .residual import ResidualVQ
+from .shared_mapping import SharedMappingMultiScaleQuantizer
 from .vq import VectorQuantizer
 
 __all__ = [
     "Quantizer", "ProjectedQuantizer", "QuantizerOutput", "usage_statistics",
-    "VectorQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer",
+    "VectorQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer", "SharedMappingMultiScaleQuantizer",
     "FSQ", "LFQ", "BSQ", "BinaryQuantizer", "split_indices", "merge_indices", "bits_to_indices", "indices_to_bits",
     "DiagonalGaussianPosterior",
 ]
