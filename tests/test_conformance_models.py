@@ -10,6 +10,7 @@ every registered model class has one).
 from __future__ import annotations
 
 import ast
+import json
 import inspect
 import textwrap
 import unittest
@@ -30,6 +31,8 @@ from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfi
 from vistok.modeling.titok.configuration_titok import TiTokConfig
 from vistok.modeling.star.configuration_star import STARConfig
 from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
+from vistok.modeling.tokenflow.configuration_tokenflow import TokenFlowConfig
+from transformers import CLIPVisionConfig
 
 import _transformers_suite
 
@@ -131,6 +134,23 @@ CASES: dict[str, ModelCase] = {
         common_properties=["codebook_size", "patch_nums"],
         flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
         feature_maps=(5, (32, 8, 8)),
+    ),
+    "TokenFlowModel": ModelCase(
+        TokenFlowConfig,
+        dict(image_size=32, codebook_size=16, semantic_code_dim=4, pixel_code_dim=4, patch_nums=[1, 2, 4],
+             # the sub-config as it serialises (ConfigTester compares the JSON with the inputs)
+             semantic_encoder_config={k: v for k, v in json.loads(CLIPVisionConfig(
+                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                 patch_size=8).to_json_string(use_diff=False)).items() if k != "transformers_version"},
+             semantic_decoder_hidden_size=32, semantic_decoder_num_layers=1, semantic_decoder_num_heads=2,
+             semantic_decoder_grid=4, semantic_feature_dim=8, pixel_channels=32, pixel_channel_mult=[1, 1, 1, 2],
+             pixel_num_res_blocks=1, pixel_z_channels=32, decoder_channels=32, decoder_num_res_blocks=1),
+        _pixels,
+        # hidden states and attentions are the semantic CLIP tower's: its input then its one layer's output,
+        # [class + 4x4 patches, 32]
+        num_hidden_layers=1, seq_length=17, hidden_size=32, num_attention_heads=2,
+        common_properties=["codebook_size", "patch_nums", "embed_dim"],
+        flags={"is_training": False, "test_resize_embeddings": False}, skips=TOKENIZER_SKIPS,
     ),
     "LlamaGenTransformer": ModelCase(
         LlamaGenConfig,

@@ -160,6 +160,11 @@ class TokenFlowConfig(PreTrainedConfig):
         return self.semantic_code_dim + self.pixel_code_dim
 
     @property
+    def embed_dim(self) -> int:
+        """TokenFlow's name for ``code_dim`` ("parameters required by llava"): the width of the image features."""
+        return self.code_dim
+
+    @property
     def token_dim(self) -> int:
         return self.code_dim
 

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
-from ..layers.transformer import TransformerBlock
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.transformer import Attention, TransformerBlock
 from ..quantizers import SharedMappingMultiScaleQuantizer
 from .configuration_tokenflow import TokenFlowConfig
 
@@ -76,8 +78,11 @@ class TokenFlowPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     _no_split_modules = ["ConvLevel", "ConvMidBlock", "TransformerBlock", "CLIPEncoderLayer", "SiglipEncoderLayer"]
     _supports_sdpa = True
-    # the output of every resolution level of the pixel encoder then the pixel decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": ConvLevel}
+    # hidden states / attentions: those of the semantic tower (a transformers CLIP/SigLIP model records its own
+    # layers when capture is on: its input, then each layer's output, [B, N + 1, width] for CLIP) and of the
+    # semantic decoder's blocks when they run (decode_semantic); the conv branch's feature maps are not recorded,
+    # so that every hidden state is a token sequence
+    _can_record_outputs = {"hidden_states": TransformerBlock, "attentions": OutputRecorder(Attention, index=1)}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -197,12 +202,15 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
             raise ValueError("latents contains NaN or inf values")
 
     # -- public API ---------------------------------------------------------------------------
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """What TokenFlow's understanding model (its LLaVA vision tower) consumes: the quantized semantic +
-        pixel codes summed over the scales, ``[B, pn*pn, code_dim]`` row-major (a projector maps them to the
-        LLM width)."""
+    @capture_outputs(tie_last_hidden_states=False)
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
+        """What TokenFlow's understanding model (its LLaVA vision tower) consumes, as transformers' multimodal
+        models return image features: ``last_hidden_state`` = the quantized semantic + pixel codes summed over
+        the scales, ``[B, pn*pn, code_dim]`` row-major (a projector maps them to the LLM width); no pooled
+        output. ``output_hidden_states`` / ``output_attentions`` / ``return_dict`` as in transformers (the
+        semantic tower's)."""
         latents = self.encode(pixel_values).latents
-        return latents.flatten(2).transpose(1, 2)
+        return BaseModelOutputWithPooling(last_hidden_state=latents.flatten(2).transpose(1, 2), pooler_output=None)
 
     def decode_semantic(self, latents: torch.Tensor) -> torch.Tensor:
         """The teacher features reconstructed from the semantic part of ``latents``: ``[B, pn*pn,
