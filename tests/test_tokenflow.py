@@ -179,3 +179,87 @@ def test_shared_mapping_quantizer_contract():
     assert torch.allclose(row[:3].norm(), torch.tensor(1.0)) and torch.allclose(row[3:].norm(), torch.tensor(1.0))
     with pytest.raises(ValueError, match="split"):
         SharedMappingMultiScaleQuantizer(16, split=(3, 0))
+
+
+# -- TokenFlow-t2i ---------------------------------------------------------------------------------------------
+T2I_META = json.loads((FIXTURES / "tokenflow_t2i.json").read_text())
+T2I = {k[len("t2i."):]: v for k, v in load_file(str(FIXTURES / "tokenflow_t2i.safetensors")).items()}
+
+
+def _word_tokenizer():
+    """A word-level stand-in for the Llama tokenizer: "wN" is id N, BOS prepended (ids 0 [PAD], 1 <s>, 2 <img>)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "<s>": 1, "<img>": 2, **{f"w{i}": i for i in range(3, T2I_META["text_vocab"])}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[PAD]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", pad_token="[PAD]")
+
+
+def _text(ids):
+    return " ".join(f"w{i}" for i in ids[1:])
+
+
+@pytest.fixture(scope="module")
+def t2i_pipeline(converted, tmp_path_factory):
+    """The original release folder rebuilt (config.json, safetensors, added_tokens.json, a tokenizer), converted
+    with ``vistok convert tokenflow-t2i`` against the converted clip tokenizer."""
+    from safetensors.torch import save_file
+    from vistok import TokenFlowTextToImagePipeline
+
+    root = tmp_path_factory.mktemp("tokenflow_t2i")
+    original = root / "original"
+    original.mkdir()
+    meta, llm = T2I_META, T2I_META["llm"]
+    _word_tokenizer().save_pretrained(original)
+    codebook = META["variants"]["clip"]["codebook_size"]
+    added = {f"<vq_token_{i}>": meta["text_vocab"] + i for i in range(codebook)}
+    (original / "added_tokens.json").write_text(json.dumps({**added, "[PAD]": meta["pad"], "<img>": meta["img"]}))
+    config = {"model_type": "llava_llama", "architectures": ["LlavaLlamaForCausalLM"], "vocab_size": meta["text_vocab"] + codebook,
+              "mm_hidden_size": 12, "bos_token_id": meta["bos"], "eos_token_id": 2, "pad_token_id": meta["pad"],
+              **llm}
+    (original / "config.json").write_text(json.dumps(config))
+    save_file(random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]), str(original / "model.safetensors"))
+    folder = root / "pipeline"
+    assert cli_main(["convert", "tokenflow-t2i", "--original", str(original), "--tokenizer", str(converted["clip"][2]),
+                     "--prompt-length", str(meta["prompt_length"]), "--output", str(folder)]) == 0
+    pipe = TokenFlowTextToImagePipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_t2i_logits_match_the_original(t2i_pipeline):
+    transformer = t2i_pipeline.transformer
+    ids = T2I["prompt_ids"]
+    assert [t2i_pipeline.encode_prompt_ids(t2i_pipeline.prompt_ids([_text(p)])[0]) for p in T2I_META["prompts"]] == ids.tolist()
+    inputs = t2i_pipeline.image_tokenizer.teacher_forcing_input(T2I["codes"])
+    assert torch.allclose(inputs, T2I["image_inputs"], atol=1e-5)  # the original VQTower's inputs
+    n = ids.shape[1] + inputs.shape[1]
+    keep = ids != T2I_META["pad"]  # pad positions attend to nothing (the original's rows are all masked)
+    rows = torch.cat([keep, torch.ones(ids.shape[0], inputs.shape[1], dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        mask = transformer(input_ids=ids, image_inputs=T2I["image_inputs"]).attention_mask
+    assert torch.equal(mask, T2I["attention_mask_4d"][:, :, :n, :n])
+    expected = T2I["logits"][:, :n][rows]
+    assert_matches = __import__("_tolerances").assert_matches_original
+    assert_matches(transformer, lambda m: m(input_ids=ids, image_inputs=T2I["image_inputs"].to(m.dtype)).logits[rows],
+                   expected, "t2i logits")
+
+
+@pytest.mark.parametrize("setting", list(T2I_META["sampling"]))
+def test_t2i_seeded_samples_match_the_original(t2i_pipeline, setting):
+    s = T2I_META["sampling"][setting]
+    prompts = [_text(p) for p in T2I_META["prompts"]]
+    kwargs = dict(prompt=prompts, negative_prompt=_text(T2I_META["negative"]), guidance_scale=s["cfg"], top_k=s["top_k"],
+                  top_p=s["top_p"])
+    ids = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="latent").images
+    assert torch.equal(ids, T2I[f"sample.{setting}.token_ids"])
+    pixels = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="pt").images
+    assert pixels.shape == (2, 3, 64, 64)
+    with torch.no_grad():
+        raw = t2i_pipeline.image_tokenizer.decode(ids)
+    original = T2I[f"sample.{setting}.images"].permute(0, 3, 1, 2).int()
+    ours = torch.clamp(raw * 127.5 + 128.0, 0, 255).to(torch.uint8).int()  # the original's conversion
+    assert (ours - original).abs().max() <= 1

@@ -14,6 +14,7 @@ from .pipelines import (
     NextScalePipeline,
     NextScaleTextToImagePipeline,
     TextToImageAutoregressivePipeline,
+    TokenFlowTextToImagePipeline,
     VistokPipeline,
 )
 
@@ -24,7 +25,7 @@ families.register_auto_classes()
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline", "NextScaleTextToImagePipeline",
+    "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

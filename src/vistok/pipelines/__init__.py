@@ -6,6 +6,8 @@ from .base import VistokPipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
+from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "NextScalePipeline", "NextScaleTextToImagePipeline"]
+           "NextScalePipeline", "NextScaleTextToImagePipeline",
+           "TokenFlowTextToImagePipeline"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transformers import AutoConfig, CLIPVisionConfig, PreTrainedConfig, SiglipVisionConfig
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
@@ -176,3 +177,68 @@ class TokenFlowConfig(PreTrainedConfig):
     def pixel_input_size(self) -> int:
         """The side the pixel encoder reads (and the pixel decoder writes)."""
         return self.pixel_downsample_factor * self.patch_nums[-1]
+
+
+# run_llava_samples.py's negative prompt (the unconditional branch of guidance) and sampling settings (loop 1)
+NEGATIVE_PROMPT = ("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
+                   "worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.")
+DEFAULT_SAMPLING = {"guidance_scale": 7.5, "temperature": 1.0, "top_k": 600, "top_p": 0.6}
+PROJECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu", "identity")
+
+
+@strict
+class TokenFlowT2IConfig(LlamaConfig):
+    """TokenFlow-t2i: a Llama language model (transformers' Llama + per-head QK RMSNorm before RoPE, eps
+    ``qk_norm_eps``) that predicts the TokenFlow tokenizer's codes after the prompt, scale by scale (VAR-style).
+
+    The vocabulary is the text vocabulary followed by the ``codebook_size`` image tokens ``<vq_token_i>`` from
+    ``image_token_start`` on. The prompt is ``prompt_length`` tokens (BOS + text, truncated or left-padded with
+    ``pad_token_id``) followed by ``image_start_token_id`` (``<img>``); the image inputs of scales 1..S-1 are
+    the chained code sums of the tokenizer (``SharedMappingMultiScaleQuantizer.teacher_forcing_input``,
+    ``code_dim`` wide) through ``projector_type`` (LLaVA's ``mm_projector``), plus a level embedding (0 for text,
+    s+1 for scale s) and a learned position per image token (``<img>`` takes scale 0's). Attention is causal
+    over the text and block-causal across scales inside the image. ``sampling_defaults`` hold the released
+    sampling settings, ``negative_prompt`` the unconditional prompt of guidance.
+    """
+
+    model_type = "vistok_tokenflow_t2i"
+
+    codebook_size: int = 32768
+    image_token_start: int = 32000
+    image_start_token_id: int | None = None
+    patch_nums: list | tuple = CLIP_PATCH_NUMS
+    code_dim: int = 40
+    projector_type: str = "mlp2x_gelu"
+    qk_norm_eps: float = 1e-6
+    prompt_length: int = 128
+    negative_prompt: str = NEGATIVE_PROMPT
+    sampling_defaults: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        check_sizes(codebook_size=self.codebook_size, code_dim=self.code_dim, prompt_length=self.prompt_length)
+        check_size_list("patch_nums", self.patch_nums)
+        check_positive_numbers(qk_norm_eps=self.qk_norm_eps)
+        if self.projector_type not in PROJECTOR_TYPES:
+            raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {self.projector_type!r}")
+        if self.image_token_start < 0 or self.image_token_start + self.codebook_size > self.vocab_size:
+            raise ValueError(f"the image tokens [{self.image_token_start}, {self.image_token_start + self.codebook_size}) "
+                             f"must lie inside the vocabulary of {self.vocab_size}")
+        self.patch_nums = list(self.patch_nums)
+        self.sampling_defaults = {**DEFAULT_SAMPLING, **(self.sampling_defaults or {})}
+        for derived in ("num_tokens", "token_layout", "scale_lengths", "scale_offsets"):
+            kwargs.pop(derived, None)
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens per image (sum of pn^2)."""
+        return sum(p * p for p in self.patch_nums)
+
+    @property
+    def scale_offsets(self) -> list[int]:
+        lengths = [p * p for p in self.patch_nums]
+        return [sum(lengths[:k]) for k in range(len(lengths) + 1)]
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.patch_nums)

@@ -30,7 +30,7 @@ import torch
 from transformers import CLIPVisionConfig, SiglipVisionConfig
 
 from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, find_checkpoint,
-                           load_converted, write_model_folder)
+                           load_config_file, load_converted, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ...utils.io import UnreadablePickleError, is_repo_id, load_pickle
 from ..llamagen.convert_llamagen import convert_vq_state_dict
@@ -329,3 +329,151 @@ def render_card(cfg: TokenFlowConfig, release: Release | None, base: str, repo_i
         teacher=f"{type(tower).__name__} ({tower.num_hidden_layers} layers, width {tower.hidden_size}, patch {tower.patch_size})",
         repo_id=repo_id, metrics=metrics_table(release.metrics if release else []),
         license=metadata["license"])
+
+
+# -- TokenFlow-t2i ---------------------------------------------------------------------------------
+T2I_REPO = "ByteFlow-AI/TokenFlow-t2i"
+T2I_RELEASES = {
+    "t2i": Release(
+        T2I_REPO, "TokenFlow-t2i: a 7B LLaVA-Llama that predicts the clipb-32k-enhanced tokenizer's 817 codes after "
+        "the prompt (256 px; sampling: guidance 7.5, top-k 600, top-p 0.6, the released negative prompt).",
+        None, license="apache-2.0", settings={"prompt_length": 128}, tokenizer="clipb-32k-enhanced",
+        sampling={"guidance_scale": 7.5, "temperature": 1.0, "top_k": 600, "top_p": 0.6},
+        metrics=[{"metric": "GenEval (overall)", "value": 0.55, "setting": "256 px", "source": _SOURCE}]),
+}
+T2I_CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the TokenFlow tokenizer: a converted vistok folder, or the "
+                         "original tokenflow_clipb_32k_enhanced.pt (converted on the way)")),
+    ("--prompt-length", dict(type=int, metavar="N", help="text tokens before <img> (the original's max_text_token_num; "
+                             "128 in the release, the default)")),
+)
+_T2I_RENAMES = [(r"^model\.pos_1LC$", "model.position_embedding"), (r"^model\.lvl_embed\.", "model.level_embedding.")]
+_T2I_DROPPED = re.compile(r"(rotary_emb\.inv_freq|^model\.vision_tower\.)")
+VQ_TOKEN = "<vq_token_%d>"
+
+
+def _t2i_folder(source: str) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if not is_repo_id(source):
+        raise ConversionError(f"TokenFlow-t2i source not found: {source} (a release folder or the hub repo id)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.md"]))
+    except Exception as err:
+        raise ConversionError(f"could not fetch {source!r}: {err}") from err
+
+
+def _load_t2i_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ConversionError(f"no .safetensors weights in {folder}")
+    state = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
+
+
+def _special_ids(folder: Path, codebook_size: int) -> dict:
+    """``image_token_start`` (``<vq_token_0>``), ``[PAD]`` and ``<img>`` ids from the release's added_tokens.json
+    (read as data)."""
+    import json
+
+    path = folder / "added_tokens.json"
+    if not path.is_file():
+        raise ConversionError(f"{folder} has no added_tokens.json (the ids of <vq_token_i>, [PAD] and <img>)")
+    added = json.loads(path.read_text())
+    missing = [t for t in (VQ_TOKEN % 0, VQ_TOKEN % (codebook_size - 1), "[PAD]", "<img>") if t not in added]
+    if missing:
+        raise ConversionError(f"added_tokens.json lacks {missing}")
+    start = added[VQ_TOKEN % 0]
+    if added[VQ_TOKEN % (codebook_size - 1)] != start + codebook_size - 1:
+        raise ConversionError(f"the {codebook_size} <vq_token_i> ids are not contiguous from {start}")
+    return {"image_token_start": start, "pad_token_id": added["[PAD]"], "image_start_token_id": added["<img>"]}
+
+
+def convert_t2i_state_dict(original: dict) -> dict:
+    return {rename_key(k, _T2I_RENAMES): v for k, v in original.items() if not _T2I_DROPPED.search(k)}
+
+
+def build_t2i(folder: Path, image_tokenizer: TokenFlowModel, prompt_length: int = 128, sampling: dict | None = None):
+    from .configuration_tokenflow import TokenFlowT2IConfig
+    from .modeling_tokenflow import TokenFlowT2IForCausalLM
+
+    original = load_config_file(folder / "config.json")
+    state = _load_t2i_weights(folder)
+    tok = image_tokenizer.config
+    ids = _special_ids(folder, tok.codebook_size)
+    head = _need(state, "lm_head.weight")
+    mm_hidden = original.get("mm_hidden_size", tok.code_dim)
+    if mm_hidden != tok.code_dim:
+        raise ConversionError(f"the t2i model reads {mm_hidden}-wide codes; the tokenizer's are {tok.code_dim}-wide")
+    rope = original.get("rope_theta", (original.get("rope_parameters") or {}).get("rope_theta", 10000.0))
+    try:
+        config = TokenFlowT2IConfig(
+            vocab_size=head.shape[0], hidden_size=head.shape[1], intermediate_size=original["intermediate_size"],
+            num_hidden_layers=original["num_hidden_layers"], num_attention_heads=original["num_attention_heads"],
+            num_key_value_heads=original.get("num_key_value_heads", original["num_attention_heads"]),
+            rms_norm_eps=original.get("rms_norm_eps", 1e-6), rope_theta=rope,
+            max_position_embeddings=original.get("max_position_embeddings", 4096),
+            bos_token_id=original.get("bos_token_id", 1), eos_token_id=original.get("eos_token_id", 2),
+            codebook_size=tok.codebook_size, patch_nums=list(tok.patch_nums), code_dim=tok.code_dim,
+            projector_type=original.get("mm_projector_type", "linear"), prompt_length=prompt_length,
+            sampling_defaults=sampling, **ids)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ConversionError(f"{folder / 'config.json'}: {err}") from err
+    return load_converted(TokenFlowT2IForCausalLM, config, convert_t2i_state_dict(state), original=state)
+
+
+def _text_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception:  # no tokenizer files, or sentencepiece missing: the pipeline then takes prompt_ids
+        return None
+
+
+def convert_t2i(source: str, output: str, *, tokenizer: str, preset: str | None = None, prompt_length: int | None = None,
+                overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """``vistok convert tokenflow-t2i``: a TokenFlow-t2i release folder (or repo id) and its TokenFlow tokenizer
+    -> a ``TokenFlowTextToImagePipeline`` folder."""
+    from ...pipelines import TokenFlowTextToImagePipeline
+
+    release = choose_release(preset, T2I_RELEASES, "TokenFlow-t2i")
+    folder = _t2i_folder(source)
+    tok_path = Path(tokenizer).expanduser()
+    if tok_path.is_dir() and (tok_path / "config.json").is_file():
+        image_tokenizer = TokenFlowModel.from_pretrained(tok_path).eval()
+    else:
+        tok_release = RELEASES.get(release.tokenizer) if release else None
+        image_tokenizer = build_model(read_checkpoint(tokenizer, tok_release),
+                                      tok_release.settings["teacher"] if tok_release else None)
+    length = prompt_length or (release.settings["prompt_length"] if release else 128)
+    transformer = build_t2i(folder, image_tokenizer, length, release.sampling if release else None)
+    pipe = TokenFlowTextToImagePipeline(image_tokenizer=image_tokenizer, transformer=transformer,
+                                        tokenizer=_text_tokenizer(folder))
+    card = render_t2i_card(transformer.config, image_tokenizer.config, release, source, card_repo_id(output, push_to_hub),
+                           pipe.tokenizer is not None)
+    return write_model_folder(output, pipe, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
+
+
+def render_t2i_card(cfg, tok_cfg, release: Release | None, base: str, repo_id: str, has_tokenizer: bool) -> str:
+    metadata = {"license": release.license if release else "apache-2.0", "library_name": "vistok",
+                "pipeline_tag": "text-to-image", "tags": ["vistok", "tokenflow", "text-to-image", "next-scale-prediction"],
+                "base_model": T2I_REPO if release else None}
+    sampling = "\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items())
+    return render_model_card(
+        "tokenflow-t2i", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
+        description=release.description if release else "", layers=str(cfg.num_hidden_layers),
+        hidden_size=str(cfg.hidden_size), heads=str(cfg.num_attention_heads), vocab=str(cfg.vocab_size),
+        codebook_size=str(cfg.codebook_size), image_token_start=str(cfg.image_token_start),
+        image_size=str(tok_cfg.image_size), num_tokens=str(cfg.num_tokens), num_scales=str(cfg.num_scales),
+        prompt_length=str(cfg.prompt_length), sampling=sampling, repo_id=repo_id,
+        tokenizer_note="" if has_tokenizer else ("\nThis folder has no text tokenizer (it could not be loaded at "
+                                                  "conversion): pass `prompt_ids` or load the pipeline with `tokenizer=`."),
+        metrics=metrics_table(release.metrics if release else []), license=metadata["license"])

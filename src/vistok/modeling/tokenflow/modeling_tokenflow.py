@@ -11,6 +11,7 @@ the semantic part to teacher features through a small ViT (VQKD's decoder; a tra
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,13 @@ from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.transformer import Attention, TransformerBlock
 from ..quantizers import SharedMappingMultiScaleQuantizer
-from .configuration_tokenflow import TokenFlowConfig
+from transformers.models.llama.modeling_llama import (LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaModel,
+                                                      LlamaPreTrainedModel, LlamaRMSNorm, apply_rotary_pos_emb)
+from transformers.models.llama.modeling_llama import eager_attention_forward as llama_eager_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_tokenflow import TokenFlowConfig, TokenFlowT2IConfig
 
 
 def interpolate_position_embedding(position_embedding: torch.Tensor, grid: int) -> torch.Tensor:
@@ -219,6 +226,10 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
         semantic = latents[:, : self.config.semantic_code_dim].to(self.dtype)
         return self.semantic_out(self.semantic_decoder(semantic))
 
+    def teacher_forcing_input(self, token_ids: torch.LongTensor) -> torch.Tensor:
+        """TokenFlow-t2i's image inputs for scales 1..S-1 ``[B, L - pn_0^2, code_dim]`` (the chained code sums)."""
+        return self.quantizer.teacher_forcing_input(token_ids).to(self.dtype)
+
     def split_scales(self, token_ids: torch.LongTensor) -> list[torch.LongTensor]:
         """``[B, L]`` -> one ``[B, pn, pn]`` token map per scale."""
         return self.quantizer.split_scales(token_ids)
@@ -229,3 +240,212 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
     @property
     def patch_nums(self) -> tuple[int, ...]:
         return tuple(self.config.patch_nums)
+
+
+# -- TokenFlow-t2i ---------------------------------------------------------------------------------------------
+class TokenFlowQKNorm(nn.Module):
+    """TokenFlow-t2i's ``QKNorm``: an RMSNorm over the head dimension of the queries and of the keys."""
+
+    def __init__(self, head_dim: int, eps: float):
+        super().__init__()
+        self.query_norm = LlamaRMSNorm(head_dim, eps=eps)
+        self.key_norm = LlamaRMSNorm(head_dim, eps=eps)
+
+
+class TokenFlowT2IAttention(LlamaAttention):
+    """transformers' Llama attention with TokenFlow's QK-norm applied to the per-head queries and keys before
+    RoPE (``LlamaAttention`` in t2i/.../modeling_llama.py calls ``self.qknorm``)."""
+
+    def __init__(self, config: TokenFlowT2IConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.qknorm = TokenFlowQKNorm(self.head_dim, config.qk_norm_eps)
+
+    def forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query = self.qknorm.query_norm(query).to(value.dtype)
+        key = self.qknorm.key_norm(key).to(value.dtype)
+        cos, sin = position_embeddings
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx, kwargs=kwargs)
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                                    llama_eager_attention_forward)
+        output, weights = attention_interface(self, query, key, value, attention_mask,
+                                              dropout=0.0 if not self.training else self.attention_dropout,
+                                              scaling=self.scaling, **kwargs)
+        return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
+
+
+class TokenFlowT2IDecoderLayer(LlamaDecoderLayer):
+    """Llama's decoder layer as TokenFlow-t2i modified it: the RMSNorms moved *after* the attention and the MLP
+    (``x + norm(attn(x))``, then ``x + norm(mlp(x))``; no pre-norm), with the QK-norm attention."""
+
+    def __init__(self, config: TokenFlowT2IConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.self_attn = TokenFlowT2IAttention(config, layer_idx)
+
+    def forward(self, hidden_states, attention_mask=None, position_ids=None, cache=None, use_cache=False,
+                position_embeddings=None, **kwargs):
+        attended, _ = self.self_attn(hidden_states=hidden_states, attention_mask=attention_mask, position_ids=position_ids,
+                                     cache=cache, use_cache=use_cache, position_embeddings=position_embeddings, **kwargs)
+        hidden_states = hidden_states + self.input_layernorm(attended)
+        return hidden_states + self.post_attention_layernorm(self.mlp(hidden_states))
+
+
+def _projector(config: TokenFlowT2IConfig) -> nn.Module:
+    """LLaVA's ``build_vision_projector``: linear, ``mlpNx_gelu`` or identity, from ``code_dim`` to the width."""
+    if config.projector_type == "identity":
+        return nn.Identity()
+    if config.projector_type == "linear":
+        return nn.Linear(config.code_dim, config.hidden_size)
+    depth = int(config.projector_type[3])
+    modules = [nn.Linear(config.code_dim, config.hidden_size)]
+    for _ in range(1, depth):
+        modules += [nn.GELU(), nn.Linear(config.hidden_size, config.hidden_size)]
+    return nn.Sequential(*modules)
+
+
+class TokenFlowT2IPreTrainedModel(LlamaPreTrainedModel):
+    config_class = TokenFlowT2IConfig
+    _no_split_modules = ["TokenFlowT2IDecoderLayer"]
+    _can_record_outputs = {"hidden_states": TokenFlowT2IDecoderLayer, "attentions": TokenFlowT2IAttention}
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, TokenFlowT2IModel):  # LlavaMetaModel's trunc_normal(std = sqrt(1 / (3 * width)))
+            std = math.sqrt(1 / self.config.hidden_size / 3)
+            init.trunc_normal_(module.position_embedding, std=std)
+            init.trunc_normal_(module.level_embedding.weight, std=std)
+
+
+class TokenFlowT2IModel(TokenFlowT2IPreTrainedModel, LlamaModel):
+    """The Llama decoder of TokenFlow-t2i with its image-input embeddings (LLaVA ``LlavaLlamaModel``):
+    ``mm_projector``, ``level_embedding`` (``lvl_embed``: 0 text, s+1 scale s) and ``position_embedding``
+    (``pos_1LC``, one row per image token)."""
+
+    def __init__(self, config: TokenFlowT2IConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList(TokenFlowT2IDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.mm_projector = _projector(config)
+        self.level_embedding = nn.Embedding(config.num_scales + 1, config.hidden_size)
+        self.position_embedding = nn.Parameter(torch.zeros(config.num_tokens, config.hidden_size))
+        self.post_init()
+
+
+@dataclass
+class TokenFlowT2IOutput(ModelOutput):
+    """logits: fp32 ``[B, P + n, vocab]`` over the text and image vocabulary (image token i is id
+    ``image_token_start + i``); position ``P - 1`` (``<img>``) predicts scale 0 and image input j predicts the
+    token ``pn_0^2 + j``. attention_mask: the 4D additive mask used."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    attention_mask: torch.FloatTensor | None = None
+    cache: object | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
+    """TokenFlow-t2i (ByteFlow-AI/TokenFlow ``LlavaLlamaForCausalLM``) on transformers' Llama.
+
+    ``forward(input_ids [B, P], image_inputs [B, n, code_dim] | None, attention_mask [B, P] | None)``: the prompt
+    (ending with ``<img>``) and the image inputs of the first scales after scale 0 (``n`` a whole-scale count:
+    0, pn_1^2, pn_1^2 + pn_2^2, ... up to ``num_tokens - pn_0^2``; the tokenizer's
+    ``quantizer.teacher_forcing_input`` gives all of them); pad positions of the prompt (``pad_token_id``, or
+    ``attention_mask == 0``) are masked as keys. ``labels`` (image codes ``[B, n + pn_0^2]``, -100 ignored) give
+    the next-scale cross-entropy over the image tokens. ``input_ids`` alone run the language model as Llama does.
+    """
+
+    _tied_weights_keys = {}
+
+    def __init__(self, config: TokenFlowT2IConfig):
+        super().__init__(config)
+        self.model = TokenFlowT2IModel(config)
+        self.post_init()
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _image_levels(self, n: int, device) -> torch.LongTensor:
+        cfg = self.config
+        levels = torch.cat([torch.full((p * p,), k + 1, device=device) for k, p in enumerate(cfg.patch_nums)])
+        return levels[cfg.patch_nums[0] ** 2:][:n]
+
+    def build_inputs(self, input_ids: torch.LongTensor, image_inputs: torch.Tensor | None = None,
+                     attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs_embeds ``[B, P + n, width]``, additive 4D mask ``[B, 1, P + n, P + n]``), as the original's
+        ``prepare_inputs_labels_for_multimodal_generation`` builds them."""
+        cfg, model = self.config, self.model
+        self._check_inputs(input_ids, image_inputs, attention_mask)
+        b, p = input_ids.shape
+        n = 0 if image_inputs is None else image_inputs.shape[1]
+        text = model.embed_tokens(input_ids) + model.level_embedding.weight[0]
+        position = torch.zeros(p, cfg.hidden_size, device=text.device, dtype=text.dtype)
+        position[p - 1] = model.position_embedding[0]
+        parts = [text + position]
+        if n:
+            image = model.mm_projector(image_inputs.to(text.dtype))
+            image = image + model.level_embedding(self._image_levels(n, text.device)) + model.position_embedding[1:n + 1]
+            parts.append(image)
+        embeds = torch.cat(parts, dim=1)
+        keep = torch.ones(b, p, dtype=torch.bool, device=text.device) if attention_mask is None else attention_mask.bool()
+        if cfg.pad_token_id is not None:
+            keep = keep & (input_ids != cfg.pad_token_id)
+        keep = torch.cat([keep, torch.ones(b, n, dtype=torch.bool, device=keep.device)], dim=1)
+        return embeds, self.attention_bias(keep, p, embeds.dtype)
+
+    def attention_bias(self, keep: torch.Tensor, prompt_length: int, dtype: torch.dtype) -> torch.Tensor:
+        """The additive mask: causal, padded keys masked, block-causal across scales from ``<img>`` on
+        (``torch.finfo(dtype).min`` where masked, as the original)."""
+        s = keep.shape[1]
+        minimum = torch.finfo(dtype).min
+        causal = torch.ones(s, s, dtype=torch.bool, device=keep.device).tril()
+        allowed = causal[None] & keep[:, None, :]
+        start = prompt_length - 1
+        n = s - start
+        scale_of = torch.cat([torch.full((q * q,), k, device=keep.device) for k, q in enumerate(self.config.patch_nums)])[:n]
+        allowed[:, start:, start:] = (scale_of[:, None] >= scale_of[None, :])[None]
+        return torch.zeros(allowed.shape, dtype=dtype, device=keep.device).masked_fill(~allowed, minimum)[:, None]
+
+    def _check_inputs(self, input_ids, image_inputs, attention_mask):
+        cfg = self.config
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.is_floating_point():
+            raise ValueError(f"input_ids must be an integer tensor [B, P] (the prompt ending with <img>), got "
+                             f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}")
+        if image_inputs is not None:
+            allowed = [o - cfg.patch_nums[0] ** 2 for o in cfg.scale_offsets[1:]]
+            if image_inputs.ndim != 3 or image_inputs.shape[0] != input_ids.shape[0] or image_inputs.shape[2] != cfg.code_dim:
+                raise ValueError(f"image_inputs must be [B, n, {cfg.code_dim}] with B = {input_ids.shape[0]}, "
+                                 f"got {tuple(image_inputs.shape)}")
+            if image_inputs.shape[1] not in allowed:
+                raise ValueError(f"image_inputs must hold whole scales after the first: n in {allowed}, got {image_inputs.shape[1]}")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.LongTensor | None = None, image_inputs: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.LongTensor | None = None,
+                cache=None, inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs):
+        if inputs_embeds is None and (image_inputs is not None or (attention_mask is None or attention_mask.ndim == 2)) \
+                and input_ids is not None and cache is None:
+            inputs_embeds, attention_mask = self.build_inputs(input_ids, image_inputs, attention_mask)
+            input_ids = None
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                             inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+        hidden = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.lm_head(hidden).float()
+        loss = None
+        if labels is not None:
+            cfg = self.config
+            n = labels.shape[1]
+            image_logits = logits[:, -n:, cfg.image_token_start:cfg.image_token_start + cfg.codebook_size]
+            loss = F.cross_entropy(image_logits.reshape(-1, cfg.codebook_size), labels.reshape(-1), ignore_index=-100)
+        return TokenFlowT2IOutput(loss=loss, logits=logits, attention_mask=attention_mask, cache=outputs.cache,
+                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
