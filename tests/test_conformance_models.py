@@ -31,7 +31,7 @@ from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfi
 from vistok.modeling.titok.configuration_titok import TiTokConfig
 from vistok.modeling.star.configuration_star import STARConfig
 from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
-from vistok.modeling.tokenflow.configuration_tokenflow import TokenFlowConfig
+from vistok.modeling.tokenflow.configuration_tokenflow import TokenFlowConfig, TokenFlowT2IConfig
 from transformers import CLIPVisionConfig
 
 import _transformers_suite
@@ -151,6 +151,23 @@ CASES: dict[str, ModelCase] = {
         num_hidden_layers=1, seq_length=17, hidden_size=32, num_attention_heads=2,
         common_properties=["codebook_size", "patch_nums", "embed_dim"],
         flags={"is_training": False, "test_resize_embeddings": False}, skips=TOKENIZER_SKIPS,
+    ),
+    "TokenFlowT2IForCausalLM": ModelCase(
+        TokenFlowT2IConfig,
+        dict(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, codebook_size=16, image_token_start=24, patch_nums=[1, 2], code_dim=6,
+             prompt_length=4, pad_token_id=0, bos_token_id=1, image_start_token_id=2),
+        # the prompt (no pads: text ids 3..23) ending with <img>, then the inputs of scale 1 (2x2)
+        lambda config, g: {"input_ids": torch.cat([torch.randint(3, 24, (BATCH, 4), generator=g),
+                                                   torch.full((BATCH, 1), 2)], dim=1),
+                           "image_inputs": torch.randn(BATCH, 4, config.code_dim, generator=g)},
+        # the codes of scales 0 and 1
+        lambda config, inputs: {"labels": torch.randint(0, config.codebook_size, (BATCH, 5),
+                                                        generator=torch.Generator().manual_seed(1))},
+        num_hidden_layers=2, seq_length=9, hidden_size=32, num_attention_heads=4,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        # images come from TokenFlowTextToImagePipeline's next-scale sampler, not from GenerationMixin.generate
+        flags={"is_training": True, "additional_model_inputs": ["image_inputs"], "all_generative_model_classes": ()},
     ),
     "LlamaGenTransformer": ModelCase(
         LlamaGenConfig,

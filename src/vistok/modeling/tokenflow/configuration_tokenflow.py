@@ -203,6 +203,7 @@ class TokenFlowT2IConfig(LlamaConfig):
 
     model_type = "vistok_tokenflow_t2i"
 
+    vocab_size: int = 64768  # Llama's 32000 text ids + the 32768 image tokens (the converter reads the release's)
     codebook_size: int = 32768
     image_token_start: int = 32000
     image_start_token_id: int | None = None

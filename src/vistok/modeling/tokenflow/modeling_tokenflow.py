@@ -26,7 +26,10 @@ from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
 from ..layers.transformer import Attention, TransformerBlock
 from ..quantizers import SharedMappingMultiScaleQuantizer
 from transformers.models.llama.modeling_llama import (LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaModel,
-                                                      LlamaPreTrainedModel, LlamaRMSNorm, apply_rotary_pos_emb)
+                                                      LlamaPreTrainedModel, LlamaRMSNorm, LlamaRotaryEmbedding,
+                                                      apply_rotary_pos_emb)
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 from transformers.models.llama.modeling_llama import eager_attention_forward as llama_eager_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
@@ -329,8 +332,13 @@ class TokenFlowT2IModel(TokenFlowT2IPreTrainedModel, LlamaModel):
     (``pos_1LC``, one row per image token)."""
 
     def __init__(self, config: TokenFlowT2IConfig):
-        super().__init__(config)
+        PreTrainedModel.__init__(self, config)  # LlamaModel's modules, with TokenFlow's decoder layers
+        self.padding_idx, self.vocab_size = config.pad_token_id, config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList(TokenFlowT2IDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
         self.mm_projector = _projector(config)
         self.level_embedding = nn.Embedding(config.num_scales + 1, config.hidden_size)
         self.position_embedding = nn.Parameter(torch.zeros(config.num_tokens, config.hidden_size))
@@ -359,14 +367,18 @@ class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
     0, pn_1^2, pn_1^2 + pn_2^2, ... up to ``num_tokens - pn_0^2``; the tokenizer's
     ``quantizer.teacher_forcing_input`` gives all of them); pad positions of the prompt (``pad_token_id``, or
     ``attention_mask == 0``) are masked as keys. ``labels`` (image codes ``[B, n + pn_0^2]``, -100 ignored) give
-    the next-scale cross-entropy over the image tokens. ``input_ids`` alone run the language model as Llama does.
+    the next-scale cross-entropy over the image tokens. ``inputs_embeds`` may replace the prompt's token
+    embeddings. With a 4D ``attention_mask`` the inputs are taken as already built (``build_inputs``; the
+    pipeline's cached steps).
     """
 
     _tied_weights_keys = {}
 
     def __init__(self, config: TokenFlowT2IConfig):
-        super().__init__(config)
+        PreTrainedModel.__init__(self, config)  # LlamaForCausalLM's modules around TokenFlow's decoder
         self.model = TokenFlowT2IModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     # -- inputs -------------------------------------------------------------------------------
@@ -375,15 +387,18 @@ class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
         levels = torch.cat([torch.full((p * p,), k + 1, device=device) for k, p in enumerate(cfg.patch_nums)])
         return levels[cfg.patch_nums[0] ** 2:][:n]
 
-    def build_inputs(self, input_ids: torch.LongTensor, image_inputs: torch.Tensor | None = None,
-                     attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_inputs(self, input_ids: torch.LongTensor | None = None, image_inputs: torch.Tensor | None = None,
+                     attention_mask: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs_embeds ``[B, P + n, width]``, additive 4D mask ``[B, 1, P + n, P + n]``), as the original's
-        ``prepare_inputs_labels_for_multimodal_generation`` builds them."""
+        ``prepare_inputs_labels_for_multimodal_generation`` builds them. ``inputs_embeds`` may replace the prompt's
+        token embeddings (then only ``attention_mask`` marks padding)."""
         cfg, model = self.config, self.model
-        self._check_inputs(input_ids, image_inputs, attention_mask)
-        b, p = input_ids.shape
+        self._check_inputs(input_ids, image_inputs, attention_mask, inputs_embeds)
+        text = model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        b, p = text.shape[:2]
         n = 0 if image_inputs is None else image_inputs.shape[1]
-        text = model.embed_tokens(input_ids) + model.level_embedding.weight[0]
+        text = text + model.level_embedding.weight[0]
         position = torch.zeros(p, cfg.hidden_size, device=text.device, dtype=text.dtype)
         position[p - 1] = model.position_embedding[0]
         parts = [text + position]
@@ -393,7 +408,7 @@ class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
             parts.append(image)
         embeds = torch.cat(parts, dim=1)
         keep = torch.ones(b, p, dtype=torch.bool, device=text.device) if attention_mask is None else attention_mask.bool()
-        if cfg.pad_token_id is not None:
+        if cfg.pad_token_id is not None and input_ids is not None:
             keep = keep & (input_ids != cfg.pad_token_id)
         keep = torch.cat([keep, torch.ones(b, n, dtype=torch.bool, device=keep.device)], dim=1)
         return embeds, self.attention_bias(keep, p, embeds.dtype)
@@ -411,8 +426,14 @@ class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
         allowed[:, start:, start:] = (scale_of[:, None] >= scale_of[None, :])[None]
         return torch.zeros(allowed.shape, dtype=dtype, device=keep.device).masked_fill(~allowed, minimum)[:, None]
 
-    def _check_inputs(self, input_ids, image_inputs, attention_mask):
+    def _check_inputs(self, input_ids, image_inputs, attention_mask, inputs_embeds=None):
         cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids (the prompt ending with <img>) or inputs_embeds")
+        if inputs_embeds is not None:
+            if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != cfg.hidden_size:
+                raise ValueError(f"inputs_embeds must be [B, P, {cfg.hidden_size}], got {tuple(inputs_embeds.shape)}")
+            input_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long)
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.is_floating_point():
             raise ValueError(f"input_ids must be an integer tensor [B, P] (the prompt ending with <img>), got "
                              f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}")
@@ -427,13 +448,14 @@ class TokenFlowT2IForCausalLM(TokenFlowT2IPreTrainedModel, LlamaForCausalLM):
             raise ValueError(f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
 
     # -- forward ------------------------------------------------------------------------------
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(self, input_ids: torch.LongTensor | None = None, image_inputs: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.LongTensor | None = None,
                 cache=None, inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs):
-        if inputs_embeds is None and (image_inputs is not None or (attention_mask is None or attention_mask.ndim == 2)) \
-                and input_ids is not None and cache is None:
-            inputs_embeds, attention_mask = self.build_inputs(input_ids, image_inputs, attention_mask)
+        if attention_mask is None or attention_mask.ndim == 2:
+            inputs_embeds, attention_mask = self.build_inputs(input_ids, image_inputs, attention_mask, inputs_embeds)
             input_ids = None
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
                              inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
