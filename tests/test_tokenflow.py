@@ -48,7 +48,7 @@ def original_state(meta: dict) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def tokenflow_converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("tokenflow")
     out = {}
     for name in VARIANTS:
@@ -73,15 +73,15 @@ def check(models, compute, expected_value, what):
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_token_ids_and_features_match_the_original(converted, name):
-    model, exp, *_ = converted[name]
+def test_token_ids_and_features_match_the_original(tokenflow_converted, name):
+    model, exp, *_ = tokenflow_converted[name]
     x = exp["pixel_values"]
-    check(converted[name], lambda m: m._tower_tokens(x.to(m.dtype)), exp["tower_tokens"], f"{name} tower tokens")
-    check(converted[name], lambda m: m.semantic_features(x.to(m.dtype)), exp["semantic_features"], f"{name} semantic features")
+    check(tokenflow_converted[name], lambda m: m._tower_tokens(x.to(m.dtype)), exp["tower_tokens"], f"{name} tower tokens")
+    check(tokenflow_converted[name], lambda m: m.semantic_features(x.to(m.dtype)), exp["semantic_features"], f"{name} semantic features")
     with torch.no_grad():
         enc = model.encode(x)
     assert torch.equal(enc.token_ids, exp["token_ids"])  # every scale
-    check(converted[name], lambda m: m.encode(x.to(m.dtype)).latents, exp["latents"], f"{name} latents")
+    check(tokenflow_converted[name], lambda m: m.encode(x.to(m.dtype)).latents, exp["latents"], f"{name} latents")
     features = model.get_image_features(x).last_hidden_state
     side = model.config.patch_nums[-1]
     assert features.shape == (x.shape[0], side * side, model.config.code_dim)
@@ -89,20 +89,20 @@ def test_token_ids_and_features_match_the_original(converted, name):
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_decoding_matches_the_original(converted, name):
-    exp = converted[name][1]
+def test_decoding_matches_the_original(tokenflow_converted, name):
+    exp = tokenflow_converted[name][1]
     latents, ids = exp["latents"], exp["token_ids"]
-    check(converted[name], lambda m: m.decode_latents(latents.to(m.dtype)), exp["reconstruction"], f"{name} reconstruction")
-    check(converted[name], lambda m: m.decode_semantic(latents.to(m.dtype)), exp["semantic_reconstruction"],
+    check(tokenflow_converted[name], lambda m: m.decode_latents(latents.to(m.dtype)), exp["reconstruction"], f"{name} reconstruction")
+    check(tokenflow_converted[name], lambda m: m.decode_semantic(latents.to(m.dtype)), exp["semantic_reconstruction"],
           f"{name} semantic reconstruction")
-    check(converted[name], lambda m: m.decode(ids), exp["code_reconstruction"], f"{name} decode(token_ids)")
-    check(converted[name], lambda m: m.quantizer.teacher_forcing_input(ids).to(m.dtype), exp["teacher_forcing_input"],
+    check(tokenflow_converted[name], lambda m: m.decode(ids), exp["code_reconstruction"], f"{name} decode(token_ids)")
+    check(tokenflow_converted[name], lambda m: m.quantizer.teacher_forcing_input(ids).to(m.dtype), exp["teacher_forcing_input"],
           f"{name} t2i inputs")
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_quantizer_training_terms_match_the_original(converted, name):
-    model, exp, *_ = converted[name]
+def test_quantizer_training_terms_match_the_original(tokenflow_converted, name):
+    model, exp, *_ = tokenflow_converted[name]
     with torch.no_grad():
         features = model._features(exp["pixel_values"])
         q = model.quantizer(features)
@@ -112,8 +112,8 @@ def test_quantizer_training_terms_match_the_original(converted, name):
     assert torch.allclose(q.loss, exp["vq_loss"] + exp["commit_loss"], rtol=1e-5, atol=1e-7)
 
 
-def test_scale_layout_and_prefix_decoding(converted):
-    model, exp, *_ = converted["clip"]
+def test_scale_layout_and_prefix_decoding(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
     ids = exp["token_ids"]
     cfg = model.config
     assert cfg.token_layout == "multiscale" and cfg.num_tokens == ids.shape[1] == sum(p * p for p in cfg.patch_nums)
@@ -128,8 +128,8 @@ def test_scale_layout_and_prefix_decoding(converted):
         model.decode(ids[:, :3])
 
 
-def test_bad_inputs_get_clear_errors(converted):
-    model, exp, *_ = converted["clip"]
+def test_bad_inputs_get_clear_errors(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
     with pytest.raises(ValueError, match="64x64"):
         model.encode(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="codebook_size"):
@@ -138,8 +138,8 @@ def test_bad_inputs_get_clear_errors(converted):
         model.decode_semantic(torch.zeros(1, 3, 4, 4))
 
 
-def test_training_forward_backpropagates_through_both_branches(converted):
-    model, exp, *_ = converted["clip"]
+def test_training_forward_backpropagates_through_both_branches(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
     model = copy.deepcopy(model).train()
     out = model(exp["pixel_values"])
     semantic = model.decode_semantic(out.latents)
@@ -203,9 +203,9 @@ def _text(ids):
 
 
 @pytest.fixture(scope="module")
-def t2i_pipeline(converted, tmp_path_factory):
-    """The original release folder rebuilt (config.json, safetensors, added_tokens.json, a tokenizer), converted
-    with ``vistok convert tokenflow-t2i`` against the converted clip tokenizer."""
+def t2i_pipeline(tokenflow_converted, tmp_path_factory):
+    """The original release folder rebuilt (config.json, safetensors, added_tokens.json, a tokenizer), tokenflow_converted
+    with ``vistok convert tokenflow-t2i`` against the tokenflow_converted clip tokenizer."""
     from safetensors.torch import save_file
     from vistok import TokenFlowTextToImagePipeline
 
@@ -223,7 +223,7 @@ def t2i_pipeline(converted, tmp_path_factory):
     (original / "config.json").write_text(json.dumps(config))
     save_file(random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]), str(original / "model.safetensors"))
     folder = root / "pipeline"
-    assert cli_main(["convert", "tokenflow-t2i", "--original", str(original), "--tokenizer", str(converted["clip"][2]),
+    assert cli_main(["convert", "tokenflow-t2i", "--original", str(original), "--tokenizer", str(tokenflow_converted["clip"][2]),
                      "--prompt-length", str(meta["prompt_length"]), "--output", str(folder)]) == 0
     pipe = TokenFlowTextToImagePipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
