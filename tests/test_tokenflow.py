@@ -77,7 +77,7 @@ def test_token_ids_and_features_match_the_original(tokenflow_converted, name):
     model, exp, *_ = tokenflow_converted[name]
     x = exp["pixel_values"]
     check(tokenflow_converted[name], lambda m: m._tower_tokens(x.to(m.dtype)), exp["tower_tokens"], f"{name} tower tokens")
-    check(tokenflow_converted[name], lambda m: m.semantic_features(x.to(m.dtype)), exp["semantic_features"], f"{name} semantic features")
+    check(tokenflow_converted[name], lambda m: m.encode_semantic(x.to(m.dtype)), exp["semantic_features"], f"{name} semantic features")
     with torch.no_grad():
         enc = model.encode(x)
     assert torch.equal(enc.token_ids, exp["token_ids"])  # every scale
@@ -263,3 +263,78 @@ def test_t2i_seeded_samples_match_the_original(t2i_pipeline, setting):
     original = T2I[f"sample.{setting}.images"].permute(0, 3, 1, 2).int()
     ours = torch.clamp(raw * 127.5 + 128.0, 0, 255).to(torch.uint8).int()  # the original's conversion
     assert (ours - original).abs().max() <= 1
+
+
+# -- training --------------------------------------------------------------------------------------------------
+TINY = dict(image_size=32, codebook_size=16, semantic_code_dim=4, pixel_code_dim=4, patch_nums=[1, 2, 4],
+            semantic_encoder_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
+            semantic_decoder_hidden_size=32, semantic_decoder_num_layers=1, semantic_decoder_num_heads=2,
+            semantic_decoder_grid=4, semantic_feature_dim=16, pixel_channels=32, pixel_channel_mult=[1, 1, 1, 2],
+            pixel_num_res_blocks=1, pixel_z_channels=32, decoder_channels=32, decoder_num_res_blocks=1)
+
+
+def test_vistok_train_tokenizer_with_semantic_distillation(tmp_path):
+    """`vistok train tokenizer` on the family: reconstruction + the quantizer's terms + the semantic decoder's -cos to
+    a frozen teacher's patch features (a tiny random DINOv2 standing in for TokenFlow's CLIP teacher)."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+    from transformers import Dinov2Config, Dinov2Model
+
+    from vistok.training import load_train_config
+    from vistok.training.tokenizer import TokenizerTrainer
+
+    (tmp_path / "data").mkdir()
+    for i in range(4):
+        rng = np.random.default_rng(i)
+        PIL.Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "data" / f"{i}.png")
+    torch.manual_seed(0)
+    teacher = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                       patch_size=2, image_size=8))
+    teacher.save_pretrained(tmp_path / "dinov2")
+
+    def config(out, **loss):
+        return load_train_config("tokenizer", overrides={
+            "model": {"family": "tokenflow", "config": TINY}, "data": {"dataset": str(tmp_path / "data")},
+            "training": {"output_dir": str(out), "batch_size": 2, "max_steps": 2, "learning_rate": 1e-3, "log_every": 1,
+                         "image_every": 1000, "checkpointing_steps": 1000, "export": False},
+            "loss": {"reconstruction": "l1", **loss}})
+
+    def head(trainer):
+        return trainer.accelerator.unwrap_model(trainer.model).semantic_out.state_dict()
+
+    AcceleratorState._reset_state(True)
+    trainer = TokenizerTrainer(config(tmp_path / "run", semantic_weight=1.0, semantic_teacher=str(tmp_path / "dinov2"),
+                                      semantic_image_size=8))
+    summary = trainer.train()
+    last = summary["last"]
+    assert -1.0 <= last["semantic_loss"] <= 1.0 and last["quantizer_loss"] > 0 and last["reconstruction_loss"] > 0
+    AcceleratorState._reset_state(True)
+    plain = TokenizerTrainer(config(tmp_path / "plain"))
+    plain.train()
+    # the semantic decoder learns only from the semantic term
+    assert any(not torch.equal(v, head(plain)[k]) for k, v in head(trainer).items())
+    AcceleratorState._reset_state(True)
+
+
+def test_t2i_training_objective_backpropagates(t2i_pipeline):
+    import copy
+
+    from vistok.modeling.tokenflow import next_scale_text_objective
+
+    model = copy.deepcopy(t2i_pipeline.transformer).train()
+    codes = T2I["codes"]
+    logits, targets = next_scale_text_objective(model, model.config, t2i_pipeline.image_tokenizer, codes,
+                                                {"input_ids": T2I["prompt_ids"]}, None)
+    assert logits.shape == (codes.numel(), model.config.codebook_size) and torch.equal(targets, codes.flatten())
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    # the same loss through forward(labels=...)
+    inputs = t2i_pipeline.image_tokenizer.teacher_forcing_input(codes)
+    out = model(input_ids=T2I["prompt_ids"], image_inputs=inputs, labels=codes)
+    assert torch.allclose(out.loss, loss, atol=1e-6)
+    loss.backward()
+    assert model.model.position_embedding.grad.abs().sum() > 0
+    assert model.model.layers[0].self_attn.qknorm.query_norm.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="trains on text"):
+        next_scale_text_objective(model, model.config, t2i_pipeline.image_tokenizer, codes, torch.zeros(2), None)

@@ -119,8 +119,9 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
     channels first). ``decode(token_ids, up_to_scale=s)`` renders pixels from the codes of scales 0..s.
 
     ``get_image_features(pixels)`` returns the features an understanding model consumes (TokenFlow's LLaVA
-    vision tower: the quantized map flattened, ``[B, pn*pn, code_dim]``); ``semantic_features(pixels)`` the
-    semantic tower's patch features and ``decode_semantic(latents)`` the reconstructed teacher features.
+    vision tower: the quantized map flattened, ``[B, pn*pn, code_dim]``); ``encode_semantic(pixels)`` the
+    semantic branch's features before quantization and ``decode_semantic(latents)`` (= ``semantic_features``,
+    the trainer's semantic head) the reconstructed teacher features.
     """
 
     def __init__(self, config: TokenFlowConfig):
@@ -163,7 +164,7 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
             hidden = layer(hidden, None)
         return hidden
 
-    def semantic_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def encode_semantic(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The semantic branch before quantization: tower tokens through ``semantic_in``,
         ``[B, N, semantic_code_dim]`` (TokenFlow's ``vqkd_feature``)."""
         self.check_pixel_values(pixel_values)
@@ -232,6 +233,12 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
     def teacher_forcing_input(self, token_ids: torch.LongTensor) -> torch.Tensor:
         """TokenFlow-t2i's image inputs for scales 1..S-1 ``[B, L - pn_0^2, code_dim]`` (the chained code sums)."""
         return self.quantizer.teacher_forcing_input(token_ids).to(self.dtype)
+
+    def semantic_features(self, latents: torch.Tensor) -> torch.Tensor:
+        """The semantic head ``vistok train tokenizer``'s semantic regularisation distils (``loss.semantic_weight``
+        against a frozen teacher's patch features): :meth:`decode_semantic` of the quantized latents, as TokenFlow
+        trains its semantic decoder against its teacher (``1 - cos``)."""
+        return self.decode_semantic(latents)
 
     def split_scales(self, token_ids: torch.LongTensor) -> list[torch.LongTensor]:
         """``[B, L]`` -> one ``[B, pn, pn]`` token map per scale."""
