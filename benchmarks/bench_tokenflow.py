@@ -14,7 +14,9 @@ given by ``--original-python`` (an environment with transformers 4.43.4 on this 
 make_tokenflow_t2i_fixtures.py); vistok runs in a child of this interpreter. A Llama of ``--t2i-width`` x
 ``--t2i-layers`` (a 7B model does not fit this CPU in fp32) with the released prompt length (128), vocabulary
 (32000 + 32768 + 3) and sampling (cfg 7.5, top-k 600, top-p 0.6, one loop), on the tokenizer above; the same seeded
-random weights on both sides; seeded samples compared. Both children time ``--repeats`` seeded calls after a warm-up
+random weights on both sides; seeded samples compared. Timed: prompt ids -> codes -> decoded pixels (the original's
+``autoregressive_infer_cfg`` incl. ``decode_to_img_pt``; vistok ``pipe.sample`` + ``image_tokenizer.decode``). The two
+children run one after the other, so the machine's load can differ between them. Both children time ``--repeats`` seeded calls after a warm-up
 (median) and report their peak RSS above the post-build RSS.
 
 fp32, ``torch.inference_mode()``, ``torch.set_num_threads(2)``.
@@ -227,6 +229,7 @@ def _child_t2i_vistok(upstream: Path, width: int, layers: int, repeats: int, bat
         ids = pipe.sample(prompt_ids=rows[:batch], negative_prompt_ids=rows[batch:],
                           guidance_scale=SAMPLING["cfg"], top_k=SAMPLING["top_k"], top_p=SAMPLING["top_p"],
                           generator=torch.Generator().manual_seed(seed))
+        pipe.image_tokenizer.decode(ids)  # the original's autoregressive_infer_cfg ends with decode_to_img_pt
         return ids.tolist()
 
     return _time_child(run, repeats)
