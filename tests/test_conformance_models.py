@@ -10,6 +10,7 @@ every registered model class has one).
 from __future__ import annotations
 
 import ast
+import json
 import inspect
 import textwrap
 import unittest
@@ -32,6 +33,8 @@ from vistok.modeling.open_magvit2.configuration_open_magvit2 import IBQARConfig,
 from vistok.modeling.titok.configuration_titok import TiTokConfig
 from vistok.modeling.star.configuration_star import STARConfig
 from vistok.modeling.var.configuration_var import VARConfig, VARVQVAEConfig
+from vistok.modeling.tokenflow.configuration_tokenflow import TokenFlowConfig, TokenFlowT2IConfig
+from transformers import CLIPVisionConfig
 
 import _transformers_suite
 
@@ -173,6 +176,40 @@ CASES: dict[str, ModelCase] = {
         flags=CONV_TOKENIZER_FLAGS, skips=TOKENIZER_SKIPS,
         # conv_in's output, then 2 encoder levels and 2 decoder levels
         feature_maps=(5, (32, 8, 8)),
+    ),
+    "TokenFlowModel": ModelCase(
+        TokenFlowConfig,
+        dict(image_size=32, codebook_size=16, semantic_code_dim=4, pixel_code_dim=4, patch_nums=[1, 2, 4],
+             # the sub-config as it serialises (ConfigTester compares the JSON with the inputs)
+             semantic_encoder_config={k: v for k, v in json.loads(CLIPVisionConfig(
+                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                 patch_size=8).to_json_string(use_diff=False)).items() if k != "transformers_version"},
+             semantic_decoder_hidden_size=32, semantic_decoder_num_layers=1, semantic_decoder_num_heads=2,
+             semantic_decoder_grid=4, semantic_feature_dim=8, pixel_channels=32, pixel_channel_mult=[1, 1, 1, 2],
+             pixel_num_res_blocks=1, pixel_z_channels=32, decoder_channels=32, decoder_num_res_blocks=1),
+        _pixels,
+        # hidden states and attentions are the semantic CLIP tower's: its input then its one layer's output,
+        # [class + 4x4 patches, 32]
+        num_hidden_layers=1, seq_length=17, hidden_size=32, num_attention_heads=2,
+        common_properties=["codebook_size", "patch_nums", "embed_dim"],
+        flags={"is_training": False, "test_resize_embeddings": False}, skips=TOKENIZER_SKIPS,
+    ),
+    "TokenFlowT2IForCausalLM": ModelCase(
+        TokenFlowT2IConfig,
+        dict(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, codebook_size=16, image_token_start=24, patch_nums=[1, 2], code_dim=6,
+             prompt_length=4, pad_token_id=0, bos_token_id=1, image_start_token_id=2),
+        # the prompt (no pads: text ids 3..23) ending with <img>, then the inputs of scale 1 (2x2)
+        lambda config, g: {"input_ids": torch.cat([torch.randint(3, 24, (BATCH, 4), generator=g),
+                                                   torch.full((BATCH, 1), 2)], dim=1),
+                           "image_inputs": torch.randn(BATCH, 4, config.code_dim, generator=g)},
+        # the codes of scales 0 and 1
+        lambda config, inputs: {"labels": torch.randint(0, config.codebook_size, (BATCH, 5),
+                                                        generator=torch.Generator().manual_seed(1))},
+        num_hidden_layers=2, seq_length=9, hidden_size=32, num_attention_heads=4,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        # images come from TokenFlowTextToImagePipeline's next-scale sampler, not from GenerationMixin.generate
+        flags={"is_training": True, "additional_model_inputs": ["image_inputs"], "all_generative_model_classes": ()},
     ),
     "LlamaGenTransformer": ModelCase(
         LlamaGenConfig,

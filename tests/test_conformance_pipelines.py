@@ -16,9 +16,11 @@ from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: t
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
 from test_open_magvit2 import ibq_pipe, omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized / IBQ AR pipelines)
 from test_var import META, original_release
+from test_tokenflow import tokenflow_converted  # noqa: F401  (the tiny TokenFlow tokenizers)
+from test_tokenflow import t2i_pipeline  # noqa: F401  (the tiny TokenFlow-t2i pipeline)
 
 PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "factorized_autoregressive",
-             "adaln_autoregressive")
+             "adaln_autoregressive", "tokenflow_t2i")
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,14 @@ def next_scale_text(tmp_path_factory):
     return pipe
 
 
+@pytest.fixture(scope="module")
+def tokenflow_t2i(t2i_pipeline):
+    """The tiny TokenFlow-t2i pipeline of test_tokenflow without its text tokenizer (the optional component left
+    out): prompts go in as token ids."""
+    return vistok.TokenFlowTextToImagePipeline(image_tokenizer=t2i_pipeline.image_tokenizer,
+                                               transformer=t2i_pipeline.transformer)
+
+
 @pytest.fixture(params=PIPELINES)
 def case(request):
     """(pipeline, inputs for a batch of ``n`` images, the name of the sampling argument that is a guidance scale)."""
@@ -81,6 +91,11 @@ def case(request):
     elif name == "next_scale":
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
+    elif name == "tokenflow_t2i":
+        pipe = request.getfixturevalue("tokenflow_t2i")
+        prompts = [[1, 5, 6, 7], [1, 9, 10], [1, 11, 12, 13, 14]]
+        # the negative prompt as a tuple: one for every image, not sliced per image by the checks
+        inputs = lambda n: {"prompt_ids": prompts[:n], "negative_prompt_ids": (1, 20, 21), "top_k": 10}  # noqa: E731
     else:
         pipe = request.getfixturevalue("next_scale_text")
         width = pipe.transformer.config.text_hidden_size
@@ -123,7 +138,7 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text"):
+        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -294,6 +309,6 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline"}
+               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline", "TokenFlowTextToImagePipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

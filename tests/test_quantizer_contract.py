@@ -10,7 +10,8 @@ from transformers import AutoModel
 
 from vistok import VARVQVAE, TiTokConfig, TiTokModel, VARVQVAEConfig
 from vistok.modeling.quantizers import (BSQ, FSQ, LFQ, BinaryQuantizer, IndexPropagationQuantizer, MultiScaleResidualQuantizer,
-                                        ProjectedQuantizer, Quantizer, QuantizerOutput, ResidualVQ, VectorQuantizer)
+                                        ProjectedQuantizer, Quantizer, QuantizerOutput, ResidualVQ,
+                                        SharedMappingMultiScaleQuantizer, VectorQuantizer)
 from vistok.modeling.quantizers.multiscale import convert_var_quantizer_kwargs
 
 CONTRACT = ("forward", "indices_to_codes", "codes_to_indices")
@@ -48,6 +49,7 @@ def test_a_quantizer_with_the_whole_contract_builds_and_runs(base):
     lambda: VectorQuantizer(8, 4), lambda: VectorQuantizer(8, 6, codebook_dim=2), lambda: ResidualVQ(2, 8, 4),
     lambda: FSQ([5, 3]), lambda: LFQ(4), lambda: BSQ(4, dim=6), lambda: BinaryQuantizer(4, dim=6),
     lambda: MultiScaleResidualQuantizer(codebook_size=8, dim=4, patch_nums=(1, 2)), lambda: IndexPropagationQuantizer(8, 4),
+    lambda: SharedMappingMultiScaleQuantizer(codebook_size=8, split=(3, 2), patch_nums=(1, 2)),
 ])
 def test_every_library_quantizer_implements_the_contract(build):
     quantizer = build()

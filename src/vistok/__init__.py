@@ -15,6 +15,7 @@ from .pipelines import (
     NextScalePipeline,
     NextScaleTextToImagePipeline,
     TextToImageAutoregressivePipeline,
+    TokenFlowTextToImagePipeline,
     VistokPipeline,
 )
 
@@ -25,7 +26,7 @@ families.register_auto_classes()
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
-    "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
+    "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

@@ -7,6 +7,8 @@ from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
+from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline"]
+           "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
+           "TokenFlowTextToImagePipeline"]

@@ -9,11 +9,12 @@ from .index_propagation import IndexPropagationQuantizer
 from .lfq import LFQ
 from .multiscale import MultiScaleResidualQuantizer
 from .residual import ResidualVQ
+from .shared_mapping import SharedMappingMultiScaleQuantizer
 from .vq import VectorQuantizer
 
 __all__ = [
     "Quantizer", "ProjectedQuantizer", "QuantizerOutput", "usage_statistics",
-    "VectorQuantizer", "IndexPropagationQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer",
+    "VectorQuantizer", "IndexPropagationQuantizer", "ResidualVQ", "MultiScaleResidualQuantizer", "SharedMappingMultiScaleQuantizer",
     "FSQ", "LFQ", "BSQ", "BinaryQuantizer", "split_indices", "merge_indices", "bits_to_indices", "indices_to_bits",
     "DiagonalGaussianPosterior",
 ]

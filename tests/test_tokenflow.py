@@ -1,0 +1,340 @@
+"""TokenFlow: the dual-codebook shared-mapping multi-scale tokenizer.
+
+Parity with the original ByteFlow-AI/TokenFlow code (tests/fixtures/README.md, "tokenflow/"): the original
+checkpoints are rebuilt from the fixture's seeds and key lists (wrapped in ``{"ema": ...}`` as released),
+converted with ``vistok convert tokenflow``, and compared with what the original computed: token ids
+identical at every scale, semantic features, latents, reconstructions and the quantizer's training terms
+within the float32 rounding bound of tests/_tolerances.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import vistok  # noqa: F401  (registers the model types)
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError
+from vistok.modeling.quantizers import SharedMappingMultiScaleQuantizer
+from vistok.modeling.tokenflow import TokenFlowModel
+from vistok.modeling.tokenflow.convert_tokenflow import convert
+from _random_weights import random_state_dict
+from _tolerances import assert_close_to_fp32_fixture, float64_copy, rounding_error
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tokenflow"
+META = json.loads((FIXTURES / "tokenflow.json").read_text())
+TENSORS = load_file(str(FIXTURES / "tokenflow.safetensors"))
+VARIANTS = tuple(META["variants"])
+TEACHER = {"clipb_224": "clip", "siglip_384": "siglip"}
+
+
+def expected(name: str) -> dict[str, torch.Tensor]:
+    return {k[len(name) + 1:]: v for k, v in TENSORS.items() if k.startswith(name + ".")}
+
+
+def original_state(meta: dict) -> dict[str, torch.Tensor]:
+    shapes = meta["state_dict_shapes"]
+    buffers = {k: torch.tensor(v).reshape(shapes[k]) for k, v in meta["buffers"].items()}
+    weights = {k: v for k, v in shapes.items() if k not in buffers and not k.endswith("codebook_used")}
+    state = {**random_state_dict(weights, meta["weights_seed"]), **buffers}
+    state["quantize.codebook_used"] = torch.zeros(shapes["quantize.codebook_used"])
+    return state
+
+
+@pytest.fixture(scope="module")
+def tokenflow_converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokenflow")
+    out = {}
+    for name in VARIANTS:
+        meta = META["variants"][name]
+        torch.save({"ema": original_state(meta), "model": {"unused": torch.zeros(1)}}, root / f"{name}.pt")
+        folder = root / name
+        assert cli_main(["convert", "tokenflow", "--original", str(root / f"{name}.pt"), "--output", str(folder),
+                         "--patch-nums", ",".join(map(str, meta["scales"])), "--image-size", str(meta["image_size"])]) == 0
+        model = AutoModel.from_pretrained(folder)
+        assert isinstance(model, TokenFlowModel) and model.config.semantic_encoder_type == TEACHER[meta["teacher"]]
+        out[name] = (model.eval(), expected(name), folder, float64_copy(model).eval())
+    return out
+
+
+def check(models, compute, expected_value, what):
+    """``compute(model)`` (ours, float32) against the original's fixture within tests/_tolerances.py's bound, the
+    rounding error measured against the float64 copy made once per variant."""
+    model, _, _, model64 = models
+    with torch.no_grad():
+        ours, reference = compute(model), compute(model64)
+    assert_close_to_fp32_fixture(ours, expected_value, rounding_error(ours, reference), what)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_token_ids_and_features_match_the_original(tokenflow_converted, name):
+    model, exp, *_ = tokenflow_converted[name]
+    x = exp["pixel_values"]
+    check(tokenflow_converted[name], lambda m: m._tower_tokens(x.to(m.dtype)), exp["tower_tokens"], f"{name} tower tokens")
+    check(tokenflow_converted[name], lambda m: m.encode_semantic(x.to(m.dtype)), exp["semantic_features"], f"{name} semantic features")
+    with torch.no_grad():
+        enc = model.encode(x)
+    assert torch.equal(enc.token_ids, exp["token_ids"])  # every scale
+    check(tokenflow_converted[name], lambda m: m.encode(x.to(m.dtype)).latents, exp["latents"], f"{name} latents")
+    features = model.get_image_features(x).last_hidden_state
+    side = model.config.patch_nums[-1]
+    assert features.shape == (x.shape[0], side * side, model.config.code_dim)
+    assert torch.allclose(features, exp["latents"].flatten(2).transpose(1, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_decoding_matches_the_original(tokenflow_converted, name):
+    exp = tokenflow_converted[name][1]
+    latents, ids = exp["latents"], exp["token_ids"]
+    check(tokenflow_converted[name], lambda m: m.decode_latents(latents.to(m.dtype)), exp["reconstruction"], f"{name} reconstruction")
+    check(tokenflow_converted[name], lambda m: m.decode_semantic(latents.to(m.dtype)), exp["semantic_reconstruction"],
+          f"{name} semantic reconstruction")
+    check(tokenflow_converted[name], lambda m: m.decode(ids), exp["code_reconstruction"], f"{name} decode(token_ids)")
+    check(tokenflow_converted[name], lambda m: m.quantizer.teacher_forcing_input(ids).to(m.dtype), exp["teacher_forcing_input"],
+          f"{name} t2i inputs")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_quantizer_training_terms_match_the_original(tokenflow_converted, name):
+    model, exp, *_ = tokenflow_converted[name]
+    with torch.no_grad():
+        features = model._features(exp["pixel_values"])
+        q = model.quantizer(features)
+    assert torch.equal(q.indices, exp["token_ids"])
+    assert torch.allclose(q.codebook_loss, exp["vq_loss"], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(q.commitment_loss, exp["commit_loss"], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(q.loss, exp["vq_loss"] + exp["commit_loss"], rtol=1e-5, atol=1e-7)
+
+
+def test_scale_layout_and_prefix_decoding(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
+    ids = exp["token_ids"]
+    cfg = model.config
+    assert cfg.token_layout == "multiscale" and cfg.num_tokens == ids.shape[1] == sum(p * p for p in cfg.patch_nums)
+    scales = model.split_scales(ids)
+    assert [s.shape[1:] for s in scales] == [(p, p) for p in cfg.patch_nums]
+    assert torch.equal(model.merge_scales(scales), ids)
+    with torch.no_grad():
+        coarse = model.decode(ids, up_to_scale=0)
+        prefix = model.decode(ids[:, : cfg.scale_offsets[1]])
+    assert torch.allclose(coarse, prefix, atol=1e-6)
+    with pytest.raises(ValueError, match="tokens per image"):
+        model.decode(ids[:, :3])
+
+
+def test_bad_inputs_get_clear_errors(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
+    with pytest.raises(ValueError, match="64x64"):
+        model.encode(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="codebook_size"):
+        model.decode(torch.full((1, model.config.num_tokens), model.config.codebook_size))
+    with pytest.raises(ValueError, match="latents must have shape"):
+        model.decode_semantic(torch.zeros(1, 3, 4, 4))
+
+
+def test_training_forward_backpropagates_through_both_branches(tokenflow_converted):
+    model, exp, *_ = tokenflow_converted["clip"]
+    model = copy.deepcopy(model).train()
+    out = model(exp["pixel_values"])
+    semantic = model.decode_semantic(out.latents)
+    loss = (out.reconstruction - exp["pixel_values"]).abs().mean() + semantic.pow(2).mean() + out.quantizer_loss
+    loss.backward()
+    assert model.encoder.conv_in.weight.grad is not None and model.encoder.conv_in.weight.grad.abs().sum() > 0
+    assert model.semantic_in[0].weight.grad.abs().sum() > 0
+    assert model.semantic_encoder.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+    assert model.quantizer.codebooks[0].weight.grad.abs().sum() > 0
+
+
+def test_converter_errors(tmp_path):
+    meta = META["variants"]["clip"]
+    state = original_state(meta)
+    del state["quantize.embedding_vqgan.weight"]
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(ConversionError, match="embedding_vqgan"):
+        convert(str(tmp_path / "broken.pt"), str(tmp_path / "out"), patch_nums=meta["scales"], image_size=64)
+    assert not (tmp_path / "out").exists()
+    torch.save({"something": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ConversionError, match="teacher"):
+        convert(str(tmp_path / "other.pt"), str(tmp_path / "out"))
+    with pytest.raises(ConversionError, match="preset"):
+        convert(str(tmp_path / "broken.pt"), str(tmp_path / "out"), preset="nope")
+
+
+def test_shared_mapping_quantizer_contract():
+    torch.manual_seed(0)
+    q = SharedMappingMultiScaleQuantizer(codebook_size=16, split=(3, 2), patch_nums=(1, 2, 4))
+    f = torch.randn(2, 5, 4, 4)
+    out = q(f)
+    assert out.indices.shape == (2, 21) and out.quantized.shape == f.shape
+    assert torch.equal(q.codes_to_indices(f), out.indices)
+    assert torch.allclose(q.indices_to_codes(out.indices), out.quantized, atol=1e-5)
+    # one shared index: the codes of each part are that index's normalised row of each codebook
+    row = q.embed(torch.tensor([5]))[0]
+    assert torch.allclose(row[:3].norm(), torch.tensor(1.0)) and torch.allclose(row[3:].norm(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="split"):
+        SharedMappingMultiScaleQuantizer(16, split=(3, 0))
+
+
+# -- TokenFlow-t2i ---------------------------------------------------------------------------------------------
+T2I_META = json.loads((FIXTURES / "tokenflow_t2i.json").read_text())
+T2I = {k[len("t2i."):]: v for k, v in load_file(str(FIXTURES / "tokenflow_t2i.safetensors")).items()}
+
+
+def _word_tokenizer():
+    """A word-level stand-in for the Llama tokenizer: "wN" is id N, BOS prepended (ids 0 [PAD], 1 <s>, 2 <img>)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "<s>": 1, "<img>": 2, **{f"w{i}": i for i in range(3, T2I_META["text_vocab"])}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[PAD]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", pad_token="[PAD]")
+
+
+def _text(ids):
+    return " ".join(f"w{i}" for i in ids[1:])
+
+
+@pytest.fixture(scope="module")
+def t2i_pipeline(tokenflow_converted, tmp_path_factory):
+    """The original release folder rebuilt (config.json, safetensors, added_tokens.json, a tokenizer), tokenflow_converted
+    with ``vistok convert tokenflow-t2i`` against the tokenflow_converted clip tokenizer."""
+    from safetensors.torch import save_file
+    from vistok import TokenFlowTextToImagePipeline
+
+    root = tmp_path_factory.mktemp("tokenflow_t2i")
+    original = root / "original"
+    original.mkdir()
+    meta, llm = T2I_META, T2I_META["llm"]
+    _word_tokenizer().save_pretrained(original)
+    codebook = META["variants"]["clip"]["codebook_size"]
+    added = {f"<vq_token_{i}>": meta["text_vocab"] + i for i in range(codebook)}
+    (original / "added_tokens.json").write_text(json.dumps({**added, "[PAD]": meta["pad"], "<img>": meta["img"]}))
+    config = {"model_type": "llava_llama", "architectures": ["LlavaLlamaForCausalLM"], "vocab_size": meta["text_vocab"] + codebook,
+              "mm_hidden_size": 12, "bos_token_id": meta["bos"], "eos_token_id": 2, "pad_token_id": meta["pad"],
+              **llm}
+    (original / "config.json").write_text(json.dumps(config))
+    save_file(random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]), str(original / "model.safetensors"))
+    folder = root / "pipeline"
+    assert cli_main(["convert", "tokenflow-t2i", "--original", str(original), "--tokenizer", str(tokenflow_converted["clip"][2]),
+                     "--prompt-length", str(meta["prompt_length"]), "--output", str(folder)]) == 0
+    pipe = TokenFlowTextToImagePipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_t2i_logits_match_the_original(t2i_pipeline):
+    transformer = t2i_pipeline.transformer
+    ids = T2I["prompt_ids"]
+    assert [t2i_pipeline.encode_prompt_ids(t2i_pipeline.prompt_ids([_text(p)])[0]) for p in T2I_META["prompts"]] == ids.tolist()
+    inputs = t2i_pipeline.image_tokenizer.teacher_forcing_input(T2I["codes"])
+    assert torch.allclose(inputs, T2I["image_inputs"], atol=1e-5)  # the original VQTower's inputs
+    n = ids.shape[1] + inputs.shape[1]
+    keep = ids != T2I_META["pad"]  # pad positions attend to nothing (the original's rows are all masked)
+    rows = torch.cat([keep, torch.ones(ids.shape[0], inputs.shape[1], dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        mask = transformer(input_ids=ids, image_inputs=T2I["image_inputs"]).attention_mask
+    assert torch.equal(mask, T2I["attention_mask_4d"][:, :, :n, :n])
+    expected = T2I["logits"][:, :n][rows]
+    assert_matches = __import__("_tolerances").assert_matches_original
+    assert_matches(transformer, lambda m: m(input_ids=ids, image_inputs=T2I["image_inputs"].to(m.dtype)).logits[rows],
+                   expected, "t2i logits")
+
+
+@pytest.mark.parametrize("setting", list(T2I_META["sampling"]))
+def test_t2i_seeded_samples_match_the_original(t2i_pipeline, setting):
+    s = T2I_META["sampling"][setting]
+    prompts = [_text(p) for p in T2I_META["prompts"]]
+    kwargs = dict(prompt=prompts, negative_prompt=_text(T2I_META["negative"]), guidance_scale=s["cfg"], top_k=s["top_k"],
+                  top_p=s["top_p"])
+    ids = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="latent").images
+    assert torch.equal(ids, T2I[f"sample.{setting}.token_ids"])
+    pixels = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="pt").images
+    assert pixels.shape == (2, 3, 64, 64)
+    with torch.no_grad():
+        raw = t2i_pipeline.image_tokenizer.decode(ids)
+    original = T2I[f"sample.{setting}.images"].permute(0, 3, 1, 2).int()
+    ours = torch.clamp(raw * 127.5 + 128.0, 0, 255).to(torch.uint8).int()  # the original's conversion
+    assert (ours - original).abs().max() <= 1
+
+
+# -- training --------------------------------------------------------------------------------------------------
+TINY = dict(image_size=32, codebook_size=16, semantic_code_dim=4, pixel_code_dim=4, patch_nums=[1, 2, 4],
+            semantic_encoder_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
+            semantic_decoder_hidden_size=32, semantic_decoder_num_layers=1, semantic_decoder_num_heads=2,
+            semantic_decoder_grid=4, semantic_feature_dim=16, pixel_channels=32, pixel_channel_mult=[1, 1, 1, 2],
+            pixel_num_res_blocks=1, pixel_z_channels=32, decoder_channels=32, decoder_num_res_blocks=1)
+
+
+def test_vistok_train_tokenizer_with_semantic_distillation(tmp_path):
+    """`vistok train tokenizer` on the family: reconstruction + the quantizer's terms + the semantic decoder's -cos to
+    a frozen teacher's patch features (a tiny random DINOv2 standing in for TokenFlow's CLIP teacher)."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+    from transformers import Dinov2Config, Dinov2Model
+
+    from vistok.training import load_train_config
+    from vistok.training.tokenizer import TokenizerTrainer
+
+    (tmp_path / "data").mkdir()
+    for i in range(4):
+        rng = np.random.default_rng(i)
+        PIL.Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "data" / f"{i}.png")
+    torch.manual_seed(0)
+    teacher = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                       patch_size=2, image_size=8))
+    teacher.save_pretrained(tmp_path / "dinov2")
+
+    def config(out, **loss):
+        return load_train_config("tokenizer", overrides={
+            "model": {"family": "tokenflow", "config": TINY}, "data": {"dataset": str(tmp_path / "data")},
+            "training": {"output_dir": str(out), "batch_size": 2, "max_steps": 2, "learning_rate": 1e-3, "log_every": 1,
+                         "image_every": 1000, "checkpointing_steps": 1000, "export": False},
+            "loss": {"reconstruction": "l1", **loss}})
+
+    def head(trainer):
+        return trainer.accelerator.unwrap_model(trainer.model).semantic_out.state_dict()
+
+    AcceleratorState._reset_state(True)
+    trainer = TokenizerTrainer(config(tmp_path / "run", semantic_weight=1.0, semantic_teacher=str(tmp_path / "dinov2"),
+                                      semantic_image_size=8))
+    summary = trainer.train()
+    last = summary["last"]
+    assert -1.0 <= last["semantic_loss"] <= 1.0 and last["quantizer_loss"] > 0 and last["reconstruction_loss"] > 0
+    AcceleratorState._reset_state(True)
+    plain = TokenizerTrainer(config(tmp_path / "plain"))
+    plain.train()
+    # the semantic decoder learns only from the semantic term
+    assert any(not torch.equal(v, head(plain)[k]) for k, v in head(trainer).items())
+    AcceleratorState._reset_state(True)
+
+
+def test_t2i_training_objective_backpropagates(t2i_pipeline):
+    import copy
+
+    from vistok.modeling.tokenflow import next_scale_text_objective
+
+    model = copy.deepcopy(t2i_pipeline.transformer).train()
+    codes = T2I["codes"]
+    logits, targets = next_scale_text_objective(model, model.config, t2i_pipeline.image_tokenizer, codes,
+                                                {"input_ids": T2I["prompt_ids"]}, None)
+    assert logits.shape == (codes.numel(), model.config.codebook_size) and torch.equal(targets, codes.flatten())
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    # the same loss through forward(labels=...)
+    inputs = t2i_pipeline.image_tokenizer.teacher_forcing_input(codes)
+    out = model(input_ids=T2I["prompt_ids"], image_inputs=inputs, labels=codes)
+    assert torch.allclose(out.loss, loss, atol=1e-6)
+    loss.backward()
+    assert model.model.position_embedding.grad.abs().sum() > 0
+    assert model.model.layers[0].self_attn.qknorm.query_norm.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="trains on text"):
+        next_scale_text_objective(model, model.config, t2i_pipeline.image_tokenizer, codes, torch.zeros(2), None)
