@@ -1,0 +1,124 @@
+"""Instella-T2I: parity of the converted binary tokenizer with the original code's outputs
+(tests/fixtures/README.md, "instella/"), the bit views, the training-time Bernoulli bits, the converter, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+import vistok  # noqa: F401  (registers the vistok model types)
+from _random_weights import random_state_dict
+from _tolerances import assert_matches_original
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError
+from vistok.modeling.instella import InstellaBAEConfig, InstellaBAEModel
+from vistok.modeling.instella.convert_instella import read_bae_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "instella"
+
+
+def load(name):
+    return json.loads((FIXTURES / f"{name}.json").read_text()), load_file(str(FIXTURES / f"{name}.safetensors"))
+
+
+def pixel_values(meta, size, batch):
+    """The fixture script's inputs (make_instella_fixtures.pixel_values), rebuilt from their seed."""
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(meta["weights_seed"] + size)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The fixture's random weights saved as the release does (bae/model.safetensors) and converted through the
+    CLI with the tiny original config (an mmengine-style .py, read as data)."""
+    root = tmp_path_factory.mktemp("instella")
+    meta, _ = load("bae")
+    (root / "release" / "bae").mkdir(parents=True)
+    save_file(random_state_dict(meta["state_dict_shapes"], meta["weights_seed"]), str(root / "release" / "bae" / "model.safetensors"))
+    lines = [f"{key}={value!r}" for key, value in meta["original_config"].items()]
+    (root / "bae_config.py").write_text("# tiny\nnum_latent_tkns=256\n" + "\n".join(lines) + "\nimport os\n")
+    assert cli_main(["convert", "instella-bae", "--original", str(root / "release"), "--output", str(root / "bae"),
+                     "--config", str(root / "bae_config.py"), "--image-size", str(meta["set_scale"])]) == 0
+    return root / "bae"
+
+
+def test_tokenizer_matches_original(converted):
+    meta, expected = load("bae")
+    tok = AutoModel.from_pretrained(converted)
+    assert isinstance(tok, InstellaBAEModel) and not tok.training
+    c = tok.config
+    assert (c.num_tokens, c.num_bits, c.encoder_num_heads, c.downsample_layers, c.rope_scale) == (8, 16, 2, [1], 4.0)
+    for size, batch in meta["sizes"].items():
+        size = int(size)
+        pixels = pixel_values(meta, size, batch)
+        with torch.no_grad():
+            enc = tok.encode(pixels)
+        bits = expected[f"bits_{size}"]
+        assert torch.equal(enc.token_ids, bits), size  # eval rule: sigmoid(logit) > 0.5
+        assert enc.token_ids.shape == (batch, 8, 16) and enc.token_ids.dtype == torch.long
+        assert_matches_original(tok, lambda m: m.encoder(pixels.to(m.dtype)), expected[f"pre_quant_{size}"], f"encoder {size}")
+        assert_matches_original(tok, lambda m: m.quantizer.bits_to_codes(bits.to(m.dtype)), expected[f"latents_{size}"], "latents")
+        assert_matches_original(tok, lambda m: m.decode(bits, image_size=size), expected[f"reconstruction_{size}"], f"decode {size}")
+        packed = tok.pack_bits(bits)
+        assert packed.shape == (batch, 8) and torch.equal(tok.unpack_bits(packed), bits)
+        assert torch.equal(packed, (bits << torch.arange(16)).sum(-1))  # bit b of a token weighs 2**b
+        with torch.no_grad():
+            assert torch.equal(tok.decode(packed, image_size=size), tok.decode(bits, image_size=size))
+    card = (converted / "README.md").read_text()
+    assert "library_name: vistok" in card and "instella-bae" in card and "16 bits" in card
+
+
+def test_training_bits_are_bernoulli_draws_from_generator(converted):
+    meta, expected = load("bae")
+    tok = AutoModel.from_pretrained(converted).train()
+    pixels = pixel_values(meta, 64, 2)
+    with torch.no_grad():
+        bits = tok.encode(pixels, generator=torch.Generator().manual_seed(meta["train_seed"])).token_ids
+        again = tok.encode(pixels, generator=torch.Generator().manual_seed(meta["train_seed"])).token_ids
+        deterministic = tok.encode(pixels, deterministic=True).token_ids
+    # the original draws torch.bernoulli(sigmoid(logits / train_temp)) from the global RNG seeded the same way
+    assert torch.equal(bits, expected["train_bits"]) and torch.equal(bits, again)
+    assert torch.equal(deterministic, expected["bits_64"]) and not torch.equal(bits, deterministic)
+    out = tok(pixels, generator=torch.Generator().manual_seed(0))
+    out.reconstruction.mean().backward()  # straight-through: the encoder gets gradients through the bits
+    assert tok.encoder.proj_out.weight.grad is not None and tok.encoder.proj_out.weight.grad.abs().sum() > 0
+
+
+def test_bad_input_and_config_errors(converted, tmp_path, capsys):
+    tok = AutoModel.from_pretrained(converted)
+    with pytest.raises(ValueError, match=r"bit token_ids must have shape \[B, 8, 16\]"):
+        tok.decode(torch.zeros(1, 8, 15, dtype=torch.long))
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        tok.decode(torch.full((1, 8, 16), 2))
+    with pytest.raises(ValueError, match=r"packed token_ids must lie in \[0, 65535\]"):
+        tok.decode(torch.full((1, 8), 65536))
+    with pytest.raises(TypeError, match="integer"):
+        tok.decode(torch.zeros(1, 8, 16))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        tok.encode(torch.zeros(1, 3, 48, 48))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        tok.decode(torch.zeros(1, 8, 16, dtype=torch.long), image_size=80)
+    with pytest.raises(ValueError, match="axes_dims_rope"):
+        InstellaBAEConfig(axes_dims_rope=[8, 28, 30])
+    with pytest.raises(ValueError, match="num_bits must be at most 64"):
+        InstellaBAEConfig(num_bits=65)
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+    assert cli_main(["convert", "instella-bae", "--original", str(tmp_path / "x.safetensors"), "--output", str(tmp_path / "o")]) != 0
+    assert "not an Instella-T2I BAE checkpoint: missing encoder.latent_tokens" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ConversionError, match="cannot read the original config"):
+        read_bae_config(str(tmp_path / "missing.py"))
+
+
+def test_release_widths_build():
+    # the released architecture (no weights): 128 tokens of 64 bits; packed ids are the two's-complement pattern
+    config = InstellaBAEConfig()
+    assert (config.encoder_hidden_size, config.decoder_hidden_size, config.num_tokens, config.num_bits) == (768, 1024, 128, 64)
+    assert config.downsample_factor == 32
+    bits = torch.zeros(1, 128, 64, dtype=torch.long)
+    bits[0, 0, 63] = 1
+    assert int(InstellaBAEModel.pack_bits(bits)[0, 0]) == -(2**63)
