@@ -24,6 +24,7 @@ from transformers.testing_utils import run_test_using_subprocess
 import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
+from vistok.modeling.instella.configuration_instella import InstellaBAEConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
@@ -110,6 +111,18 @@ CASES: dict[str, ModelCase] = {
         _pixels,
         # the encoder's then the decoder's transformer blocks, over the 4x4 grid; the first is the encoder's input
         num_hidden_layers=2, seq_length=16, hidden_size=32, num_attention_heads=2,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags={"is_training": False, "test_resize_embeddings": False},  # as TiTok: pixels in, codes out
+        skips=TOKENIZER_SKIPS,
+    ),
+    "InstellaBAEModel": ModelCase(
+        InstellaBAEConfig,
+        # no resize stage, so every block sees [4 latent tokens; 2x2 patches] (the parity test covers the resize blocks)
+        dict(image_size=32, patch_size=16, num_tokens=4, num_bits=8, encoder_hidden_size=32, encoder_num_layers=1,
+             encoder_num_heads=2, decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2,
+             downsample_layers=[], upsample_layers=[], axes_dims_rope=[4, 6, 6], rope_scale=2.0),
+        _pixels,
+        num_hidden_layers=2, seq_length=4 + 4, hidden_size=32, num_attention_heads=2,
         common_properties=["image_size", "num_tokens", "codebook_size"],
         flags={"is_training": False, "test_resize_embeddings": False},  # as TiTok: pixels in, codes out
         skips=TOKENIZER_SKIPS,
