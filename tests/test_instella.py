@@ -122,3 +122,64 @@ def test_release_widths_build():
     bits = torch.zeros(1, 128, 64, dtype=torch.long)
     bits[0, 0, 63] = 1
     assert int(InstellaBAEModel.pack_bits(bits)[0, 0]) == -(2**63)
+
+
+# -- the AR generator ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ar_model(tmp_path_factory):
+    """The fixture's random weights saved as the release's ar.pt ({"module": state_dict}, a pickle) and converted."""
+    from vistok.modeling.instella.convert_instella import load_ar
+
+    root = tmp_path_factory.mktemp("instella_ar")
+    meta, _ = load("ar")
+    torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, root / "ar.pt")
+    return load_ar(str(root), head_dim=meta["original_args"]["attention_head_dim"])
+
+
+def test_ar_logits_match_original(ar_model):
+    from vistok.modeling.instella import InstellaARModel
+
+    meta, expected = load("ar")
+    assert isinstance(ar_model, InstellaARModel)
+    c = ar_model.config
+    assert (c.num_bits, c.num_tokens, c.hidden_size, c.num_attention_heads, c.num_hidden_layers, c.text_hidden_size) == (16, 8, 32, 2, 2, 32)
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    bits = expected["input_bits"]
+    assert_matches_original(ar_model, lambda m: m(bits, text.to(m.dtype), mask).logits, expected["logits"], "teacher-forced logits")
+    assert_matches_original(ar_model, lambda m: m(None, text.to(m.dtype), mask).logits, expected["logits_split_only"], "split token only")
+    # left padding: masked text positions do not matter
+    noisy = text.clone()
+    noisy[1, :, :2] = 100.0
+    with torch.no_grad():
+        assert torch.allclose(ar_model(bits, noisy, mask).logits, ar_model(bits, text, mask).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["released", "warm", "greedy"])
+def test_ar_seeded_samples_match_original(ar_model, name):
+    meta, expected = load("ar")
+    setting = meta["settings"][name]
+    mask = torch.tensor(meta["attention_mask"])
+    bits = ar_model.generate(expected["text_hidden_states"], mask, guidance_scale=setting["guidance_scale"],
+                             temperature=setting["temp"], generator=torch.Generator().manual_seed(setting["seed"]))
+    assert bits.shape == (2, 8, 16)
+    assert torch.equal(bits, expected[f"sample_{name}"])
+
+
+def test_ar_bad_input(ar_model, tmp_path):
+    from vistok.modeling.instella.convert_instella import load_ar
+
+    meta, expected = load("ar")
+    text = expected["text_hidden_states"]
+    with pytest.raises(ValueError, match=r"text_hidden_states must be \[B, 2, T, 32\]"):
+        ar_model(None, text[:, :1])
+    with pytest.raises(ValueError, match=r"input_bits must be \[4, n, 16\]"):
+        ar_model(torch.zeros(4, 3, 15), text)
+    with pytest.raises(ValueError, match="at most 8"):
+        ar_model(torch.zeros(4, 9, 16), text)
+    with pytest.raises(ValueError, match="unconditional rows"):
+        ar_model.generate(text[:3], torch.ones(3, 6))
+    torch.save({"module": {"w": torch.zeros(1)}}, tmp_path / "ar.pt")
+    with pytest.raises(ConversionError, match="not an Instella-T2I AR checkpoint"):
+        load_ar(str(tmp_path))

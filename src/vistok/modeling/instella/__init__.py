@@ -2,8 +2,9 @@
 
 from ...families import TOKENIZER, ConverterSpec, Family, TokenizerSpec
 from . import convert_instella
-from .configuration_instella import InstellaBAEConfig
+from .configuration_instella import InstellaARConfig, InstellaBAEConfig
 from .modeling_instella import InstellaBAEModel, InstellaBAEPreTrainedModel
+from .modeling_instella_ar import InstellaARModel, InstellaAROutput, InstellaARPreTrainedModel
 
 FAMILY = Family(
     name="instella",
@@ -14,4 +15,5 @@ FAMILY = Family(
                               "the Instella-T2I binary autoencoder (bae/model.safetensors)"),),
 )
 
-__all__ = ["FAMILY", "InstellaBAEConfig", "InstellaBAEModel", "InstellaBAEPreTrainedModel"]
+__all__ = ["FAMILY", "InstellaBAEConfig", "InstellaBAEModel", "InstellaBAEPreTrainedModel", "InstellaARConfig",
+           "InstellaARModel", "InstellaAROutput", "InstellaARPreTrainedModel"]

@@ -94,13 +94,9 @@ def settings_from_original(original: dict, image_size: int) -> dict:
 
 
 def convert_state_dict(original: dict) -> tuple[dict, set[str]]:
-    converted, unused = {}, set()
-    for key, value in original.items():
-        if _UNUSED.match(key):
-            unused.add(key)
-            continue
-        converted[rename_key(key, _RENAMES)] = value
-    return converted, unused
+    """Renamed tensors; the training-only REPA head is dropped (nothing reads it at inference)."""
+    converted = {rename_key(k, _RENAMES): v for k, v in original.items() if not _UNUSED.match(k)}
+    return converted, set()
 
 
 def convert(source: str, output: str, *, preset: str | None = None, overwrite: bool = False,
@@ -149,3 +145,34 @@ def render_card(cfg: InstellaBAEConfig, preset: Release, base_model: str, source
         decoder=trunk(cfg.decoder_hidden_size, cfg.decoder_num_layers, cfg.decoder_num_heads), repo_id=repo_id,
         metrics=metrics_table(preset.metrics), license=preset.license,
     )
+
+
+# -- the AR generator (ar.pt, weights under ["module"]) ----------------------------------------------------
+_AR_RENAMES = [(r"\.mlp\.net\.0\.proj\.", ".mlp.fc1."), (r"\.mlp\.net\.2\.", ".mlp.fc2.")]
+_AR_UNUSED = re.compile(r"^time_embed\.")  # constructed by the original, never used in its forward
+
+
+def infer_ar_config(state: dict, head_dim: int = 128) -> dict:
+    """The AR architecture from ``ar.pt``'s shapes (heads of ``head_dim``: 128 in the release)."""
+    try:
+        width = state["split_token"].shape[-1]
+        num_bits = state["x_embedder.weight"].shape[1]
+        positions, text_width = state["transformer_blocks.0.pos_emb"].shape[1], state["transformer_blocks.0.proj_cond.weight"].shape[1]
+    except KeyError as err:
+        raise ConversionError(f"not an Instella-T2I AR checkpoint: missing {err.args[0]}") from None
+    return dict(num_bits=num_bits, num_tokens=positions - 1, hidden_size=width, num_attention_heads=width // head_dim,
+                num_hidden_layers=_count(state, "transformer_blocks"), text_hidden_size=text_width,
+                mlp_ratio=state["transformer_blocks.0.mlp.net.0.proj.weight"].shape[0] / width)
+
+
+def load_ar(source: str, head_dim: int = 128):
+    """An ``InstellaARModel`` from the original ``ar.pt`` (``torch.load(weights_only=True)``, unwrapped from
+    ``["module"]``) or a folder holding it; eval mode."""
+    from .configuration_instella import InstellaARConfig
+    from .modeling_instella_ar import InstellaARModel
+
+    state = read_original(source, filename="ar.pt")
+    config = InstellaARConfig(**infer_ar_config(state, head_dim))
+    # the never-used time_embed is dropped
+    converted = {rename_key(k, _AR_RENAMES): v for k, v in state.items() if not _AR_UNUSED.match(k)}
+    return load_converted(InstellaARModel, config, converted, set(), state)
