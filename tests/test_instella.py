@@ -128,14 +128,24 @@ def test_release_widths_build():
 
 
 @pytest.fixture(scope="module")
-def ar_model(tmp_path_factory):
-    """The fixture's random weights saved as the release's ar.pt ({"module": state_dict}, a pickle) and converted."""
-    from vistok.modeling.instella.convert_instella import load_ar
+def ar_pipeline(tmp_path_factory, converted):
+    """The fixture's random weights saved as the release's ar.pt ({"module": state_dict}, a pickle) and converted
+    with the tiny tokenizer (8 tokens of 16 bits) into a pipeline folder, without a text encoder."""
+    from vistok import BinaryAutoregressiveTextToImagePipeline
 
     root = tmp_path_factory.mktemp("instella_ar")
     meta, _ = load("ar")
     torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, root / "ar.pt")
-    return load_ar(str(root), head_dim=meta["original_args"]["attention_head_dim"])
+    assert cli_main(["convert", "instella-ar", "--original", str(root / "ar.pt"), "--tokenizer", str(converted),
+                     "--head-dim", str(meta["original_args"]["attention_head_dim"]), "--output", str(root / "pipe")]) == 0
+    pipe = BinaryAutoregressiveTextToImagePipeline.from_pretrained(root / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def ar_model(ar_pipeline):
+    return ar_pipeline.transformer
 
 
 def test_ar_logits_match_original(ar_model):
@@ -157,14 +167,40 @@ def test_ar_logits_match_original(ar_model):
 
 
 @pytest.mark.parametrize("name", ["released", "warm", "greedy"])
-def test_ar_seeded_samples_match_original(ar_model, name):
+def test_ar_seeded_samples_match_original(ar_pipeline, name):
     meta, expected = load("ar")
     setting = meta["settings"][name]
-    mask = torch.tensor(meta["attention_mask"])
-    bits = ar_model.generate(expected["text_hidden_states"], mask, guidance_scale=setting["guidance_scale"],
-                             temperature=setting["temp"], generator=torch.Generator().manual_seed(setting["seed"]))
-    assert bits.shape == (2, 8, 16)
-    assert torch.equal(bits, expected[f"sample_{name}"])
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    out = ar_pipeline(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                      negative_prompt_attention_mask=mask[2:], guidance_scale=setting["guidance_scale"],
+                      temperature=setting["temp"], generator=torch.Generator().manual_seed(setting["seed"]), output_type="latent")
+    assert out.images.shape == (2, 8, 16)
+    assert torch.equal(out.images, expected[f"sample_{name}"])
+
+
+def test_ar_pipeline_images_and_defaults(ar_pipeline):
+    meta, expected = load("ar")
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    assert ar_pipeline.transformer.config.sampling_defaults == {"guidance_scale": 7.5, "temperature": 1.0}
+    kwargs = dict(prompt_embeds=text[:1], prompt_attention_mask=mask[:1], negative_prompt_embeds=text[2:3],
+                  negative_prompt_attention_mask=mask[2:3])
+    g = lambda: torch.Generator().manual_seed(21)  # noqa: E731
+    bits = ar_pipeline(**kwargs, generator=g(), output_type="latent").images
+    assert bits.shape == (1, 8, 16) and torch.equal(bits, ar_pipeline(**kwargs, generator=g(), output_type="latent").images)
+    assert not torch.equal(bits, ar_pipeline(**kwargs, guidance_scale=0.0, generator=g(), output_type="latent").images)
+    images = ar_pipeline(**kwargs, generator=g(), output_type="pt", height=96, width=96).images
+    assert images.shape == (1, 3, 96, 96) and 0 <= float(images.min()) and float(images.max()) <= 1
+    with torch.no_grad():
+        pixels = ar_pipeline.image_tokenizer.decode(bits, image_size=96).clamp(-1, 1)
+    assert torch.allclose(images, (pixels + 1) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="no text_encoder/tokenizer"):
+        ar_pipeline("a prompt")
+    with pytest.raises(ValueError, match=r"prompt_embeds must be the text encoder's hidden states 1..2 stacked"):
+        ar_pipeline(prompt_embeds=text[:1, 0], negative_prompt_embeds=text[2:3])
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        ar_pipeline(**kwargs, temperature=-1.0)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ar_pipeline(**kwargs, height=80, width=80)
 
 
 def test_ar_bad_input(ar_model, tmp_path):
@@ -178,8 +214,6 @@ def test_ar_bad_input(ar_model, tmp_path):
         ar_model(torch.zeros(4, 3, 15), text)
     with pytest.raises(ValueError, match="at most 8"):
         ar_model(torch.zeros(4, 9, 16), text)
-    with pytest.raises(ValueError, match="unconditional rows"):
-        ar_model.generate(text[:3], torch.ones(3, 6))
     torch.save({"module": {"w": torch.zeros(1)}}, tmp_path / "ar.pt")
     with pytest.raises(ConversionError, match="not an Instella-T2I AR checkpoint"):
         load_ar(str(tmp_path))

@@ -10,6 +10,7 @@ from .image_processing import VistokImageProcessor
 from .modeling import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from .pipelines import (
     AutoregressiveImagePipeline,
+    BinaryAutoregressiveTextToImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
     NextScaleTextToImagePipeline,
@@ -24,7 +25,7 @@ families.register_auto_classes()
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-    "NextScalePipeline", "NextScaleTextToImagePipeline",
+    "NextScalePipeline", "NextScaleTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

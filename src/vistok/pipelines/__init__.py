@@ -3,9 +3,10 @@
 
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
+from .binary_autoregressive import BinaryAutoregressiveTextToImagePipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "NextScalePipeline", "NextScaleTextToImagePipeline"]
+           "NextScalePipeline", "NextScaleTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"]

@@ -176,3 +176,60 @@ def load_ar(source: str, head_dim: int = 128):
     # the never-used time_embed is dropped
     converted = {rename_key(k, _AR_RENAMES): v for k, v in state.items() if not _AR_UNUSED.match(k)}
     return load_converted(InstellaARModel, config, converted, set(), state)
+
+
+AR_RELEASES = {
+    "instella-t2i-ar": Release(
+        "amd/Instella-T2I", "Instella-T2I autoregressive generator: 128 binary tokens from text (AMD-OLMo-1B features).",
+        filename="ar.pt", license="other", sampling={"guidance_scale": 7.5, "temperature": 1.0}, tokenizer="instella-t2i-bae"),
+}
+
+
+def convert_ar(source: str, output: str, *, tokenizer: str, text_encoder: str | None = None, preset: str | None = None,
+               head_dim: int | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
+    """``vistok convert instella-ar``: ``ar.pt`` + a converted tokenizer folder (``vistok convert instella-bae``)
+    [+ an OLMo folder, amd/AMD-OLMo-1B, with its tokenizer] -> a BinaryAutoregressiveTextToImagePipeline folder."""
+    from transformers import AutoModel
+
+    from ...pipelines import BinaryAutoregressiveTextToImagePipeline
+
+    chosen = choose_release(preset, AR_RELEASES, "instella-ar") or AR_RELEASES["instella-t2i-ar"]
+    transformer = load_ar(source, head_dim or 128)
+    transformer.config.sampling_defaults = dict(chosen.sampling)
+    image_tokenizer = AutoModel.from_pretrained(tokenizer)
+    if not isinstance(image_tokenizer, InstellaBAEModel):
+        raise ConversionError(f"--tokenizer must be a converted Instella-T2I tokenizer folder (vistok convert instella-bae), "
+                              f"got a {type(image_tokenizer).__name__}")
+    encoder = text_tokenizer = None
+    if text_encoder is not None:
+        from transformers import AutoTokenizer
+
+        encoder = AutoModel.from_pretrained(text_encoder).eval()
+        text_tokenizer = AutoTokenizer.from_pretrained(text_encoder, padding_side="left")
+    try:
+        pipeline = BinaryAutoregressiveTextToImagePipeline(image_tokenizer=image_tokenizer, transformer=transformer,
+                                                           text_encoder=encoder, tokenizer=text_tokenizer)
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
+    cfg = transformer.config
+    metadata = {"license": chosen.license, "library_name": "vistok", "pipeline_tag": "text-to-image",
+                "tags": ["vistok", "text-to-image", "instella-ar", "binary-tokens"], "base_model": chosen.repo}
+    card = render_model_card(
+        "instella-ar", metadata=metadata, model_name=Path(card_repo_id(output, push_to_hub)).name,
+        base_model=state_source(source), description=chosen.description, repo_id=card_repo_id(output, push_to_hub),
+        hidden_size=str(cfg.hidden_size), num_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
+        num_tokens=str(cfg.num_tokens), num_bits=str(cfg.num_bits), guidance=str(cfg.sampling_defaults["guidance_scale"]),
+        temperature=str(cfg.sampling_defaults["temperature"]), license=chosen.license)
+    return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
+
+
+def state_source(source: str) -> str:
+    return Path(source).name or source
+
+
+AR_CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="DIR", help="a tokenizer folder from `vistok convert instella-bae`")),
+    ("--text-encoder", dict(metavar="DIR", help="an OLMo folder with its tokenizer (amd/AMD-OLMo-1B); without it, "
+                                                 "the pipeline takes prompt_embeds")),
+    ("--head-dim", dict(type=int, metavar="N", help="attention head size (128 in the release)")),
+)

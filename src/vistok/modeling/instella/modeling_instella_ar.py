@@ -5,10 +5,7 @@ Each block: ``h = rms(x) + pos_emb``; keys/values over ``[proj_cond(OLMo hidden 
 <= i), q/k RMSNorm per head, no RoPE; ``x += attn``; ``x += mlp(rms(x))`` (GELU-tanh). Head: ``proj_out(rms(x))``
 gives one logit per bit. The unused ``time_embed`` of the release is not kept.
 
-The sampler (:meth:`InstellaARModel.generate`) is the original ``BinaryAR.sample``: logits divided by the
-temperature *before* guidance ``(1+g)·cond - g·uncond``; bits ``Bernoulli(sigmoid(·))`` drawn from ``generator``,
-or ``sigmoid(·) > 0.5`` at temperature 0 (then a bit is 1 only when the guided logit is > 0 with logits that were
-divided by 0: the original's rule, kept for parity).
+The original sampler (``BinaryAR.sample``) is :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`.
 """
 
 from __future__ import annotations
@@ -181,26 +178,3 @@ class InstellaARModel(InstellaARPreTrainedModel):
         for index, block in enumerate(self.transformer_blocks):
             hidden = block(hidden, text_hidden_states[:, index], mask)
         return InstellaAROutput(logits=self.proj_out(self.norm_out(hidden)))
-
-    @torch.no_grad()
-    def generate(self, text_hidden_states: torch.Tensor, text_attention_mask: torch.Tensor, guidance_scale: float | None = None,
-                 temperature: float | None = None, generator: torch.Generator | None = None) -> torch.LongTensor:
-        """The original sampler. ``text_hidden_states`` / ``text_attention_mask`` hold the prompts' rows then as many
-        unconditional rows (the empty prompt); returns bits ``[B, num_tokens, num_bits]`` (int64) for the B prompts."""
-        defaults = self.config.sampling_defaults
-        guidance_scale = defaults.get("guidance_scale", 7.5) if guidance_scale is None else guidance_scale
-        temperature = defaults.get("temperature", 1.0) if temperature is None else temperature
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if text_hidden_states.shape[0] % 2:
-            raise ValueError("text_hidden_states must hold the conditional rows then as many unconditional rows")
-        batch = text_hidden_states.shape[0] // 2
-        bits = text_hidden_states.new_zeros(batch, 0, self.config.num_bits, dtype=self.dtype)
-        for _ in range(self.config.num_tokens):
-            logits = self(torch.cat([bits, bits]), text_hidden_states, text_attention_mask).logits[:, -1:].float()
-            logits = logits / temperature
-            cond, uncond = logits.chunk(2)
-            probs = torch.sigmoid((1 + guidance_scale) * cond - guidance_scale * uncond)
-            step = torch.bernoulli(probs, generator=generator) if temperature != 0 else (probs > 0.5).float()
-            bits = torch.cat([bits, step.to(bits.dtype)], dim=1)
-        return bits.long()
