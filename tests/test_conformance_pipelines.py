@@ -15,8 +15,9 @@ from vistok.cli import main as cli_main
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
 from test_var import META, original_release
+from test_instella import ar_pipeline, instella_bae_folder  # noqa: F401  (tiny Instella-T2I AR pipeline)
 
-PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text")
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "binary_text_to_image")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,13 @@ def case(request):
     elif name == "next_scale":
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
+    elif name == "binary_text_to_image":
+        pipe = request.getfixturevalue("ar_pipeline")
+        cfg = pipe.transformer.config
+        g = torch.Generator().manual_seed(0)
+        states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        neg_states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        inputs = lambda n: {"prompt_embeds": states[:n], "negative_prompt_embeds": neg_states[:n]}  # noqa: E731
     else:
         pipe = request.getfixturevalue("next_scale_text")
         width = pipe.transformer.config.text_hidden_size
@@ -115,7 +123,7 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text"):
+        if name in ("text_to_image", "next_scale_text", "binary_text_to_image"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -286,6 +294,6 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline"}
+               "NextScaleTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

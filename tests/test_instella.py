@@ -32,7 +32,7 @@ def pixel_values(meta, size, batch):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def instella_bae_folder(tmp_path_factory):
     """The fixture's random weights saved as the release does (bae/model.safetensors) and converted through the
     CLI with the tiny original config (an mmengine-style .py, read as data)."""
     root = tmp_path_factory.mktemp("instella")
@@ -46,9 +46,9 @@ def converted(tmp_path_factory):
     return root / "bae"
 
 
-def test_tokenizer_matches_original(converted):
+def test_tokenizer_matches_original(instella_bae_folder):
     meta, expected = load("bae")
-    tok = AutoModel.from_pretrained(converted)
+    tok = AutoModel.from_pretrained(instella_bae_folder)
     assert isinstance(tok, InstellaBAEModel) and not tok.training
     c = tok.config
     assert (c.num_tokens, c.num_bits, c.encoder_num_heads, c.downsample_layers, c.rope_scale) == (8, 16, 2, [1], 4.0)
@@ -68,13 +68,13 @@ def test_tokenizer_matches_original(converted):
         assert torch.equal(packed, (bits << torch.arange(16)).sum(-1))  # bit b of a token weighs 2**b
         with torch.no_grad():
             assert torch.equal(tok.decode(packed, image_size=size), tok.decode(bits, image_size=size))
-    card = (converted / "README.md").read_text()
+    card = (instella_bae_folder / "README.md").read_text()
     assert "library_name: vistok" in card and "instella-bae" in card and "16 bits" in card
 
 
-def test_training_bits_are_bernoulli_draws_from_generator(converted):
+def test_training_bits_are_bernoulli_draws_from_generator(instella_bae_folder):
     meta, expected = load("bae")
-    tok = AutoModel.from_pretrained(converted).train()
+    tok = AutoModel.from_pretrained(instella_bae_folder).train()
     pixels = pixel_values(meta, 64, 2)
     with torch.no_grad():
         bits = tok.encode(pixels, generator=torch.Generator().manual_seed(meta["train_seed"])).token_ids
@@ -88,8 +88,8 @@ def test_training_bits_are_bernoulli_draws_from_generator(converted):
     assert tok.encoder.proj_out.weight.grad is not None and tok.encoder.proj_out.weight.grad.abs().sum() > 0
 
 
-def test_bad_input_and_config_errors(converted, tmp_path, capsys):
-    tok = AutoModel.from_pretrained(converted)
+def test_bad_input_and_config_errors(instella_bae_folder, tmp_path, capsys):
+    tok = AutoModel.from_pretrained(instella_bae_folder)
     with pytest.raises(ValueError, match=r"bit token_ids must have shape \[B, 8, 16\]"):
         tok.decode(torch.zeros(1, 8, 15, dtype=torch.long))
     with pytest.raises(ValueError, match="must be 0 or 1"):
@@ -128,15 +128,15 @@ def test_release_widths_build():
 
 
 @pytest.fixture(scope="module")
-def ar_pipeline(tmp_path_factory, converted):
-    """The fixture's random weights saved as the release's ar.pt ({"module": state_dict}, a pickle) and converted
+def ar_pipeline(tmp_path_factory, instella_bae_folder):
+    """The fixture's random weights saved as the release's ar.pt ({"module": state_dict}, a pickle) and instella_bae_folder
     with the tiny tokenizer (8 tokens of 16 bits) into a pipeline folder, without a text encoder."""
     from vistok import BinaryAutoregressiveTextToImagePipeline
 
     root = tmp_path_factory.mktemp("instella_ar")
     meta, _ = load("ar")
     torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, root / "ar.pt")
-    assert cli_main(["convert", "instella-ar", "--original", str(root / "ar.pt"), "--tokenizer", str(converted),
+    assert cli_main(["convert", "instella-ar", "--original", str(root / "ar.pt"), "--tokenizer", str(instella_bae_folder),
                      "--head-dim", str(meta["original_args"]["attention_head_dim"]), "--output", str(root / "pipe")]) == 0
     pipe = BinaryAutoregressiveTextToImagePipeline.from_pretrained(root / "pipe")
     pipe.set_progress_bar_config(disable=True)
