@@ -217,3 +217,43 @@ def test_ar_bad_input(ar_model, tmp_path):
     torch.save({"module": {"w": torch.zeros(1)}}, tmp_path / "ar.pt")
     with pytest.raises(ConversionError, match="not an Instella-T2I AR checkpoint"):
         load_ar(str(tmp_path))
+
+
+def _tiny_olmo_and_tokenizer(meta):
+    """The fixture's tiny OLMo (same config, same seed before construction) and a word-level tokenizer whose words
+    ``w<id>`` are the fixture's ids, with OLMo's ``</s>`` (id 2) appended and ``<pad>`` (id 1): the prompts below
+    tokenize, left padded in one call, to exactly the fixture's ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import OlmoConfig, OlmoModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(meta["olmo_seed"])
+    olmo = OlmoModel(OlmoConfig(**meta["olmo_config"])).eval()
+    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, meta["olmo_config"]["vocab_size"])}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="</s>")
+    prompts = [" ".join(f"w{i}" for i, m in zip(ids[:-1], mask[:-1]) if m) for ids, mask in zip(meta["input_ids"][:2], meta["attention_mask"][:2])]
+    return olmo, tokenizer, prompts
+
+
+def test_ar_text_path_matches_original(ar_pipeline):
+    """Prompts through the OLMo components: one tokenizer call over [prompts; ""], left padded, hidden states 1..L —
+    the original's text path — then the seeded sample equals the original's."""
+    from vistok import BinaryAutoregressiveTextToImagePipeline
+
+    meta, expected = load("ar")
+    olmo, tokenizer, prompts = _tiny_olmo_and_tokenizer(meta)
+    pipe = BinaryAutoregressiveTextToImagePipeline(ar_pipeline.image_tokenizer, ar_pipeline.transformer, olmo, tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    states, mask = pipe.encode_prompt(prompts + ["", ""])
+    assert torch.equal(mask.cpu(), torch.tensor(meta["attention_mask"]))
+    assert torch.allclose(states, expected["text_hidden_states"], atol=1e-5)
+    setting = meta["settings"]["released"]
+    bits = pipe(prompts, generator=torch.Generator().manual_seed(setting["seed"]), output_type="latent").images
+    assert torch.equal(bits, expected["sample_released"])
+    with pytest.raises(ValueError, match="the transformer takes 2 hidden states 32 wide"):
+        from transformers import OlmoConfig, OlmoModel
+
+        BinaryAutoregressiveTextToImagePipeline(ar_pipeline.image_tokenizer, ar_pipeline.transformer,
+                                                OlmoModel(OlmoConfig(**{**meta["olmo_config"], "num_hidden_layers": 3})), tokenizer)
