@@ -257,3 +257,51 @@ def test_ar_text_path_matches_original(ar_pipeline):
 
         BinaryAutoregressiveTextToImagePipeline(ar_pipeline.image_tokenizer, ar_pipeline.transformer,
                                                 OlmoModel(OlmoConfig(**{**meta["olmo_config"], "num_hidden_layers": 3})), tokenizer)
+
+
+def test_tokenizer_trains_with_vistok_train(tmp_path, monkeypatch):
+    """`vistok train tokenizer` on the binary tokenizer: training-mode Bernoulli bits, straight-through gradients;
+    the export loads with AutoModel and its weights moved."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+
+    from vistok.training import load_train_config
+    from vistok.training.tokenizer import TokenizerTrainer
+
+    for i in range(4):
+        (tmp_path / "images" / "a").mkdir(parents=True, exist_ok=True)
+        yy, xx = np.mgrid[0:64, 0:64] / 63.0
+        PIL.Image.fromarray((np.stack([xx, yy * 0.25 * i, 1 - xx], -1) * 255).astype(np.uint8)).save(tmp_path / "images" / "a" / f"{i}.png")
+    model = {"family": "instella-bae", "config": dict(
+        image_size=64, patch_size=16, num_tokens=4, num_bits=8, encoder_hidden_size=32, encoder_num_layers=2, encoder_num_heads=2,
+        decoder_hidden_size=32, decoder_num_layers=2, decoder_num_heads=2, downsample_layers=[0], upsample_layers=[0],
+        axes_dims_rope=[4, 6, 6], rope_scale=4.0)}
+    AcceleratorState._reset_state(True)
+    config = load_train_config("tokenizer", overrides={
+        "model": model, "data": {"dataset": str(tmp_path / "images")},
+        "training": {"output_dir": str(tmp_path / "run"), "batch_size": 2, "max_steps": 3, "learning_rate": 1e-3,
+                     "image_every": 1000, "checkpointing_steps": 1000}, "loss": {"reconstruction": "l2"}})
+    from vistok.training import tokenizer as tokenizer_training
+
+    built = []
+
+    def build_and_snapshot(*args, **kwargs):  # the model as the trainer builds it, before any step
+        model = build_model(*args, **kwargs)
+        built.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model
+
+    build_model = tokenizer_training.build_model
+    monkeypatch.setattr(tokenizer_training, "build_model", build_and_snapshot)
+    try:
+        TokenizerTrainer(config).train()
+    finally:
+        AcceleratorState._reset_state(True)
+    trained = AutoModel.from_pretrained(tmp_path / "run" / "final")
+    assert isinstance(trained, InstellaBAEModel)
+    assert len(built) == 1
+    initial = built[0]
+    for name in ("encoder.proj_out.weight", "quantizer.proj.weight", "decoder.input_layer.1.weight", "to_pixel.weight"):
+        assert not torch.equal(trained.state_dict()[name], initial[name]), name  # gradients reached every stage
+    losses = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses and all(np.isfinite(v) for row in losses for k, v in row.items() if "loss" in k and isinstance(v, float))
