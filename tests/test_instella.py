@@ -63,6 +63,8 @@ def test_tokenizer_matches_original(instella_bae_folder):
         assert_matches_original(tok, lambda m: m.encoder(pixels.to(m.dtype)), expected[f"pre_quant_{size}"], f"encoder {size}")
         assert_matches_original(tok, lambda m: m.quantizer.bits_to_codes(bits.to(m.dtype)), expected[f"latents_{size}"], "latents")
         assert_matches_original(tok, lambda m: m.decode(bits, image_size=size), expected[f"reconstruction_{size}"], f"decode {size}")
+        with torch.no_grad():
+            assert tok(pixels).reconstruction.shape == pixels.shape  # forward decodes at the input's size
         packed = tok.pack_bits(bits)
         assert packed.shape == (batch, 8) and torch.equal(tok.unpack_bits(packed), bits)
         assert torch.equal(packed, (bits << torch.arange(16)).sum(-1))  # bit b of a token weighs 2**b

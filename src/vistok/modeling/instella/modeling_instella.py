@@ -20,9 +20,9 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils.output_capturing import OutputRecorder
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers.norms import RMSNorm
 from ..layers.transformer import eager_attention_forward
 from ..quantizers import BinaryQuantizer, bits_to_indices, indices_to_bits
@@ -291,6 +291,13 @@ class InstellaBAEModel(VisualTokenizerMixin, InstellaBAEPreTrainedModel):
         bits = self.unpack_bits(q.indices)
         return VisualTokenizerEncoderOutput(token_ids=bits, latents=q.quantized, quantizer_loss=q.loss,
                                             codebook_loss=q.codebook_loss)
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None, **kwargs) -> VisualTokenizerOutput | tuple:
+        """The mixin's forward, reconstructing at the input's size (any multiple of ``downsample_factor``)."""
+        enc = self.encode(pixel_values, num_tokens=num_tokens, **kwargs)
+        return VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents, pixel_values.shape[-1]), **dict(enc.items()))
 
     def check_token_ids(self, token_ids) -> None:
         """Bits ``[B, N, num_bits]`` (0/1) or packed ids ``[B, N]``."""
