@@ -26,6 +26,7 @@ import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
 from vistok.modeling.flextok.configuration_flextok import FlexTokConfig
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
+from vistok.modeling.instella.configuration_instella import InstellaARConfig, InstellaBAEConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
@@ -60,6 +61,8 @@ class ModelCase:
     # conv tokenizers: hidden states are feature maps [B, C, h, w]; (count, first shape [C, h, w]) replaces the
     # mixin's [seq_length, hidden_size] check, as transformers' conv models (ResNet, ConvNeXt) override it
     feature_maps: tuple | None = None
+    # attention over more keys than queries (a text prefix as keys/values only): the mixin's ``key_length``
+    key_length: int | None = None
 
 
 # Pixels in, codes out: a tokenizer's forward has no input token embedding to get or set (the codebook embeds
@@ -139,6 +142,18 @@ CASES: dict[str, ModelCase] = {
         skips={**TOKENIZER_SKIPS, "test_retain_grad_hidden_states_attentions":
                "a training-mode forward with gradients is refused: FlexTok trains with a flow-matching objective "
                "vistok does not implement (test_flextok.py checks the refusal)"},
+    ),
+    "InstellaBAEModel": ModelCase(
+        InstellaBAEConfig,
+        # no resize stage, so every block sees [4 latent tokens; 2x2 patches] (the parity test covers the resize blocks)
+        dict(image_size=32, patch_size=16, num_tokens=4, num_bits=8, encoder_hidden_size=32, encoder_num_layers=1,
+             encoder_num_heads=2, decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2,
+             downsample_layers=[], upsample_layers=[], axes_dims_rope=[4, 6, 6], rope_scale=2.0),
+        _pixels,
+        num_hidden_layers=2, seq_length=4 + 4, hidden_size=32, num_attention_heads=2,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        flags={"is_training": False, "test_resize_embeddings": False},  # as TiTok: pixels in, codes out
+        skips=TOKENIZER_SKIPS,
     ),
     "LlamaGenVQModel": ModelCase(
         LlamaGenVQConfig,
@@ -276,6 +291,22 @@ CASES: dict[str, ModelCase] = {
         # the main input is a class label (null class last) and the head predicts codes: no vocabulary to resize
         flags={"is_training": True, "additional_model_inputs": ["inputs"], "test_resize_embeddings": False},
     ),
+    "InstellaARModel": ModelCase(
+        InstellaARConfig,
+        dict(num_bits=8, num_tokens=6, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, text_hidden_size=16),
+        # 4 bit vectors after the split token; the text: hidden states 1..2 of a text encoder over 3 tokens
+        lambda config, g: {"input_bits": torch.randint(0, 2, (BATCH, 4, config.num_bits), generator=g).float(),
+                           "text_hidden_states": torch.randn(BATCH, config.num_hidden_layers, 3, config.text_hidden_size, generator=g),
+                           "text_attention_mask": torch.tensor([[1, 1, 1], [0, 1, 1]])},
+        num_hidden_layers=2, seq_length=5, hidden_size=32, num_attention_heads=2, key_length=3 + 5,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers"],
+        # per-bit logits (a binary cross-entropy) have no loss in forward: vistok train refuses it (see the family),
+        # and the bits arrive through a Linear (x_embedder): no token vocabulary to resize
+        flags={"is_training": False, "additional_model_inputs": ["text_hidden_states", "text_attention_mask"],
+               "test_resize_embeddings": False},
+        skips={"test_model_get_set_embeddings": "the inputs are bit vectors embedded by a Linear (x_embedder) and the text "
+                                                "arrives as features: no token embedding table"},
+    ),
     "STARTransformer": ModelCase(
         STARConfig,
         # per-sample cross-attention: the releases' default (every sample gets sample 0's cross-attention output, the
@@ -308,6 +339,8 @@ class _Tester:
         self.seq_length = case.seq_length
         self.hidden_size = case.hidden_size
         self.num_attention_heads = case.num_attention_heads
+        if case.key_length is not None:
+            self.key_length = case.key_length
 
     def get_config(self):
         return self.case.config_class(**self.case.config)

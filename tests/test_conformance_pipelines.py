@@ -18,9 +18,10 @@ from test_open_magvit2 import ibq_pipe, omagvit2_converted, omagvit2_pipe  # noq
 from test_var import META, original_release
 from test_tokenflow import tokenflow_converted  # noqa: F401  (the tiny TokenFlow tokenizers)
 from test_tokenflow import t2i_pipeline  # noqa: F401  (the tiny TokenFlow-t2i pipeline)
+from test_instella import ar_pipeline, instella_bae_folder  # noqa: F401  (tiny Instella-T2I AR pipeline)
 
 PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "factorized_autoregressive",
-             "adaln_autoregressive", "tokenflow_t2i")
+             "adaln_autoregressive", "tokenflow_t2i", "binary_text_to_image")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,13 @@ def case(request):
         prompts = [[1, 5, 6, 7], [1, 9, 10], [1, 11, 12, 13, 14]]
         # the negative prompt as a tuple: one for every image, not sliced per image by the checks
         inputs = lambda n: {"prompt_ids": prompts[:n], "negative_prompt_ids": (1, 20, 21), "top_k": 10}  # noqa: E731
+    elif name == "binary_text_to_image":
+        pipe = request.getfixturevalue("ar_pipeline")
+        cfg = pipe.transformer.config
+        g = torch.Generator().manual_seed(0)
+        states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        neg_states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        inputs = lambda n: {"prompt_embeds": states[:n], "negative_prompt_embeds": neg_states[:n]}  # noqa: E731
     else:
         pipe = request.getfixturevalue("next_scale_text")
         width = pipe.transformer.config.text_hidden_size
@@ -138,7 +146,7 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i"):
+        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i", "binary_text_to_image"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -309,6 +317,7 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline", "TokenFlowTextToImagePipeline"}
+               "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline", "TokenFlowTextToImagePipeline",
+               "BinaryAutoregressiveTextToImagePipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

@@ -11,6 +11,7 @@ from .modeling import VisualTokenizerEncoderOutput, VisualTokenizerMixin, Visual
 from .pipelines import (
     AutoregressiveImagePipeline,
     FactorizedAutoregressiveImagePipeline,
+    BinaryAutoregressiveTextToImagePipeline,
     MaskGITPipeline,
     NextScalePipeline,
     NextScaleTextToImagePipeline,
@@ -27,6 +28,7 @@ __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
+    "BinaryAutoregressiveTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

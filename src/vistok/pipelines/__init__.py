@@ -4,6 +4,7 @@
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
+from .binary_autoregressive import BinaryAutoregressiveTextToImagePipeline
 from .maskgit import MaskGITPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
@@ -11,4 +12,4 @@ from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
            "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
-           "TokenFlowTextToImagePipeline"]
+           "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"]

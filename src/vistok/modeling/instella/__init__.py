@@ -1,0 +1,37 @@
+"""Instella-T2I (AMD-AGI/Instella-T2I): a binary 1D tokenizer (1024 px images as 128 tokens of 64 bits) and the
+autoregressive text-to-image generator over its bits (sampled by :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`)."""
+
+from ...families import GENERATOR, TOKENIZER, ConverterSpec, Family, GeneratorSpec, TokenizerSpec
+from . import convert_instella
+from .configuration_instella import InstellaARConfig, InstellaBAEConfig
+from .modeling_instella import InstellaBAEModel, InstellaBAEPreTrainedModel
+from .modeling_instella_ar import InstellaARModel, InstellaAROutput, InstellaARPreTrainedModel
+
+
+
+def training_unsupported(*args, **kwargs):
+    """``vistok train generator`` needs a per-bit objective the shared trainer does not have yet."""
+    raise ValueError("training the Instella-T2I AR generator with `vistok train generator` is not supported: its "
+                     "targets are 64 bits per token (a binary cross-entropy), not codebook ids")
+
+
+FAMILY = Family(
+    name="instella",
+    description="Instella-T2I binary 1D tokenizer (AMD-AGI/Instella-T2I)",
+    tokenizers=(TokenizerSpec("instella-bae", InstellaBAEConfig, InstellaBAEModel),),
+    converters=(ConverterSpec("instella-bae", TOKENIZER, convert_instella.convert, convert_instella.RELEASES,
+                              convert_instella.CLI_OPTIONS,
+                              "the Instella-T2I binary autoencoder (bae/model.safetensors)"),
+                ConverterSpec("instella-ar", GENERATOR, convert_instella.convert_ar, convert_instella.AR_RELEASES,
+                              convert_instella.AR_CLI_OPTIONS,
+                              "the Instella-T2I AR generator (ar.pt), its converted tokenizer and optionally OLMo "
+                              "-> a BinaryAutoregressiveTextToImagePipeline folder")),
+    generators=(GeneratorSpec(
+        "instella-ar", InstellaARConfig, InstellaARModel, "BinaryAutoregressiveTextToImagePipeline", training_unsupported,
+        token_layouts=("1d",), config_from_tokenizer=lambda tok: {"num_bits": tok.num_bits, "num_tokens": tok.num_tokens},
+        text_pipeline="BinaryAutoregressiveTextToImagePipeline", text_objective=training_unsupported,
+        text_encoder_class="OlmoModel"),),
+)
+
+__all__ = ["FAMILY", "InstellaBAEConfig", "InstellaBAEModel", "InstellaBAEPreTrainedModel", "InstellaARConfig",
+           "InstellaARModel", "InstellaAROutput", "InstellaARPreTrainedModel"]

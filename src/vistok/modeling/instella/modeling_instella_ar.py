@@ -1,0 +1,180 @@
+"""Instella-T2I's autoregressive generator over binary tokens (AMD-AGI/Instella-T2I models/ar_model.py).
+
+Each block: ``h = rms(x) + pos_emb``; keys/values over ``[proj_cond(OLMo hidden state i+1); h]``, queries over
+``h`` only, causal with bottom-right alignment (image token i sees every unpadded text token and image tokens
+<= i), q/k RMSNorm per head, no RoPE; ``x += attn``; ``x += mlp(rms(x))`` (GELU-tanh). Head: ``proj_out(rms(x))``
+gives one logit per bit. The unused ``time_embed`` of the release is not kept.
+
+The original sampler (``BinaryAR.sample``) is :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from ..layers.norms import RMSNorm
+from ..layers.transformer import eager_attention_forward
+from .configuration_instella import InstellaARConfig
+
+
+@dataclass
+class InstellaAROutput(ModelOutput):
+    """logits: ``[B, n+1, num_bits]`` bit logits; position i predicts image token i (position 0 is the split token)."""
+
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class InstellaARAttention(nn.Module):
+    def __init__(self, config: InstellaARConfig):
+        super().__init__()
+        width, heads = config.hidden_size, config.num_attention_heads
+        self.config = config
+        self.num_heads, self.head_dim = heads, width // heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # the mask below carries the causal structure
+        self.q_proj = nn.Linear(width, width, bias=False)
+        self.k_proj = nn.Linear(width, width, bias=False)
+        self.v_proj = nn.Linear(width, width, bias=False)
+        self.o_proj = nn.Linear(width, width, bias=False)
+        self.norm_q = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.norm_k = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, query_length: int, attention_mask: torch.Tensor):
+        batch, length, _ = hidden_states.shape
+        query = self.norm_q(self.q_proj(hidden_states[:, -query_length:]).view(batch, query_length, self.num_heads, self.head_dim))
+        key = self.norm_k(self.k_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim))
+        value = self.v_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim)
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, weights = interface(self, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attention_mask,
+                                    scaling=self.scaling, dropout=0.0, is_causal=False)
+        return self.o_proj(output.reshape(batch, query_length, -1)), weights
+
+
+class InstellaARMLP(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class InstellaARBlock(GradientCheckpointingLayer):
+    def __init__(self, config: InstellaARConfig):
+        super().__init__()
+        width = config.hidden_size
+        self.input_layernorm = RMSNorm(width, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(width, eps=config.rms_norm_eps)
+        self.proj_cond = nn.Linear(config.text_hidden_size, width)
+        self.pos_emb = nn.Parameter(torch.zeros(1, config.num_tokens + 1, width))
+        self.attn = InstellaARAttention(config)
+        self.mlp = InstellaARMLP(width, int(width * config.mlp_ratio))
+
+    def forward(self, hidden_states, text_states, attention_mask):
+        length = hidden_states.shape[1]
+        normed = self.input_layernorm(hidden_states) + self.pos_emb[:, :length]
+        joint = torch.cat([self.proj_cond(text_states), normed], dim=1)
+        hidden_states = hidden_states + self.attn(joint, length, attention_mask)[0]
+        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        if hidden_states.dtype == torch.float16:
+            hidden_states = hidden_states.clip(-65504, 65504)
+        return hidden_states
+
+
+class InstellaARPreTrainedModel(PreTrainedModel):
+    config_class = InstellaARConfig
+    base_model_prefix = "instella_ar"
+    main_input_name = "input_bits"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["InstellaARBlock"]
+    _supports_sdpa = True
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": InstellaARBlock, "attentions": OutputRecorder(InstellaARAttention, index=1)}
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, InstellaARModel):
+            init.normal_(module.split_token, std=0.02)
+        elif isinstance(module, InstellaARBlock):
+            init.zeros_(module.pos_emb)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+def joint_attention_mask(text_attention_mask: torch.Tensor, image_length: int, dtype) -> torch.Tensor:
+    """Additive ``[B, 1, n, T+n]``: query i sees unpadded text and image positions <= i (flash-attn's causal
+    mask aligned bottom-right on the unpadded sequence, as the original)."""
+    batch, text_length = text_attention_mask.shape
+    device = text_attention_mask.device
+    causal = torch.ones(image_length, image_length, dtype=torch.bool, device=device).tril()
+    allowed = torch.cat([text_attention_mask.bool()[:, None, :].expand(batch, image_length, text_length),
+                         causal[None].expand(batch, -1, -1)], dim=2)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+class InstellaARModel(InstellaARPreTrainedModel):
+    """Instella-T2I AR generator: ``forward(input_bits, text_hidden_states, text_attention_mask)`` -> bit logits."""
+
+    def __init__(self, config: InstellaARConfig):
+        super().__init__(config)
+        self.x_embedder = nn.Linear(config.num_bits, config.hidden_size)
+        self.split_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.transformer_blocks = nn.ModuleList(InstellaARBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm_out = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.proj_out = nn.Linear(config.hidden_size, config.num_bits)
+        self.post_init()
+
+    def check_inputs(self, input_bits, text_hidden_states, text_attention_mask) -> None:
+        c = self.config
+        if not isinstance(text_hidden_states, torch.Tensor) or text_hidden_states.ndim != 4 \
+                or text_hidden_states.shape[1] != c.num_hidden_layers or text_hidden_states.shape[-1] != c.text_hidden_size:
+            shape = None if not isinstance(text_hidden_states, torch.Tensor) else tuple(text_hidden_states.shape)
+            raise ValueError(f"text_hidden_states must be [B, {c.num_hidden_layers}, T, {c.text_hidden_size}] (the text "
+                             f"encoder's hidden states 1..{c.num_hidden_layers}, stacked), got {shape}")
+        batch, _, length, _ = text_hidden_states.shape
+        if text_attention_mask is not None and tuple(text_attention_mask.shape) != (batch, length):
+            raise ValueError(f"text_attention_mask must be [{batch}, {length}], got {tuple(text_attention_mask.shape)}")
+        if input_bits is not None:
+            if input_bits.ndim != 3 or input_bits.shape[0] != batch or input_bits.shape[-1] != c.num_bits:
+                raise ValueError(f"input_bits must be [{batch}, n, {c.num_bits}], got {tuple(input_bits.shape)}")
+            if input_bits.shape[1] > c.num_tokens:
+                raise ValueError(f"input_bits holds {input_bits.shape[1]} tokens, at most {c.num_tokens}")
+
+    @capture_outputs
+    def forward(self, input_bits: torch.Tensor | None = None, text_hidden_states: torch.Tensor | None = None,
+                text_attention_mask: torch.Tensor | None = None, **kwargs) -> InstellaAROutput:
+        """``input_bits`` ``[B, n, num_bits]`` (0/1; None: only the split token), ``text_hidden_states``
+        ``[B, num_hidden_layers, T, text_hidden_size]`` (OLMo hidden states 1..L), ``text_attention_mask`` ``[B, T]``
+        (1 = token, left padding) -> logits ``[B, n+1, num_bits]``."""
+        self.check_inputs(input_bits, text_hidden_states, text_attention_mask)
+        batch, _, text_length, _ = text_hidden_states.shape
+        hidden = self.split_token.expand(batch, -1, -1).to(self.dtype)
+        if input_bits is not None and input_bits.shape[1]:
+            hidden = torch.cat([hidden, self.x_embedder(input_bits.to(self.dtype))], dim=1)
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones(batch, text_length, dtype=torch.long, device=hidden.device)
+        mask = joint_attention_mask(text_attention_mask, hidden.shape[1], hidden.dtype)
+        text_hidden_states = text_hidden_states.to(self.dtype)
+        for index, block in enumerate(self.transformer_blocks):
+            hidden = block(hidden, text_hidden_states[:, index], mask)
+        return InstellaAROutput(logits=self.proj_out(self.norm_out(hidden)))
