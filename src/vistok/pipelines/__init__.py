@@ -1,11 +1,12 @@
-"""diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT), autoregressive next-token
+"""diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT, text-to-image MaskGen), autoregressive next-token
 (class- and text-conditional) and next-scale prediction; their shared base in ``base.py``."""
 
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .maskgit import MaskGITPipeline
+from .maskgit_t2i import MaskGenPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
 
-__all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
+__all__ = ["VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
            "NextScalePipeline", "NextScaleTextToImagePipeline"]
