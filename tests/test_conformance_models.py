@@ -25,6 +25,7 @@ import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
+from vistok.modeling.maskgen.configuration_maskgen import MaskGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
 from vistok.modeling.titok.configuration_titok import TiTokConfig
@@ -166,6 +167,26 @@ CASES: dict[str, ModelCase] = {
         # the input vocabulary is [codes, mask token, classes, null class], sized by the tokenizer and
         # num_classes: resize_token_embeddings refuses (as transformers' models without a resizable vocabulary)
         flags={"is_training": True, "additional_model_inputs": ["class_labels"], "test_resize_embeddings": False},
+    ),
+    "MaskGenVQTransformer": ModelCase(
+        MaskGenVQConfig,
+        dict(codebook_size=32, num_tokens=8, num_classes=5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+             text_hidden_size=16, micro_condition_embed_dim=8),
+        lambda config, g: {"input_ids": _ids(config, g),
+                           "encoder_hidden_states": torch.randn(BATCH, 5, config.text_hidden_size, generator=g),
+                           "pooled_projections": torch.randn(BATCH, config.text_hidden_size, generator=g)},
+        _labels_same_as_ids,
+        # hidden states: the image stream after each joint block (the first is the embedded input)
+        num_hidden_layers=2, seq_length=8, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        flags={
+            "is_training": True, "additional_model_inputs": ["encoder_hidden_states", "pooled_projections"],
+            # the vocabulary is [codes, mask token, unused class rows], sized by the tokenizer (as MaskGIT)
+            "test_resize_embeddings": False,
+            # diffusers' JointTransformerBlock attention (as upstream) runs through diffusers' attention
+            # processors, which return no attention weights (diffusers' SD3 transformer has none either)
+            "has_attentions": False,
+        },
     ),
     "VARTransformer": ModelCase(
         VARConfig,

@@ -14,9 +14,10 @@ from vistok.cli import main as cli_main
 
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
+from test_maskgen import converted as maskgen_converted  # noqa: F401  (tiny MaskGen-VQ pipelines)
 from test_var import META, original_release
 
-PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text")
+PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "maskgen")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,17 @@ def case(request):
     elif name == "next_scale":
         pipe = request.getfixturevalue("next_scale")
         inputs = lambda n: {"class_labels": list(range(n))}  # noqa: E731
+    elif name == "maskgen":
+        # converted without a text encoder (optional components None): CLIP features given, 4 of the 8 tokens' steps
+        pipe = request.getfixturevalue("maskgen_converted")[0]
+        g = torch.Generator().manual_seed(0)
+        width, length = pipe.transformer.config.text_hidden_size, pipe.image_tokenizer.config.text_max_length
+        states, pooled, last = (torch.randn(3, length, width, generator=g), torch.randn(3, width, generator=g),
+                                torch.randn(3, length, width, generator=g))
+        neg_states, neg_pooled = torch.randn(3, length, width, generator=g), torch.randn(3, width, generator=g)
+        inputs = lambda n: {"prompt_embeds": states[:n], "pooled_prompt_embeds": pooled[:n],  # noqa: E731
+                            "negative_prompt_embeds": neg_states[:n], "negative_pooled_prompt_embeds": neg_pooled[:n],
+                            "decoder_prompt_embeds": last[:n], "num_inference_steps": 4}
     else:
         pipe = request.getfixturevalue("next_scale_text")
         width = pipe.transformer.config.text_hidden_size
@@ -115,7 +127,7 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text"):
+        if name in ("text_to_image", "next_scale_text", "maskgen"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -286,6 +298,6 @@ def test_every_pipeline_class_is_checked():
     from vistok.families import families
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
-               "NextScaleTextToImagePipeline"}
+               "NextScaleTextToImagePipeline", "MaskGenPipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"
