@@ -67,8 +67,9 @@ def test_no_module_outside_a_family_folder_imports_it():
     """Code outside ``modeling/<family>/`` reaches a family only through the descriptors. The one exception is a
     variant built on another family's classes (One-D-Piece is legacy TiTok trained with tail-token drop; GigaTok's
     GPTs are LlamaGen's transformer with learned positions, converted by the gigatok family)."""
-    # STAR: VAR's transformer and VQVAE made text-conditional
-    variants = {"one_d_piece": {"titok"}, "gigatok": {"llamagen"}, "star": {"var"}}
+    # STAR: VAR's transformer and VQVAE made text-conditional; MaskGen: text-to-image MaskGIT (its masking objective
+    # and its converter's tokenizer loading)
+    variants = {"one_d_piece": {"titok"}, "gigatok": {"llamagen"}, "star": {"var"}, "maskgen": {"maskgit"}}
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         parts = path.relative_to(SRC).parts
