@@ -8,8 +8,8 @@ Models, at their released size with random weights (no download needed):
 
 The original model is built from its release config, given deterministic random weights, and its
 ``state_dict`` goes through vistok's converter (``convert_state_dict`` + ``infer_config``), so both
-implementations run the SAME weights; the outputs are compared once before timing (token ids equal,
-reconstruction max abs diff).
+implementations run the SAME weights; the outputs are compared before timing and on every timed call
+(token ids equal, reconstruction max abs diff).
 
 Throughput: encode+decode of a batch (original: ``encode(x)`` then ``decode_tokens(ids)``; vistok:
 ``encode`` then ``decode``) under ``torch.inference_mode()``, warmup, several repeats with the two
@@ -254,11 +254,17 @@ def worker_time(name: str, upstream: Path, settings: dict) -> dict:
                 outs.clear()
                 for r in range(settings["repeats"][batch]):
                     order = live if r % 2 == 0 else live[::-1]
+                    timed = {}
                     for impl in order:
                         start, cpu_start = time.perf_counter(), time.process_time()
-                        RUNNERS[impl](models[impl], x)
+                        timed[impl] = RUNNERS[impl](models[impl], x)
                         entry["times_s"][impl].append(time.perf_counter() - start)
                         entry["cpu_times_s"][impl].append(time.process_time() - cpu_start)
+                    if len(timed) == 2:  # every timed call is checked, not only the warm-up
+                        check = compare(timed["original"], timed["vistok"])
+                        entry.setdefault("token_ids_equal_per_call", []).append(check["token_ids_equal"])
+                        entry.setdefault("reconstruction_max_abs_diff_per_call", []).append(
+                            check["reconstruction_max_abs_diff"])
             for impl, times in entry["times_s"].items():
                 if times:
                     entry.setdefault("median_s", {})[impl] = statistics.median(times)

@@ -23,6 +23,7 @@ from transformers.testing_utils import run_test_using_subprocess
 
 import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
+from vistok.modeling.flextok.configuration_flextok import FlexTokConfig
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgen.configuration_maskgen import MaskGenVQConfig
@@ -124,6 +125,27 @@ CASES: dict[str, ModelCase] = {
         common_properties=["image_size", "num_tokens", "codebook_size"],
         flags={"is_training": False, "test_resize_embeddings": False},  # as TiTok: pixels in, codes out
         skips=TOKENIZER_SKIPS,
+    ),
+    "FlexTokModel": ModelCase(
+        FlexTokConfig,
+        # 16 px -> 8x8x4 VAE latent -> 4x4 patches of 2x2; 4 registers; two flow steps, no guidance pass
+        dict(image_size=16, num_tokens=4, fsq_levels=[8, 5, 5], patch_size=2,
+             vae_config=dict(act_fn="silu", block_out_channels=[32, 32], down_block_types=["DownEncoderBlock2D"] * 2,
+                             up_block_types=["UpDecoderBlock2D"] * 2, in_channels=3, out_channels=3, latent_channels=4,
+                             layers_per_block=1, norm_num_groups=8, sample_size=16),
+             encoder_hidden_size=32, encoder_num_layers=1, encoder_head_dim=16, decoder_hidden_size=32,
+             decoder_num_layers=1, decoder_head_dim=16, timestep_frequency_size=32, num_inference_steps=2,
+             guidance_scale=1.0),
+        # the flow's starting noise given (diffusers' ``latents``), so that forward is a function of its inputs
+        lambda config, g: {**_pixels(config, g), "flow_noise": torch.randn(BATCH, 4, 8, 8, generator=g)},
+        # the encoder's blocks over [16 patches, 4 registers] (the flow decoder is a sampler's velocity model)
+        num_hidden_layers=1, seq_length=16 + 4, hidden_size=32, num_attention_heads=2,
+        common_properties=["image_size", "num_tokens", "codebook_size"],
+        # as TiTok: pixels in, codes out; FlexTok trains with a flow-matching objective vistok does not implement
+        flags={"is_training": False, "test_resize_embeddings": False},
+        skips={**TOKENIZER_SKIPS, "test_retain_grad_hidden_states_attentions":
+               "a training-mode forward with gradients is refused: FlexTok trains with a flow-matching objective "
+               "vistok does not implement (test_flextok.py checks the refusal)"},
     ),
     "LlamaGenVQModel": ModelCase(
         LlamaGenVQConfig,

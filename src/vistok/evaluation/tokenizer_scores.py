@@ -113,6 +113,9 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
     encode_kwargs = {}
     if continuous and "sample_posterior" in inspect.signature(model._encode).parameters:
         encode_kwargs["sample_posterior"] = False
+    # A decoder that samples (a flow or diffusion decoder) draws from one seeded generator, so the figures are reproducible.
+    seeded_decode = "generator" in inspect.signature(model.decode).parameters
+    decode_generator = torch.Generator(device).manual_seed(0) if seeded_decode else None
     scores = {k: _Scores() for k in counts}
     if not isinstance(rate_distortion_images, int) or rate_distortion_images < 0:
         raise ValueError(f"rate_distortion_images must be an int >= 0, got {rate_distortion_images!r}")
@@ -142,7 +145,7 @@ def evaluate_tokenizer(model, *, images=None, dataset=None, split="validation", 
                 pixels = model.decode_latents(encoded.latents[:, :k])
             else:
                 ids = encoded.token_ids[:, :k] if config.token_layout == "1d" else encoded.token_ids
-                pixels = model.decode(ids)
+                pixels = model.decode(ids, generator=decode_generator) if seeded_decode else model.decode(ids)
                 ids_by_count[k].append(ids.cpu())
             timing["decode_s"][k] += time.perf_counter() - start
             reconstructions_u8 = to_uint8(processor.postprocess(pixels, output_type="pt"))

@@ -85,6 +85,14 @@ class VisualTokenizerMixin:
     def is_continuous(self) -> bool:
         return self.config.token_layout == "continuous"
 
+    @property
+    def supported_num_tokens(self) -> range:
+        """The token counts ``encode(num_tokens=k)`` and ``decode`` of a ``[B, k]`` prefix accept: ``1..num_tokens``
+        for a variable-length 1D tokenizer (``config.variable_length``), else only
+        ``config.num_tokens``. ``max(model.supported_num_tokens) == model.config.num_tokens`` always."""
+        maximum = self.config.num_tokens
+        return range(1, maximum + 1) if getattr(self.config, "variable_length", False) else range(maximum, maximum + 1)
+
     def encode(self, pixel_values: torch.Tensor, num_tokens: int | None = None, return_dict: bool | None = None,
                **kwargs) -> VisualTokenizerEncoderOutput | tuple:
         """Tokenize images in the model's pixel range; ``num_tokens`` keeps a prefix (1D variable-length);

@@ -153,7 +153,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
         self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample,
                                  compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, generator=generator)
 
 
 class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
@@ -278,4 +278,4 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
                                  top_k, top_p, generator, do_sample, left_padding, compile, num_images_per_prompt,
                                  negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask,
                                  callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, generator=generator)

@@ -4,6 +4,7 @@ sampling settings), ``num_images_per_prompt``, ``callback_on_step_end`` and outp
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -163,13 +164,19 @@ class VistokPipeline(DiffusionPipeline):
         out = callback(pipe, step, step, {name: tensors[name] for name in tensor_inputs}) or {}
         return {**tensors, **{k: v for k, v in out.items() if k in tensors}}
 
-    def finish(self, token_ids: torch.LongTensor, output_type: str, return_dict: bool, pixels=None):
+    def finish(self, token_ids: torch.LongTensor, output_type: str, return_dict: bool, pixels=None, generator=None):
         """The pipeline output: token ids for ``output_type="latent"``, else the decoded images (``pixels``, or
-        ``image_tokenizer.decode(token_ids)``) converted by the image processor."""
+        ``image_tokenizer.decode(token_ids)``) converted by the image processor. A tokenizer whose decoding samples
+        (``decode`` takes a ``generator``, e.g. a flow decoder) draws from the pipeline's ``generator`` (one, or one per image)."""
         if output_type == "latent":
             return ImagePipelineOutput(images=token_ids) if return_dict else (token_ids,)
         if pixels is None:
-            pixels = self.image_tokenizer.decode(token_ids.to(self.image_tokenizer.device))
+            kwargs = {}
+            if "generator" in inspect.signature(self.image_tokenizer.decode).parameters and (
+                    isinstance(generator, torch.Generator)
+                    or (isinstance(generator, (list, tuple)) and len(generator) == token_ids.shape[0])):
+                kwargs["generator"] = generator
+            pixels = self.image_tokenizer.decode(token_ids.to(self.image_tokenizer.device), **kwargs)
         return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)
 
     def images_from_pixels(self, pixels: torch.Tensor, pixel_range, output_type: str, return_dict: bool):

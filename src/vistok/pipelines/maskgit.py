@@ -129,4 +129,4 @@ class MaskGITPipeline(VistokPipeline):
         ids = self.sample_tokens(class_labels, num_inference_steps, guidance_scale, guidance_schedule, guidance_scale_pow,
                                  randomize_temperature, softmax_temperature_annealing, num_tokens, generator,
                                  num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        return self.finish(ids, output_type, return_dict)
+        return self.finish(ids, output_type, return_dict, generator=generator)
