@@ -28,6 +28,7 @@ from vistok.modeling.flextok.configuration_flextok import FlexTokConfig
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.instella.configuration_instella import InstellaARConfig, InstellaBAEConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
+from vistok.modeling.maskgen.configuration_maskgen import MaskGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
 from vistok.modeling.open_magvit2.configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
@@ -78,12 +79,19 @@ def _pixels(config, g):
     return {"pixel_values": low + (high - low) * torch.rand(BATCH, 3, config.image_size, config.image_size, generator=g)}
 
 
-def _titok_case(config_class):
+def _titok_case(config_class, **extra):
     cfg = dict(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=4, codebook_size=16, token_dim=4,
                encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=32,
-               decoder_num_layers=1, decoder_num_heads=2, is_legacy=False)
+               decoder_num_layers=1, decoder_num_heads=2, is_legacy=False, **extra)
+    inputs, more = _pixels, {}
+    if extra.get("text_conditioned"):  # TA-TiTok: the decoder also reads CLIP text features
+        more = {"additional_model_inputs": ["text_features"]}
+
+        def inputs(config, g):
+            text = torch.randn(BATCH, config.text_max_length, config.text_hidden_size, generator=g)
+            return {**_pixels(config, g), "text_features": text}
     return ModelCase(
-        config_class, cfg, _pixels,
+        config_class, cfg, inputs,
         # encoder then decoder blocks; the first hidden state is the encoder's input: [class, 4 patches, 4 latent tokens]
         num_hidden_layers=2, seq_length=1 + 4 + 4, hidden_size=32, num_attention_heads=2,
         common_properties=["image_size", "num_tokens", "codebook_size"],
@@ -93,6 +101,7 @@ def _titok_case(config_class):
             "is_training": False,
             # no token vocabulary to resize: pixels in, codebook ids out (Janus VQ-VAE sets the same)
             "test_resize_embeddings": False,
+            **more,
         },
         skips=TOKENIZER_SKIPS,
     )
@@ -110,6 +119,8 @@ def _labels_same_as_ids(config, inputs):
 CASES: dict[str, ModelCase] = {
     "TiTokModel": _titok_case(TiTokConfig),
     "OneDPieceModel": _titok_case(OneDPieceConfig),
+    # a second configuration of a class: "Class/variant"
+    "TiTokModel/text_conditioned": _titok_case(TiTokConfig, text_conditioned=True, text_hidden_size=8, text_max_length=3),
     "GigaTokModel": ModelCase(
         GigaTokConfig,
         dict(token_layout="2d", image_size=8, codebook_size=16, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
@@ -277,6 +288,26 @@ CASES: dict[str, ModelCase] = {
         # the input vocabulary is [codes, mask token, classes, null class], sized by the tokenizer and
         # num_classes: resize_token_embeddings refuses (as transformers' models without a resizable vocabulary)
         flags={"is_training": True, "additional_model_inputs": ["class_labels"], "test_resize_embeddings": False},
+    ),
+    "MaskGenVQTransformer": ModelCase(
+        MaskGenVQConfig,
+        dict(codebook_size=32, num_tokens=8, num_classes=5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+             text_hidden_size=16, micro_condition_embed_dim=8),
+        lambda config, g: {"input_ids": _ids(config, g),
+                           "encoder_hidden_states": torch.randn(BATCH, 5, config.text_hidden_size, generator=g),
+                           "pooled_projections": torch.randn(BATCH, config.text_hidden_size, generator=g)},
+        _labels_same_as_ids,
+        # hidden states: the image stream after each joint block (the first is the embedded input)
+        num_hidden_layers=2, seq_length=8, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "codebook_size"],
+        flags={
+            "is_training": True, "additional_model_inputs": ["encoder_hidden_states", "pooled_projections"],
+            # the vocabulary is [codes, mask token, unused class rows], sized by the tokenizer (as MaskGIT)
+            "test_resize_embeddings": False,
+            # diffusers' JointTransformerBlock attention (as upstream) runs through diffusers' attention
+            # processors, which return no attention weights (diffusers' SD3 transformer has none either)
+            "has_attentions": False,
+        },
     ),
     "VARTransformer": ModelCase(
         VARConfig,
@@ -454,14 +485,16 @@ def _make_test_class(name: str, model_class: type, case: ModelCase):
 
 
 for _name, _case in CASES.items():
+    _class_name = _name.split("/")[0]
     _model_class = next(spec.model_class for fam in families() for spec in (*fam.tokenizers, *fam.generators)
-                        if spec.model_class.__name__ == _name)
-    globals()[f"Test{_name}Conformance"] = _make_test_class(_name, _model_class, _case)
+                        if spec.model_class.__name__ == _class_name)
+    _test_name = _name.replace("/", "_")
+    globals()[f"Test{_test_name}Conformance"] = _make_test_class(_test_name, _model_class, _case)
 
 
 def test_every_model_class_has_a_case():
     registered = {spec.model_class.__name__ for fam in families() for spec in (*fam.tokenizers, *fam.generators)}
-    assert registered == set(CASES), f"add a ModelCase for {sorted(registered - set(CASES))}"
+    assert registered == {name.split("/")[0] for name in CASES}, f"add a ModelCase for {sorted(registered - set(CASES))}"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -472,7 +505,7 @@ def test_auto_model_loads_with_dtype_and_device_map(name, tmp_path):
     case = CASES[name]
     config = case.config_class(**case.config)
     model_class = next(spec.model_class for fam in families() for spec in (*fam.tokenizers, *fam.generators)
-                       if spec.model_class.__name__ == name)
+                       if spec.model_class.__name__ == name.split("/")[0])
     model_class(config).save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu").eval()
     assert type(loaded) is model_class and loaded.dtype == torch.bfloat16 and loaded.device.type == "cpu"

@@ -15,13 +15,14 @@ from vistok.cli import main as cli_main
 from test_llamagen import c2i, converted, t2i  # noqa: F401  (module fixtures: tiny LlamaGen c2i/t2i pipelines)
 from test_maskgit import pipelines, tokenizer_folder  # noqa: F401  (tiny MaskGIT pipelines)
 from test_open_magvit2 import ibq_pipe, omagvit2_converted, omagvit2_pipe  # noqa: F401  (tiny factorized / IBQ AR pipelines)
+from test_maskgen import converted as maskgen_converted  # noqa: F401  (tiny MaskGen-VQ pipelines)
 from test_var import META, original_release
 from test_tokenflow import tokenflow_converted  # noqa: F401  (the tiny TokenFlow tokenizers)
 from test_tokenflow import t2i_pipeline  # noqa: F401  (the tiny TokenFlow-t2i pipeline)
 from test_instella import ar_pipeline, instella_bae_folder  # noqa: F401  (tiny Instella-T2I AR pipeline)
 
 PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "factorized_autoregressive",
-             "adaln_autoregressive", "tokenflow_t2i", "binary_text_to_image")
+             "adaln_autoregressive", "tokenflow_t2i", "binary_text_to_image", "maskgen")
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,17 @@ def case(request):
         states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
         neg_states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
         inputs = lambda n: {"prompt_embeds": states[:n], "negative_prompt_embeds": neg_states[:n]}  # noqa: E731
+    elif name == "maskgen":
+        # converted without a text encoder (optional components None): CLIP features given, 4 of the 8 tokens' steps
+        pipe = request.getfixturevalue("maskgen_converted")[0]
+        g = torch.Generator().manual_seed(0)
+        width, length = pipe.transformer.config.text_hidden_size, pipe.image_tokenizer.config.text_max_length
+        states, pooled, last = (torch.randn(3, length, width, generator=g), torch.randn(3, width, generator=g),
+                                torch.randn(3, length, width, generator=g))
+        neg_states, neg_pooled = torch.randn(3, length, width, generator=g), torch.randn(3, width, generator=g)
+        inputs = lambda n: {"prompt_embeds": states[:n], "pooled_prompt_embeds": pooled[:n],  # noqa: E731
+                            "negative_prompt_embeds": neg_states[:n], "negative_pooled_prompt_embeds": neg_pooled[:n],
+                            "decoder_prompt_embeds": last[:n], "num_inference_steps": 4}
     else:
         pipe = request.getfixturevalue("next_scale_text")
         width = pipe.transformer.config.text_hidden_size
@@ -146,7 +158,7 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i", "binary_text_to_image"):
+        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i", "binary_text_to_image", "maskgen"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -318,6 +330,6 @@ def test_every_pipeline_class_is_checked():
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
                "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline", "TokenFlowTextToImagePipeline",
-               "BinaryAutoregressiveTextToImagePipeline"}
+               "BinaryAutoregressiveTextToImagePipeline", "MaskGenPipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

@@ -68,8 +68,10 @@ def test_no_module_outside_a_family_folder_imports_it():
     variant built on another family's classes (One-D-Piece is legacy TiTok trained with tail-token drop; GigaTok's
     GPTs are LlamaGen's transformer with learned positions, converted by the gigatok family)."""
     # STAR: VAR's transformer and VQVAE made text-conditional; TokenFlow: its pixel branch is LlamaGen's VQ
-    # encoder/decoder, converted with LlamaGen's key map
-    variants = {"one_d_piece": {"titok"}, "gigatok": {"llamagen"}, "star": {"var"}, "tokenflow": {"llamagen"}}
+    # encoder/decoder, converted with LlamaGen's key map; MaskGen: text-to-image MaskGIT (its masking objective and
+    # its converter's tokenizer loading)
+    variants = {"one_d_piece": {"titok"}, "gigatok": {"llamagen"}, "star": {"var"}, "tokenflow": {"llamagen"},
+                "maskgen": {"maskgit"}}
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         parts = path.relative_to(SRC).parts

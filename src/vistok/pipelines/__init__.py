@@ -1,15 +1,17 @@
-"""diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT), autoregressive next-token
-(class- and text-conditional, and over factorized sub-tokens) and next-scale prediction; their shared base in ``base.py``."""
+"""diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT, text-to-image MaskGen), autoregressive
+next-token (class- and text-conditional, and over factorized sub-tokens or bits) and next-scale prediction; their shared
+base in ``base.py``."""
 
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .binary_autoregressive import BinaryAutoregressiveTextToImagePipeline
 from .maskgit import MaskGITPipeline
+from .maskgit_t2i import MaskGenPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
 from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
-__all__ = ["VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline",
-           "FactorizedAutoregressiveImagePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline",
-           "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"]
+__all__ = ["VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline",
+           "TextToImageAutoregressivePipeline", "FactorizedAutoregressiveImagePipeline", "NextScalePipeline",
+           "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"]

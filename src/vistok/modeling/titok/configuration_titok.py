@@ -33,6 +33,11 @@ class TiTokConfig(PreTrainedConfig):
         pixel_*: the MaskGIT-VQGAN codebook and pixel decoder of legacy models.
         variable_length: decode any prefix of the tokens (One-D-Piece); TiTok is fixed-length.
         pixel_range: the range the model reads and writes pixels in.
+        text_conditioned: TA-TiTok ("Democratizing Text-to-Image Masked Generative Models with Compact
+            Text-Aware One-Dimensional Tokens"): the single-stage decoder also reads ``text_max_length`` CLIP
+            text features (``text_hidden_size`` wide: the last hidden state of the release's CLIP ViT-L/14-336
+            text model, after its final layer norm), so ``decode``/``decode_latents``/``forward`` take
+            ``text_features``.
     """
 
     model_type = "vistok_titok"
@@ -66,6 +71,9 @@ class TiTokConfig(PreTrainedConfig):
         pixel_range: list[float] | tuple[float, float] = (0.0, 1.0),
         initializer_range: float = 0.02,
         fsq_levels: list[int] | tuple[int, ...] | None = None,
+        text_conditioned: bool = False,
+        text_hidden_size: int = 768,
+        text_max_length: int = 77,
         **kwargs,
     ):
         check_sizes(image_size=image_size, patch_size=patch_size, decoder_patch_size=decoder_patch_size, num_tokens=num_tokens,
@@ -73,7 +81,8 @@ class TiTokConfig(PreTrainedConfig):
                     encoder_num_heads=encoder_num_heads, decoder_hidden_size=decoder_hidden_size,
                     decoder_num_layers=decoder_num_layers, decoder_num_heads=decoder_num_heads,
                     pixel_codebook_size=pixel_codebook_size, pixel_embed_dim=pixel_embed_dim,
-                    pixel_hidden_channels=pixel_hidden_channels, pixel_num_res_blocks=pixel_num_res_blocks)
+                    pixel_hidden_channels=pixel_hidden_channels, pixel_num_res_blocks=pixel_num_res_blocks,
+                    text_hidden_size=text_hidden_size, text_max_length=text_max_length)
         check_positive_numbers(mlp_ratio=mlp_ratio, layer_norm_eps=layer_norm_eps, initializer_range=initializer_range)
         check_size_list("pixel_channel_mult", pixel_channel_mult)
         if quantize_mode not in QUANTIZE_MODES:
@@ -88,6 +97,8 @@ class TiTokConfig(PreTrainedConfig):
             raise ValueError(f"fsq_levels applies to quantize_mode='fsq', not {quantize_mode!r}")
         if quantize_mode in ("vae", "fsq") and is_legacy:
             raise ValueError(f"the {quantize_mode!r} TiTok variants are single-stage: is_legacy must be False")
+        if text_conditioned and is_legacy:
+            raise ValueError("text_conditioned (TA-TiTok) needs the single-stage decoder: is_legacy must be False")
         if image_size % patch_size or image_size % decoder_patch_size:
             raise ValueError(
                 f"image_size {image_size} must be a multiple of patch_size {patch_size} and decoder_patch_size {decoder_patch_size}"
@@ -119,6 +130,9 @@ class TiTokConfig(PreTrainedConfig):
         self.variable_length = variable_length
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
+        self.text_conditioned = bool(text_conditioned)
+        self.text_hidden_size = text_hidden_size
+        self.text_max_length = text_max_length
         self.token_layout = "continuous" if quantize_mode == "vae" else "1d"
         kwargs.pop("token_layout", None)
         super().__init__(**kwargs)

@@ -68,6 +68,28 @@ RELEASES = {
     "titok-bl128-vae-c16": Release("yucornetto/tokenizer_titok_bl128_vae_c16_imagenet", "TiTok-BL-128 VAE: continuous 16-channel tokens, base encoder, large decoder, 128 tokens.", settings=_vae("base", "large", 128), metrics=rfid(0.84, _TITOK_README)),
 }
 
+_TATITOK_README = "bytedance/1d-tokenizer README_MaskGen.md"
+
+
+def _ta(vq_model):
+    return {**vq_model, "text_embed_dim": 768, "text_context_length": 77}
+
+
+def rfid_is(rfid_value, is_value):
+    return [{"metric": "rFID (ImageNet-1k val, 256x256)", "value": rfid_value, "setting": "", "source": _TATITOK_README},
+            {"metric": "IS (ImageNet-1k val reconstructions)", "value": is_value, "setting": "", "source": _TATITOK_README}]
+
+
+# TA-TiTok: text-aware decoders reading OpenCLIP ViT-L-14-336 (openai) text features (TiTokConfig.text_conditioned)
+TA_TITOK_RELEASES = {
+    "ta-titok-bl32-vq": Release("turkeyju/tokenizer_tatitok_bl32_vq", "TA-TiTok-BL-32 VQ: base encoder, large text-aware decoder, 32 tokens, 8192-entry codebook.", settings=_ta(_vq8k("base", "large", 32)), metrics=rfid_is(3.95, 219.6)),
+    "ta-titok-bl64-vq": Release("turkeyju/tokenizer_tatitok_bl64_vq", "TA-TiTok-BL-64 VQ: base encoder, large text-aware decoder, 64 tokens, 8192-entry codebook.", settings=_ta(_vq8k("base", "large", 64)), metrics=rfid_is(2.43, 218.8)),
+    "ta-titok-bl128-vq": Release("turkeyju/tokenizer_tatitok_bl128_vq", "TA-TiTok-BL-128 VQ: base encoder, large text-aware decoder, 128 tokens, 8192-entry codebook (the MaskGen-VQ tokenizer).", settings=_ta(_vq8k("base", "large", 128)), metrics=rfid_is(1.53, 222.8)),
+    "ta-titok-bl32-kl": Release("turkeyju/tokenizer_tatitok_bl32_vae", "TA-TiTok-BL-32 KL: continuous 16-channel tokens, base encoder, large text-aware decoder, 32 tokens (the MaskGen-KL tokenizer).", settings=_ta(_vae("base", "large", 32)), metrics=rfid_is(1.53, 222.0)),
+    "ta-titok-bl64-kl": Release("turkeyju/tokenizer_tatitok_bl64_vae", "TA-TiTok-BL-64 KL: continuous 16-channel tokens, base encoder, large text-aware decoder, 64 tokens.", settings=_ta(_vae("base", "large", 64)), metrics=rfid_is(1.47, 220.7)),
+    "ta-titok-sl128-kl": Release("turkeyju/tokenizer_tatitok_sl128_vae", "TA-TiTok-SL-128 KL: continuous 16-channel tokens, small encoder, large text-aware decoder, 128 tokens.", settings=_ta(_vae("small", "large", 128)), metrics=rfid_is(0.90, 227.7)),
+}
+
 _BLOCK_RENAMES = [
     (r"\.transformer\.(\d+)\.ln_1\.", r".layers.\1.layer_norm1."),
     (r"\.transformer\.(\d+)\.ln_2\.", r".layers.\1.layer_norm2."),
@@ -85,6 +107,8 @@ _RENAMES = [
     (r"^decoder\.decoder_embed\.", "decoder.embed_in."),
     (r"^quantize\.", "quantizer."),
     (r"^pixel_quantize\.", "pixel_quantizer."),
+    (r"^decoder\.text_guidance_proj\.", "decoder.text_proj."),  # TA-TiTok
+    (r"^decoder\.text_guidance_positional_embedding$", "decoder.text_position_embedding"),
 ]
 _KEPT = re.compile(r"^(encoder\.(patch_embed\.|class_embedding$)|decoder\.(class_embedding|mask_token)$|decoder\.conv_out\.|pixel_decoder\.)")
 
@@ -177,6 +201,13 @@ def infer_config(state: dict[str, torch.Tensor], vq_model: dict, crop_size: int 
             raise ConversionError(f"encoder.conv_out emits {out_dim} channels but the codebook has {codebook.shape[1]}")
     else:
         kwargs.update(codebook_size=None, token_dim=out_dim // 2, use_l2_norm=False)
+    text_proj = state.get("decoder.text_guidance_proj.weight")
+    if text_proj is not None:  # TA-TiTok: the decoder reads CLIP text features
+        text_length = _need(state, "decoder.text_guidance_positional_embedding").shape[0]
+        for field, value in (("text_embed_dim", text_proj.shape[1]), ("text_context_length", text_length)):
+            if field in vq_model and int(vq_model[field]) != value:
+                raise ConversionError(f"config {field}={vq_model[field]} disagrees with the checkpoint's text projection ({value})")
+        kwargs.update(text_conditioned=True, text_hidden_size=text_proj.shape[1], text_max_length=text_length)
     if not is_legacy:
         head = _need(state, "decoder.ffn.0.weight").shape[0]
         kwargs["decoder_patch_size"] = round((head // 3) ** 0.5)
@@ -229,7 +260,8 @@ def read_release(source: str, config_path: str | None, release: Release | None) 
 
 def convert_release(name: str, config_class, model_class, releases: dict, source: str, output: str, *,
                     config: str | None = None, preset: str | None = None, pixel_decoder: str | None = None,
-                    overwrite: bool = False, push_to_hub: str | None = None, legacy_only: bool = False) -> Path:
+                    overwrite: bool = False, push_to_hub: str | None = None, legacy_only: bool = False,
+                    require_text: bool = False) -> Path:
     """Convert one original checkpoint of TiTok or a variant of it (``config_class``/``model_class``, its
     ``releases`` and card template ``name``; ``legacy_only``: its releases all have the two-stage decoder);
     the output folder appears only if everything succeeded."""
@@ -243,6 +275,8 @@ def convert_release(name: str, config_class, model_class, releases: dict, source
         raise ConversionError("legacy checkpoint without pixel_decoder.* / pixel_quantize.* (a stage-1 checkpoint): "
                               "pass --pixel-decoder maskgit-vqgan-imagenet-f16-256.bin")
     model_config = config_class(**infer_config(state, vq_model, crop, legacy_only))
+    if require_text and not model_config.text_conditioned:
+        raise ConversionError("not a TA-TiTok checkpoint: no decoder.text_guidance_proj.* (convert it with `vistok convert titok`)")
     converted, unused = convert_state_dict(state, model_config.is_legacy)
     model = load_converted(model_class, model_config, converted, unused, state)
     base_model = hub_id or (chosen.hub_id if chosen else None)
@@ -253,6 +287,12 @@ def convert_release(name: str, config_class, model_class, releases: dict, source
 def convert(source: str, output: str, **options) -> Path:
     """``vistok convert titok``: an original TiTok tokenizer -> a vistok tokenizer folder."""
     return convert_release("titok", TiTokConfig, TiTokModel, RELEASES, source, output, **options)
+
+
+def convert_ta_titok(source: str, output: str, **options) -> Path:
+    """``vistok convert ta-titok``: an original TA-TiTok tokenizer (text-aware decoder) -> a vistok TiTok folder
+    with ``text_conditioned=True``."""
+    return convert_release("ta-titok", TiTokConfig, TiTokModel, TA_TITOK_RELEASES, source, output, require_text=True, **options)
 
 
 # the flags of ``vistok convert titok`` (and of TiTok's variants) beside --original/--output/--preset
@@ -275,17 +315,21 @@ def render_card(name: str, cfg: TiTokConfig, preset: Release | None, base_model:
         f"two-stage: logits over a {cfg.pixel_codebook_size}-entry MaskGIT-VQGAN codebook, CNN pixel decoder"
         if cfg.is_legacy else "single-stage: pixels predicted directly"
     )
+    text = ", text_features=text_features" if cfg.text_conditioned else ""
     if cfg.quantize_mode == "vq":
-        decode_line = "reconstruction = tokenizer.decode(encoded.token_ids)"
+        decode_line = f"reconstruction = tokenizer.decode(encoded.token_ids{text})"
     else:
-        decode_line = "reconstruction = tokenizer.decode_latents(encoded.latents)"
+        decode_line = f"reconstruction = tokenizer.decode_latents(encoded.latents{text})"
+    extra = {}
+    if cfg.text_conditioned:
+        extra["text_features"] = f"{cfg.text_max_length} x {cfg.text_hidden_size} (CLIP text model, last hidden state)"
     conversion = f"Converted from `{base_model or source_name}` with `vistok convert {name}`."
     metadata = {
         "license": preset.license if preset else "apache-2.0",
         "library_name": "vistok",
         "tags": ["vistok", "image-tokenization", name, "1d-tokenizer"],
         "base_model": base_model,
-        "datasets": ["ILSVRC/imagenet-1k"] if preset else None,
+        "datasets": (["ILSVRC/imagenet-1k"] if not cfg.text_conditioned else None) if preset else None,
     }
     return render_model_card(
         name, metadata=metadata, model_name=Path(repo_id).name, base_model=base_model or source_name,
@@ -296,4 +340,5 @@ def render_card(name: str, cfg: TiTokConfig, preset: Release | None, base_model:
         decoder=trunk(cfg.decoder_hidden_size, cfg.decoder_num_layers, cfg.decoder_num_heads),
         decoder_type=decoder_type, repo_id=repo_id, decode_line=decode_line,
         metrics=metrics_table(preset.metrics if preset else []), conversion=conversion, license=metadata["license"],
+        **extra,
     )

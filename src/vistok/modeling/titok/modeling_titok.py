@@ -1,7 +1,8 @@
 """TiTok: a ViT that reads an image into a short 1D sequence of latent tokens and back.
 
-Ported from bytedance/1d-tokenizer (modeling/titok.py, modeling/modules/blocks.py). The numerics
-follow the original, including the legacy token reshape without permute (see ``TiTokConfig``).
+Ported from bytedance/1d-tokenizer (modeling/titok.py, modeling/tatitok.py, modeling/modules/blocks.py).
+The numerics follow the original, including the legacy token reshape without permute (see ``TiTokConfig``).
+TA-TiTok is the ``text_conditioned`` option: its decoder appends projected CLIP text features to its sequence.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils.output_capturing import OutputRecorder
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
+from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin, VisualTokenizerOutput
 from ..layers import MaskGITVQGANDecoder, TransformerBlock
 from ..layers.transformer import Attention
 from ..quantizers import FSQ, DiagonalGaussianPosterior, VectorQuantizer
@@ -43,6 +44,8 @@ class TiTokPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TiTokDecoder):
             for param in (module.class_embedding, module.position_embedding, module.latent_position_embedding, module.mask_token):
                 init.normal_(param, std=module.hidden_size**-0.5)
+            if module.text_position_embedding is not None:
+                init.normal_(module.text_position_embedding, std=module.hidden_size**-0.5)
         elif isinstance(module, VectorQuantizer):
             init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -110,14 +113,23 @@ class TiTokDecoder(nn.Module):
         else:
             self.head = nn.Linear(width, self.patch_size**2 * 3)
             self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
+        # TA-TiTok: CLIP text features join the sequence after the latent tokens
+        self.text_proj = nn.Linear(config.text_hidden_size, width) if config.text_conditioned else None
+        self.text_position_embedding = (
+            nn.Parameter(torch.zeros(config.text_max_length, width)) if config.text_conditioned else None
+        )
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """tokens [B, n, C] (n <= N) -> legacy: code logits [B, g*g, K]; single-stage: pixels [B, 3, H, W]."""
+    def forward(self, latents: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, n, C] (n <= N) and, text-conditioned, CLIP text features [B, L, D] -> legacy: code logits
+        [B, g*g, K]; single-stage: pixels [B, 3, H, W]."""
         batch, length, _ = latents.shape
         hidden = self.embed_in(latents) + self.latent_position_embedding[:length]
         queries = self.mask_token.expand(batch, self.grid_size**2, -1)
         queries = torch.cat([self.class_embedding.expand(batch, -1, -1), queries], dim=1) + self.position_embedding
-        hidden = self.pre_layernorm(torch.cat([queries, hidden], dim=1))
+        parts = [queries, hidden]
+        if self.text_proj is not None:
+            parts.append(self.text_proj(text_features) + self.text_position_embedding)
+        hidden = self.pre_layernorm(torch.cat(parts, dim=1))
         for layer in self.layers:
             hidden = layer(hidden)
         hidden = self.post_layernorm(hidden[:, 1 : 1 + self.grid_size**2])
@@ -169,8 +181,56 @@ class TiTokModel(VisualTokenizerMixin, TiTokPreTrainedModel):
     def _token_ids_to_latents(self, token_ids):
         return self.quantizer.indices_to_codes(token_ids)
 
-    def _decode_latents(self, latents):
-        out = self.decoder(latents.to(self.dtype))
+    # -- TA-TiTok: text-conditioned decoding ----------------------------------------------------
+    def check_text_features(self, text_features, batch: int) -> torch.Tensor | None:
+        """``text_features`` [B, text_max_length, text_hidden_size] for a text-conditioned (TA-TiTok) model,
+        ``None`` otherwise."""
+        if not self.config.text_conditioned:
+            if text_features is not None:
+                raise ValueError(f"{type(self).__name__} is not text-conditioned (config.text_conditioned=False): "
+                                 "text_features must be None")
+            return None
+        expected = (batch, self.config.text_max_length, self.config.text_hidden_size)
+        if text_features is None:
+            raise ValueError("this TA-TiTok tokenizer decodes with text: pass text_features, the CLIP text model's last "
+                             f"hidden state of shape {expected} (see TiTokConfig.text_conditioned)")
+        if not isinstance(text_features, torch.Tensor) or not text_features.is_floating_point():
+            raise TypeError(f"text_features must be a float tensor, got {type(text_features).__name__}")
+        if tuple(text_features.shape) != expected:
+            raise ValueError(f"text_features must have shape {expected} (batch, text_max_length, text_hidden_size), "
+                             f"got {tuple(text_features.shape)}")
+        return text_features.to(self.dtype)
+
+    def decode(self, token_ids: torch.LongTensor, text_features: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Pixels from token ids; TA-TiTok (``config.text_conditioned``) also reads ``text_features``."""
+        if not self.config.text_conditioned:
+            self.check_text_features(text_features, 0)
+            return super().decode(token_ids, **kwargs)
+        if self.is_continuous:
+            raise ValueError(f"{type(self).__name__} is continuous (KL); decode its latents with decode_latents()")
+        self.check_token_ids(token_ids)
+        latents = self._token_ids_to_latents(token_ids, **kwargs)
+        return self._decode_latents(latents, self.check_text_features(text_features, latents.shape[0]))
+
+    def decode_latents(self, latents: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixels from latents ``[B, N, C]``; TA-TiTok (``config.text_conditioned``) also reads ``text_features``."""
+        self.check_latents(latents)
+        return self._decode_latents(latents.to(self.dtype), self.check_text_features(text_features, latents.shape[0]))
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, pixel_values: torch.Tensor, num_tokens: int | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None, text_features: torch.Tensor | None = None, **kwargs):
+        """Reconstruct ``pixel_values`` (TA-TiTok: with ``text_features``) with the regulariser's training terms;
+        otherwise as :meth:`VisualTokenizerMixin.forward`."""
+        if num_tokens is None and self.training and self.config.variable_length:
+            num_tokens = int(torch.randint(1, self.config.num_tokens + 1, (1,), generator=kwargs.get("generator")))
+        enc = self.encode(pixel_values, num_tokens=num_tokens, **kwargs)
+        text_features = self.check_text_features(text_features, pixel_values.shape[0])
+        return VisualTokenizerOutput(reconstruction=self._decode_latents(enc.latents, text_features), **dict(enc.items()))
+
+    def _decode_latents(self, latents, text_features=None):
+        out = self.decoder(latents.to(self.dtype), text_features)
         if not self.config.is_legacy:
             return out
         # Soft lookup in the MaskGIT-VQGAN codebook, then the CNN renders pixels.

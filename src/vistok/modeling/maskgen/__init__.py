@@ -1,0 +1,24 @@
+"""MaskGen (bytedance/1d-tokenizer, "Democratizing Text-to-Image Masked Generative Models with Compact Text-Aware
+One-Dimensional Tokens"): text-to-image masked generation of TA-TiTok tokens. MaskGen-VQ is an MM-DiT (diffusers'
+joint-attention blocks) sampled by :class:`vistok.pipelines.MaskGenPipeline`."""
+
+from ...families import GENERATOR, ConverterSpec, Family, GeneratorSpec
+from . import convert_maskgen
+from .configuration_maskgen import DEFAULT_SAMPLING, GUIDANCE_SCHEDULES, MaskGenVQConfig
+from .modeling_maskgen import MaskGenPreTrainedModel, MaskGenVQTransformer
+from .training_maskgen import masked_text_objective, unsupported_class_objective
+
+FAMILY = Family(
+    name="maskgen",
+    description="MaskGen text-to-image generators over TA-TiTok tokens (bytedance/1d-tokenizer)",
+    generators=(GeneratorSpec(
+        "maskgen-vq", MaskGenVQConfig, MaskGenVQTransformer, "MaskGenPipeline", unsupported_class_objective,
+        token_layouts=("1d",),
+        config_from_tokenizer=lambda tok: {"codebook_size": tok.codebook_size, "num_tokens": tok.num_tokens},
+        text_pipeline="MaskGenPipeline", text_objective=masked_text_objective,
+        text_encoder_class="CLIPTextModelWithProjection"),),
+    converters=(ConverterSpec("maskgen-vq", GENERATOR, convert_maskgen.convert, convert_maskgen.RELEASES, convert_maskgen.CLI_OPTIONS,
+                              "a MaskGen-VQ generator and its TA-TiTok tokenizer -> a MaskGenPipeline folder"),),
+)
+
+__all__ = ["FAMILY", "MaskGenVQConfig", "MaskGenVQTransformer", "MaskGenPreTrainedModel", "DEFAULT_SAMPLING", "GUIDANCE_SCHEDULES"]

@@ -1,0 +1,228 @@
+"""MaskGenPipeline: text-to-image masked-token generation (MaskGen-VQ over TA-TiTok VQ tokens), the text-to-image
+counterpart of :class:`MaskGITPipeline`.
+
+The sampler follows bytedance/1d-tokenizer ``MaskGen_VQ.generate`` step for step, including the order of its
+random draws and its float32 schedule arithmetic, so that with the same seed the sampled tokens are identical to
+the original's: one batched forward of ``[conditional; unconditional]`` per step, guidance
+``cond + (cond - uncond) * s`` with the guidance schedule ("cosine": ``s = (g - 1)(1 - cos(pi r^p)) / 2 + 1``),
+softmax-temperature annealing, Gumbel-max sampling and Gumbel-perturbed confidences with the annealed
+temperature, and the masking schedule of the transformer's config (arccos). The count of tokens kept masked is the
+first image's, as in the original. Differences: the aesthetic score given is used (the original always uses its
+config's ``sample_aesthetic_score``, which is the default here), and the unconditional prompt is ``negative_prompt``
+(default "", the original's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..modeling.layers.clip_text import clip_text_features
+from .base import VistokPipeline, check_number
+from .sampling import gumbel_noise_from_uniform
+
+
+def masking_ratio(ratio: float, schedule: str) -> torch.Tensor:
+    """Fraction of tokens still masked after progress ``ratio`` (float32, as the original's ``get_masking_ratio``)."""
+    r = torch.tensor(ratio)
+    if schedule == "root":
+        return 1 - r**0.5
+    if schedule == "square":
+        return 1 - r**2
+    if schedule == "cosine":
+        return torch.cos(r * math.pi * 0.5)
+    if schedule == "arccos":
+        return torch.acos(r) / (math.pi * 0.5)
+    return 1 - r
+
+
+class MaskGenPipeline(VistokPipeline):
+    """Components: ``image_tokenizer`` (a 1D VQ tokenizer; TA-TiTok decodes with the prompt's CLIP features),
+    ``transformer`` (``MaskGenVQTransformer``) and optionally ``text_encoder`` (a transformers
+    ``CLIPTextModelWithProjection``: OpenCLIP ViT-L-14-336's text tower for the releases) with its ``tokenizer``
+    (``CLIPTokenizer``). Without them pass ``prompt_embeds`` (penultimate hidden states), ``pooled_prompt_embeds``,
+    the ``negative_*`` pair, and for a text-conditioned image tokenizer ``decoder_prompt_embeds`` (the last hidden
+    state) unless ``output_type="latent"``."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
+    _optional_components = ["text_encoder", "tokenizer"]
+    _callback_tensor_inputs = ["token_ids", "logits"]
+
+    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
+        super().__init__()
+        tok, gen = image_tokenizer.config, transformer.config
+        if getattr(tok, "token_layout", None) != "1d":
+            raise ValueError(f"MaskGenPipeline needs a 1D discrete tokenizer (token_layout '1d'), got {getattr(tok, 'token_layout', None)!r}")
+        if tok.codebook_size != gen.codebook_size:
+            raise ValueError(f"the transformer predicts {gen.codebook_size} codes but the tokenizer's codebook has {tok.codebook_size}")
+        if gen.num_tokens != tok.num_tokens:
+            raise ValueError(f"the transformer generates {gen.num_tokens} tokens; the tokenizer takes {tok.num_tokens}")
+        if text_encoder is not None and text_encoder.config.hidden_size != gen.text_hidden_size:
+            raise ValueError(f"the transformer takes {gen.text_hidden_size}-wide text features; the text encoder gives "
+                             f"{text_encoder.config.hidden_size}")
+        if (text_encoder is not None and getattr(tok, "text_conditioned", False)
+                and text_encoder.config.hidden_size != tok.text_hidden_size):
+            raise ValueError(f"the image tokenizer decodes with {tok.text_hidden_size}-wide text features; the text encoder "
+                             f"gives {text_encoder.config.hidden_size}")
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=text_encoder,
+                              tokenizer=tokenizer)
+
+    # -- text ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompt):
+        """:class:`~vistok.modeling.layers.clip_text.CLIPTextFeatures` of the prompts, tokenized as OpenCLIP does."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError("this pipeline has no text_encoder/tokenizer: pass prompt_embeds and pooled_prompt_embeds (and "
+                             "the negative_* ones), or load it with a CLIPTextModelWithProjection and CLIPTokenizer")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        features = clip_text_features(self.text_encoder, self.tokenizer, list(prompts))
+        if features.pooled is None:
+            raise ValueError("MaskGen needs the projected pooled text feature: the text_encoder must be a CLIPTextModelWithProjection")
+        return features
+
+    def _text(self, prompt, embeds, pooled, what: str, batch: int | None = None):
+        """(penultimate features [B, L, D], pooled [B, D], last hidden state or None)."""
+        cfg = self.transformer.config
+        last = None
+        if prompt is not None and embeds is not None:
+            raise ValueError(f"pass either {what} or {what}_embeds, not both")
+        if embeds is None:
+            if prompt is None:
+                if batch is None:
+                    raise ValueError("pass prompt or prompt_embeds")
+                prompt = ""
+            if isinstance(prompt, str) and batch is not None:
+                prompt = [prompt] * batch
+            features = self.encode_prompt(prompt)
+            embeds, pooled, last = features.penultimate_hidden_state, features.pooled, features.last_hidden_state
+        if not isinstance(embeds, torch.Tensor) or not embeds.is_floating_point() or embeds.ndim != 3 or embeds.shape[-1] != cfg.text_hidden_size:
+            got = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+            raise ValueError(f"{what}_embeds must be text features [B, L, {cfg.text_hidden_size}], got {got}")
+        n = embeds.shape[0]
+        if isinstance(pooled, torch.Tensor) and pooled.ndim == 3 and pooled.shape[1] == 1:
+            pooled = pooled[:, 0]
+        if not isinstance(pooled, torch.Tensor) or tuple(pooled.shape) != (n, cfg.text_hidden_size):
+            raise ValueError(f"pooled_{what}_embeds must be given with {what}_embeds, shape [{n}, {cfg.text_hidden_size}]")
+        if batch is not None and n != batch:
+            raise ValueError(f"{what} gives {n} rows but the prompts {batch}")
+        device = self.transformer.device
+        return embeds.to(device), pooled.to(device), last
+
+    # -- sampling -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_tokens(self, prompt=None, negative_prompt=None, prompt_embeds=None, pooled_prompt_embeds=None,
+                      negative_prompt_embeds=None, negative_pooled_prompt_embeds=None, num_inference_steps=None,
+                      guidance_scale=None, guidance_schedule=None, guidance_scale_pow=None, randomize_temperature=None,
+                      softmax_temperature_annealing=None, aesthetic_score=None, generator=None,
+                      num_images_per_prompt: int = 1, callback_on_step_end=None,
+                      callback_on_step_end_tensor_inputs=("token_ids",)):
+        """``(token_ids [B * num_images_per_prompt, num_tokens], last hidden state of the prompts or None)``;
+        unset settings take the release's defaults (``transformer.config.sampling_defaults``)."""
+        cfg = self.transformer.config
+        defaults = cfg.sampling_defaults
+        steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        g = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        schedule = defaults["guidance_schedule"] if guidance_schedule is None else guidance_schedule
+        power = defaults["guidance_scale_pow"] if guidance_scale_pow is None else guidance_scale_pow
+        tau = defaults["randomize_temperature"] if randomize_temperature is None else randomize_temperature
+        anneal = defaults["softmax_temperature_annealing"] if softmax_temperature_annealing is None else softmax_temperature_annealing
+        score = defaults["aesthetic_score"] if aesthetic_score is None else aesthetic_score
+        length = cfg.num_tokens
+        check_number("num_inference_steps", steps, minimum=1, maximum=length, integer=True)
+        check_number("guidance_scale", g, minimum=0)
+        check_number("guidance_scale_pow", power)
+        check_number("randomize_temperature", tau, minimum=0)
+        check_number("aesthetic_score", score)
+        check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
+        if schedule not in cfg.guidance_schedules:
+            raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
+
+        cond, pooled, last = self._text(prompt, prompt_embeds, pooled_prompt_embeds, "prompt")
+        prompts = cond.shape[0]
+        uncond, uncond_pooled, _ = self._text(negative_prompt, negative_prompt_embeds, negative_pooled_prompt_embeds,
+                                              "negative_prompt", batch=prompts)
+        if uncond.shape[1] != cond.shape[1]:
+            raise ValueError(f"negative_prompt_embeds has {uncond.shape[1]} positions but prompt_embeds {cond.shape[1]}")
+        if num_images_per_prompt > 1:
+            cond, pooled, uncond, uncond_pooled = (t.repeat_interleave(num_images_per_prompt, dim=0)
+                                                   for t in (cond, pooled, uncond, uncond_pooled))
+            last = None if last is None else last.repeat_interleave(num_images_per_prompt, dim=0)
+        device, batch, mask_id = cond.device, cond.shape[0], cfg.mask_token_id
+        generator = self.check_generator(generator, batch)
+        tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        scores = torch.full((2 * batch,), float(score), device=device) if cfg.micro_condition else None
+        both_text, both_pooled = torch.cat([cond, uncond]), torch.cat([pooled, uncond_pooled])
+
+        ids = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
+        cfg_scale = g if schedule == "none" else 0.0
+        for step in self.progress_bar(range(steps)):
+            ratio = 1.0 * (step + 1) / steps
+            temperature = tau * (1.0 - ratio)
+            is_mask = ids == mask_id
+            if schedule in ("cosine", "flippedcosine"):  # in float32, as the original
+                scale_pow = torch.ones(1, device=device) * power
+                cos = torch.cos((ratio**scale_pow) * torch.pi)
+                scale_step = (1 - cos) * 1 / 2 if schedule == "cosine" else cos * 1 / 2
+                cfg_scale = (g - 1) * scale_step + 1
+            elif schedule == "linear":
+                cfg_scale = ratio * (g - 1) + 1
+            if cfg_scale != 0:
+                both = self.transformer(torch.cat([ids, ids]), both_text, both_pooled, aesthetic_score=scores).logits.float()
+                cond_logits, uncond_logits = both[:batch], both[batch:]
+                logits = cond_logits + (cond_logits - uncond_logits) * cfg_scale
+            else:
+                logits = self.transformer(ids, cond, pooled, aesthetic_score=None if scores is None else scores[:batch]).logits.float()
+            logits = logits / (0.5 + 0.8 * (1 - ratio) if anneal else temperature)
+
+            sampled = (logits + temperature * gumbel_noise_from_uniform(logits.shape, generator, device)).argmax(dim=-1)
+            sampled_logits = torch.gather(logits, -1, sampled[..., None]).squeeze(-1)
+            sampled = torch.where(is_mask, sampled, ids)
+            sampled_logits = torch.where(is_mask, sampled_logits, np.inf).float()
+            mask_len = torch.floor(length * masking_ratio(ratio, cfg.mask_schedule)).to(device)
+            mask_len = torch.maximum(torch.ones(1, device=device),
+                                     torch.minimum(is_mask.sum(dim=-1, keepdim=True) - 1, mask_len))[0].squeeze()
+            confidence = sampled_logits + temperature * gumbel_noise_from_uniform(sampled_logits.shape, generator, device)
+            n = int(mask_len.long())
+            cut_off = confidence.sort(dim=-1).values[:, n - 1 : n]
+            if step == steps - 1:
+                ids = sampled
+            else:
+                ids = torch.where(confidence <= cut_off, torch.full_like(sampled, mask_id), sampled)
+            ids = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"token_ids": ids, "logits": logits})["token_ids"]
+        return ids, last
+
+    @torch.no_grad()
+    def __call__(self, prompt=None, negative_prompt=None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, guidance_schedule: str | None = None,
+                 guidance_scale_pow: float | None = None, randomize_temperature: float | None = None,
+                 softmax_temperature_annealing: bool | None = None, aesthetic_score: float | None = None,
+                 prompt_embeds=None, pooled_prompt_embeds=None, negative_prompt_embeds=None,
+                 negative_pooled_prompt_embeds=None, decoder_prompt_embeds=None, generator=None,
+                 output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)):
+        """Generate images of ``prompt``. ``guidance_schedule`` is "cosine" (the release's ramp from 1 to
+        ``guidance_scale``, power ``guidance_scale_pow``), "flippedcosine", "linear" or "none" (constant);
+        ``randomize_temperature`` the annealed Gumbel temperature; ``aesthetic_score`` the micro-condition (6.5 in the
+        release). ``generator``: one generator (the original's draw order) or one per image;
+        ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "token_ids" and "logits";
+        ``output_type`` "latent" returns the token ids. Returns ``ImagePipelineOutput``."""
+        self.check_output_type(output_type)
+        ids, last = self.sample_tokens(prompt, negative_prompt, prompt_embeds, pooled_prompt_embeds, negative_prompt_embeds,
+                                       negative_pooled_prompt_embeds, num_inference_steps, guidance_scale, guidance_schedule,
+                                       guidance_scale_pow, randomize_temperature, softmax_temperature_annealing,
+                                       aesthetic_score, generator, num_images_per_prompt, callback_on_step_end,
+                                       callback_on_step_end_tensor_inputs)
+        if output_type == "latent" or not getattr(self.image_tokenizer.config, "text_conditioned", False):
+            return self.finish(ids, output_type, return_dict)
+        if decoder_prompt_embeds is not None:
+            last = decoder_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+        if last is None:
+            raise ValueError("the image tokenizer (TA-TiTok) decodes with the prompts' CLIP last hidden state: pass "
+                             "decoder_prompt_embeds with prompt_embeds, or output_type='latent'")
+        device = self.image_tokenizer.device
+        pixels = self.image_tokenizer.decode(ids.to(device), text_features=last.to(device))
+        return self.finish(ids, output_type, return_dict, pixels=pixels)
