@@ -12,6 +12,7 @@ from .pipelines import (
     AutoregressiveImagePipeline,
     FactorizedAutoregressiveImagePipeline,
     BinaryAutoregressiveTextToImagePipeline,
+    MaskGenPipeline,
     MaskGITPipeline,
     NextScalePipeline,
     NextScaleTextToImagePipeline,
@@ -26,7 +27,7 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
+    "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
     "BinaryAutoregressiveTextToImagePipeline",
 ]
