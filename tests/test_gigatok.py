@@ -113,7 +113,18 @@ def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path
 
 
 # -- generator -------------------------------------------------------------------------------------
-GPT_SETTINGS = ("cfg_topk", "cfg_topp_interval", "no_guidance")
+GPT_SETTINGS = ("cfg_topk", "cfg_topp_interval", "no_guidance", "step", "linear", "linear_re", "triangular", "rectangular")
+GPT_2D_SETTINGS = ("cfg_topk", "step", "no_guidance", "token_decode_cfg")
+
+
+def sample_like_original(pipe, meta, setting):
+    """pipe.sample_tokens with the fixture's generate() settings (the original's global-RNG seed as the generator)."""
+    s = meta["settings"][setting]
+    extra = {"decode_feeds_condition": False} if s.get("token_decode") else {}
+    return pipe.sample_tokens(meta["condition"], guidance_scale=s["cfg_scale"], cfg_interval=s["cfg_interval"],
+                              temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], do_sample=s["sample_logits"],
+                              cfg_schedule=s["cfg_schedule"], cfg_schedule_kwargs=s.get("cfg_schedule_kwargs"),
+                              generator=torch.Generator().manual_seed(s["seed"]), **extra)
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +157,7 @@ def test_gpt_logits_match_original(c2i):
 @pytest.mark.parametrize("setting", GPT_SETTINGS)
 def test_seeded_samples_equal_original_generate(c2i, setting):
     meta, expected = load("gpt_1d")
-    s = meta["settings"][setting]
-    ids = c2i.sample_tokens(meta["condition"], guidance_scale=s["cfg_scale"], cfg_interval=s["cfg_interval"],
-                            temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], do_sample=s["sample_logits"],
-                            generator=torch.Generator().manual_seed(s["seed"]))
+    ids = sample_like_original(c2i, meta, setting)
     assert ids.shape == (3, 16)  # 1D tokens
     assert torch.equal(ids, expected[f"tokens_{setting}"])
 
@@ -167,7 +175,7 @@ def test_gpt_converter_errors(converted, tmp_path):
     state = original_weights(meta)
     state.pop("positional_embedding")
     torch.save({"model": state}, tmp_path / "rope.pt")
-    with pytest.raises(ConversionError, match="missing key 'positional_embedding'"):
+    with pytest.raises(ConversionError, match="is a 2D-token GPT but the tokenizer makes 1D tokens"):
         from vistok.modeling.gigatok.convert_gigatok import convert_gpt
         convert_gpt(str(tmp_path / "rope.pt"), str(tmp_path / "out"), tokenizer=str(converted / "gigatok_1d"), num_heads=4)
     with pytest.raises(ConversionError, match="none of the original sizes"):
@@ -175,7 +183,85 @@ def test_gpt_converter_errors(converted, tmp_path):
     with pytest.raises(ConversionError, match="not a GigaTok tokenizer"):
         convert_gpt(str(converted / "gpt_1d.pt"), str(tmp_path / "out"), tokenizer=str(converted / "c2i" / "transformer"),
                     num_heads=4)
+    with pytest.raises(ConversionError, match="is a 1D-token GPT but the tokenizer makes 2D tokens"):
+        convert_gpt(str(converted / "gpt_1d.pt"), str(tmp_path / "out"), tokenizer=str(converted / "gigatok_2d"), num_heads=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rope.pt"]
+
+
+def test_guidance_schedule_errors(c2i):
+    with pytest.raises(ValueError, match="cfg_schedule must be one of"):
+        c2i.sample_tokens([1], guidance_scale=2.0, cfg_schedule="cosine")
+    with pytest.raises(ValueError, match="'step' needs cfg_schedule_kwargs"):
+        c2i.sample_tokens([1], guidance_scale=2.0, cfg_schedule="step")
+    with pytest.raises(ValueError, match=r"takes \['window_start'\] cfg_schedule_kwargs, got \['peak'\]"):
+        c2i.sample_tokens([1], guidance_scale=2.0, cfg_schedule="step", cfg_schedule_kwargs={"window_start": 0.1, "peak": 0.3})
+    with pytest.raises(ValueError, match="must be a ratio in"):
+        c2i.sample_tokens([1], guidance_scale=2.0, cfg_schedule="rectangular", cfg_schedule_kwargs={"window_start": 2})
+
+
+# -- 2D generator ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def c2i_2d(converted):
+    """The gpt_2d fixture's weights (gpt.py: LlamaGen's GPT with 2D RoPE) converted with the converted 2D tokenizer."""
+    from vistok import AutoregressiveImagePipeline
+
+    meta, _ = load("gpt_2d")
+    weights = original_weights(meta)
+    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_2d.pt")
+    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_2d.pt"), "--tokenizer",
+                     str(converted / "gigatok_2d"), "--num-heads", "4", "--output", str(converted / "c2i_2d")]) == 0
+    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i_2d")
+
+
+def test_2d_gpt_logits_match_original(c2i_2d):
+    from vistok import LlamaGenTransformer
+
+    _, expected = load("gpt_2d")
+    model = c2i_2d.transformer
+    assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "rope_2d"
+    assert model.config.grid_size == 4 and model.config.sampling_defaults["decode_feeds_condition"] is True
+    ids, labels = expected["input_ids"], expected["class_labels"]
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
+    drop = torch.ones_like(labels, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
+                            expected["logits_uncond"], "null-class logits")
+
+
+@pytest.mark.parametrize("setting", GPT_2D_SETTINGS)
+def test_2d_seeded_samples_equal_original_generate(c2i_2d, setting):
+    meta, expected = load("gpt_2d")
+    ids = sample_like_original(c2i_2d, meta, setting)
+    assert ids.shape == (3, 4, 4)  # 2D tokens
+    assert torch.equal(ids.flatten(1), expected[f"tokens_{setting}"])
+
+
+def test_2d_original_decoding_ignores_the_sampled_tokens(c2i_2d):
+    """The original's (default) decoding: replacing every sampled token (a step-end callback) leaves the next
+    steps' logits unchanged; with decode_feeds_condition=False (LlamaGen's decoding) the replaced tokens are fed
+    back and the logits change."""
+    def logits_seen(replace, **kwargs):
+        seen = []
+
+        def callback(pipe, step, timestep, tensors):
+            seen.append(tensors["logits"].clone())
+            if replace:
+                ids = tensors["token_ids"].clone()
+                ids[:, -1] = (ids[:, -1] + 1) % 64
+                return {"token_ids": ids}
+            return {}
+        c2i_2d.sample_tokens([3, 8], guidance_scale=2.0, top_k=0, generator=torch.Generator().manual_seed(5),
+                             callback_on_step_end=callback, callback_on_step_end_tensor_inputs=("token_ids", "logits"), **kwargs)
+        return torch.stack(seen)
+
+    assert torch.equal(logits_seen(False), logits_seen(True))
+    assert not torch.allclose(logits_seen(False, decode_feeds_condition=False), logits_seen(True, decode_feeds_condition=False))
+
+
+def test_pipeline_generates_images_with_the_2d_tokenizer(c2i_2d, converted):
+    out = c2i_2d(class_labels=[1, 2], generator=torch.Generator().manual_seed(0), output_type="pt")
+    assert out.images.shape == (2, 3, 32, 32)
+    card = (converted / "c2i_2d" / "README.md").read_text()
+    assert "2D RoPE over the token grid" in card and "16 (2D)" in card and "decode_feeds_condition" in card
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ class- and text-conditional.
 The sampler follows LlamaGen's ``generate`` step for step: one prefill over the condition tokens,
 then one cached decode step per image token; guidance runs one [cond; uncond] batch and combines
 raw logits as ``uncond + (cond - uncond) * guidance_scale`` (on when ``guidance_scale > 1``; after
-``cfg_interval`` decode steps only the conditional half is used); each token is drawn as
+``cfg_interval`` decode steps only the conditional half is used; ``cfg_schedule`` varies the scale over the decode
+steps, the first token always takes the raw scale); each token is drawn as
 temperature -> top-k -> top-p -> softmax -> multinomial, one draw per image from ``generator``, so
 seeded samples equal the original's under the same seed. The KV cache is static and preallocated;
 ``compile=True`` runs the decode step through ``torch.compile`` over full-length cache reads.
+
+``decode_feeds_condition`` (a sampling default a converter may set; off by default) reproduces an original sampler
+that hands the condition to the model at every cached decode step, whose forward then embeds the condition, not the
+previous token, at that position: the logits no longer depend on the sampled tokens. Class conditions only.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .base import VistokPipeline, check_number
-from .sampling import sample_next_token
+from .sampling import check_guidance_schedule, guidance_schedule, sample_next_token
 
 
 class _AutoregressiveSampling(VistokPipeline):
@@ -36,10 +41,18 @@ class _AutoregressiveSampling(VistokPipeline):
         if gen.condition_type != condition_type:
             raise ValueError(f"{type(self).__name__} needs a {condition_type}-conditional transformer, got a {gen.condition_type}-conditional one")
 
-    def _settings(self, guidance_scale, cfg_interval, temperature, top_k, top_p) -> dict:
-        defaults = self.transformer.config.sampling_defaults
-        s = dict(guidance_scale=guidance_scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k, top_p=top_p)
+    def _settings(self, guidance_scale, cfg_interval, temperature, top_k, top_p, cfg_schedule=None, cfg_schedule_kwargs=None,
+                  decode_feeds_condition=None) -> dict:
+        defaults = {"cfg_schedule": "constant", "cfg_schedule_kwargs": None, "decode_feeds_condition": False,
+                    **self.transformer.config.sampling_defaults}
+        s = dict(guidance_scale=guidance_scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k, top_p=top_p,
+                 cfg_schedule=cfg_schedule, cfg_schedule_kwargs=cfg_schedule_kwargs, decode_feeds_condition=decode_feeds_condition)
         s = {k: defaults[k] if v is None else v for k, v in s.items()}
+        s["cfg_schedule_kwargs"] = check_guidance_schedule(s["cfg_schedule"], s["cfg_schedule_kwargs"])
+        s["decode_feeds_condition"] = bool(s["decode_feeds_condition"])
+        if s["decode_feeds_condition"] and (self.transformer.config.condition_type != "class"
+                                            or self.transformer.config.num_condition_tokens != 1):
+            raise ValueError("decode_feeds_condition needs a class-conditional transformer with one condition token")
         check_number("guidance_scale", s["guidance_scale"], minimum=0)  # guidance is on above 1.0
         if s["guidance_scale"] > 1.0 and not self.transformer.config.has_null_condition:
             raise ValueError("this transformer has no null condition (trained without condition dropout): guidance_scale must be <= 1.0")
@@ -85,7 +98,7 @@ class _AutoregressiveSampling(VistokPipeline):
             step_fn = self._compiled_step
         scale = settings["guidance_scale"]
 
-        def pick(logits, use_guidance):
+        def pick(logits, use_guidance, scale=scale):
             logits = logits[:, -1]
             if guided:
                 cond, uncond = logits.split(batch)
@@ -98,15 +111,20 @@ class _AutoregressiveSampling(VistokPipeline):
         tokens = [token]
         interval = settings["cfg_interval"]
         length = cfg.num_tokens if num_tokens is None else num_tokens
+        schedule, schedule_kwargs = settings["cfg_schedule"], settings["cfg_schedule_kwargs"]
         for i in self.progress_bar(range(length - 1)):
             position = prefix + i
             inputs = torch.cat([token, token]) if guided else token
             cache_position = torch.tensor([position], device=device)
-            if compile:
+            if settings["decode_feeds_condition"]:  # the condition embedded at this position instead of the token
+                logits = step(**condition, attention_mask=key_valid[:, : position + 1], cache=cache,
+                              cache_position=cache_position, logits_to_keep=1).logits
+            elif compile:
                 logits = step_fn(inputs, key_valid, cache, cache_position)
             else:
                 logits = model._decode_step(inputs, key_valid[:, : position + 1], cache, cache_position)
-            token = pick(logits, not (interval > -1 and i > interval))
+            step_scale = guidance_schedule(schedule, (i + 1) / (cfg.num_tokens - 1), scale, **schedule_kwargs)
+            token = pick(logits, not (interval > -1 and i > interval), step_scale)
             tokens.append(token)
             if callback_on_step_end is not None:  # the tokens so far; a replaced last token is fed back next step
                 out = self.run_callback(self, callback_on_step_end, i, tensor_inputs,
@@ -131,10 +149,14 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
     def sample_tokens(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                       generator=None, do_sample: bool = True, compile: bool = False, num_images_per_prompt: int = 1,
-                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
-        """Token ids ``[B * num_images_per_prompt, grid, grid]``; unset settings take the model's released defaults."""
+                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
+                      cfg_schedule: str | None = None, cfg_schedule_kwargs: dict | None = None,
+                      decode_feeds_condition: bool | None = None) -> torch.LongTensor:
+        """Token ids ``[B * num_images_per_prompt, grid, grid]`` (``[B, N]`` with a 1D tokenizer); unset settings take
+        the model's released defaults."""
         labels = self.class_label_ids(class_labels, num_images_per_prompt)
-        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
+        settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p, cfg_schedule, cfg_schedule_kwargs,
+                                  decode_feeds_condition)
         return self._generate({"class_labels": labels}, labels.shape[0], None, settings, generator, do_sample, compile,
                               callback_on_step_end=callback_on_step_end,
                               callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
@@ -144,15 +166,21 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                  generator=None, do_sample: bool = True, compile: bool = False,
                  output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
-                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)):
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
+                 cfg_schedule: str | None = None, cfg_schedule_kwargs: dict | None = None,
+                 decode_feeds_condition: bool | None = None):
         """Generate images of ``class_labels`` (ids, a tensor, or class names of ``id2label``). ``guidance_scale`` > 1
         turns classifier-free guidance on; ``cfg_interval`` >= 0 turns it off after that many decode steps;
+        ``cfg_schedule`` ("constant", "linear", "linear_re", "triangular", "rectangular" with ``cfg_schedule_kwargs``
+        window_start/window_end, "step" with window_start) varies the scale over the decode steps;
+        ``decode_feeds_condition`` see the module docstring;
         ``top_k`` 0 and ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``generator``: one generator or one
         per image; ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "token_ids" and
         "logits" after each decode step. ``output_type`` "latent" returns token ids."""
         self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample,
-                                 compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
+                                 compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                                 cfg_schedule, cfg_schedule_kwargs, decode_feeds_condition)
         return self.finish(ids, output_type, return_dict, generator=generator)
 
 

@@ -101,3 +101,46 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     if do_sample:
         return multinomial_per_image(probs, generator)
     return torch.topk(probs, k=1, dim=-1)[1]
+
+
+# Guidance-scale schedules over the decode steps (LMforImageGeneration's, as autoregressive/models/generate.py of
+# GigaTok carries them): ``ratio`` = (step + 1) / (number of decode steps), the prefill token takes the raw scale.
+# Each returns the scale for that step; the 1e-4 terms are the original's (they keep the scale above 1, so the
+# guided batch stays guided).
+GUIDANCE_SCHEDULES = ("constant", "linear", "linear_re", "triangular", "rectangular", "step")
+_SCHEDULE_KWARGS = {"constant": (), "linear": (), "linear_re": (), "triangular": (), "rectangular": ("window_start", "window_end"),
+                    "step": ("window_start",)}
+
+
+def check_guidance_schedule(name: str, kwargs: dict | None) -> dict:
+    """The schedule's keyword arguments, checked (``step`` needs ``window_start``)."""
+    if name not in GUIDANCE_SCHEDULES:
+        raise ValueError(f"cfg_schedule must be one of {GUIDANCE_SCHEDULES}, got {name!r} (the original's 'cosine' and "
+                         "'sigmoid' cannot run there: one is unimplemented, the other fails on its last step)")
+    kwargs = dict(kwargs or {})
+    unknown = sorted(set(kwargs) - set(_SCHEDULE_KWARGS[name]))
+    if unknown:
+        raise ValueError(f"cfg_schedule {name!r} takes {list(_SCHEDULE_KWARGS[name]) or 'no'} cfg_schedule_kwargs, got {unknown}")
+    if name == "step" and "window_start" not in kwargs:
+        raise ValueError("cfg_schedule 'step' needs cfg_schedule_kwargs={'window_start': ratio}")
+    for key, value in kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"cfg_schedule_kwargs[{key!r}] must be a ratio in [0, 1], got {value!r}")
+    return kwargs
+
+
+def guidance_schedule(name: str, ratio: float, scale: float, window_start: float = 0.05, window_end: float = 1.0) -> float:
+    """The guidance scale at decode ratio ``ratio`` in (0, 1] under schedule ``name`` (``scale`` = the raw one)."""
+    if name == "constant":
+        return scale
+    if name == "linear":
+        return 1.0 + (scale - 1.0) * ratio + 1e-4
+    if name == "linear_re":
+        return 1.0 + (scale - 1.0) * (1.0 - ratio) + 1e-4
+    if name == "triangular":  # peak fixed at 0.5 (the original passes no keyword arguments to it)
+        return 1.0 + (scale - 1.0) * (ratio / 0.5 if ratio < 0.5 else (1.0 - ratio) / 0.5) + 1e-4
+    if name == "rectangular":
+        return scale if window_start <= ratio <= window_end else 1.0 + 1e-4
+    if name == "step":
+        return scale if scale == 1.0 or window_start <= ratio else 1.0 + 1e-4
+    raise ValueError(f"cfg_schedule must be one of {GUIDANCE_SCHEDULES}, got {name!r}")

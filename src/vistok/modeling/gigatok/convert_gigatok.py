@@ -1,7 +1,14 @@
 """Convert SilentView/GigaTok tokenizer checkpoints (``VQVitModelPlus`` 1D and ``VQVitModel2DPlus`` 2D,
-Google Drive ``.pt`` files) to vistok tokenizer folders, and its class-conditional GPTs
-(``autoregressive/models/gpt_1d.py``: LlamaGen's transformer with a learned absolute position embedding instead of
-2D RoPE) to pipeline folders of :class:`LlamaGenTransformer` (``position_embedding="learned"``) and the tokenizer.
+Google Drive ``.pt`` files) to vistok tokenizer folders, and its class-conditional GPTs to pipeline folders of
+:class:`LlamaGenTransformer` and the tokenizer: the 1D-token GPT (``autoregressive/models/gpt_1d.py``: LlamaGen's
+transformer with a learned absolute position embedding instead of 2D RoPE, ``position_embedding="learned"``) and the
+2D-token GPT (``autoregressive/models/gpt.py``: LlamaGen's GPT unchanged, 2D RoPE over the tokenizer's grid). The
+checkpoint tells them apart (only the 1D one has ``positional_embedding``); the tokenizer must have the same layout.
+
+GigaTok's ``generate`` hands the class to the 2D GPT at every cached decode step, and ``gpt.py`` then embeds the class
+instead of the previous token, so the original's 2D samples do not depend on the sampled tokens. The converted 2D
+generator keeps that as its sampling default (``decode_feeds_condition``), as the original samples; pass
+``decode_feeds_condition=False`` to the pipeline for LlamaGen's decoding (the previous token fed back).
 
 Checkpoints are pickles read with ``torch.load(weights_only=True)``. The original evaluates tokenizers
 with the ``"ema"`` weights when the file has them (``utils/model_init.py``), so they are preferred over
@@ -261,9 +268,11 @@ def render_card(cfg: GigaTokConfig, release: Release | None, base: str, repo_id:
 
 
 # -- GPT -------------------------------------------------------------------------------------------
-# The README's qualitative sampling (constant guidance 4.0); its FID numbers use a "step" guidance schedule
-# (guidance from 18% of the tokens on) that the pipeline does not implement.
+# The README's qualitative sampling (constant guidance 4.0); its FID numbers use the "step" guidance schedule
+# (guidance 1.75 from 18% of the decode steps on: cfg_schedule="step", cfg_schedule_kwargs={"window_start": 0.18}).
 SAMPLING = {**DEFAULT_SAMPLING, "guidance_scale": 4.0}
+# the 2D GPT as GigaTok's generate runs it (the class embedded at every decode step; see the module docstring)
+SAMPLING_2D = {**SAMPLING, "decode_feeds_condition": True}
 
 
 def _gpt(size, tokenizer, gfid):
@@ -293,11 +302,27 @@ def read_gpt_checkpoint(source: str) -> Original:
     return read_original(source, None)
 
 
-def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None = None) -> LlamaGenTransformer:
-    """A gpt_1d.py ``Transformer`` state dict -> LlamaGenTransformer with learned positions."""
-    if "positional_embedding" not in state:
-        raise ConversionError("missing key 'positional_embedding': not a GigaTok gpt_1d GPT (a RoPE GPT converts with "
-                              "`vistok convert llamagen`)")
+def gpt_layout(state: dict) -> str:
+    """"1d" for a gpt_1d.py GPT (learned ``positional_embedding``), "2d" for a gpt.py GPT (2D RoPE, no position table)."""
+    return "1d" if "positional_embedding" in state else "2d"
+
+
+def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None = None,
+              num_tokens: int | None = None) -> LlamaGenTransformer:
+    """A gpt_1d.py ``Transformer`` state dict -> LlamaGenTransformer with learned positions; a gpt.py one (2D RoPE)
+    -> LlamaGenTransformer with ``position_embedding="rope_2d"`` over ``num_tokens`` (the tokenizer's grid)."""
+    if gpt_layout(state) == "2d":
+        if num_tokens is None:
+            raise ConversionError("missing key 'positional_embedding': a 2D GigaTok GPT (gpt.py) needs the token count "
+                                  "of its tokenizer")
+        converted = convert_gpt_state_dict(state)
+        if "condition_embedder.embedding_table.weight" not in converted:
+            raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
+        try:
+            config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
+        except ValueError as err:
+            raise ConversionError(str(err)) from err
+        return load_converted(LlamaGenTransformer, config, converted, original=state)
     if any(".adaLN" in k or k.startswith(("adaLN.", "final_adaLN.")) for k in state) or any(".q_norm." in k or ".k_norm." in k for k in state):
         raise ConversionError("GigaTok GPTs with adaLN or QK-norm are not supported (the released ones use neither)")
     converted = convert_gpt_state_dict({k: v for k, v in state.items() if k != "positional_embedding"})
@@ -337,7 +362,14 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
     release = choose_release(preset, GPT_RELEASES, "GigaTok generator")
     state = read_gpt_checkpoint(source)
     tok = _load_tokenizer(tokenizer, 256 if image_size is None else image_size)
-    transformer = build_gpt(state, num_heads, release.sampling if release else SAMPLING)
+    layout = gpt_layout(state)
+    if layout != tok.config.token_layout:
+        raise ConversionError(f"the generator is a {layout.upper()}-token GPT but the tokenizer makes "
+                              f"{tok.config.token_layout.upper()} tokens")
+    if release is not None and layout != "1d":
+        raise ConversionError(f"preset {preset!r} is a 1D-token GPT but the checkpoint is a 2D-token GPT (gpt.py)")
+    sampling = release.sampling if release else (SAMPLING if layout == "1d" else SAMPLING_2D)
+    transformer = build_gpt(state, num_heads, sampling, tok.config.num_tokens)
     if transformer.config.codebook_size != tok.config.codebook_size:
         raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {tok.config.codebook_size}")
     if transformer.config.num_tokens != tok.config.num_tokens:
@@ -365,4 +397,8 @@ def render_gpt_card(cfg: LlamaGenConfig, tok: GigaTokConfig, release: Release | 
         num_hidden_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
         tokens=f"{cfg.num_tokens} ({tok.token_layout.upper()})", codebook_size=str(cfg.codebook_size),
         num_classes=str(cfg.num_classes), image_size=str(tok.image_size), repo_id=repo_id, sampling=sampling,
+        positions="learned absolute positions (no RoPE)" if cfg.position_embedding == "learned" else "2D RoPE over the token grid",
+        decode_note="; `decode_feeds_condition`: GigaTok's generate embeds the class, not the previous token, at every "
+                    "decode step of the 2D GPT, so its samples do not depend on the sampled tokens; pass "
+                    "`decode_feeds_condition=False` for LlamaGen's decoding" if cfg.sampling_defaults.get("decode_feeds_condition") else "",
         metrics=metrics_table(release.metrics if release else []))
