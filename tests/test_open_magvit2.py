@@ -179,6 +179,7 @@ def test_pipeline_images_and_defaults(omagvit2_pipe, omagvit2_converted):
     ({"top_p": [0.0, 1.0]}, ValueError, r"top_p\[0\] must be in \(0, 1\]"),
     ({"temperature": [1.0, 0.0]}, ValueError, r"temperature\[1\] must be > 0"),
     ({"cfg_interval": 3}, ValueError, "cfg_interval is not part of this sampler"),
+    ({"cfg_schedule": "linear"}, ValueError, "cfg_schedule is not part of this sampler"),
     ({"compile": True}, ValueError, "no compiled decode step"),
     ({"class_labels": [10]}, ValueError, r"class_labels must lie in \[0, 9\]"),
 ])

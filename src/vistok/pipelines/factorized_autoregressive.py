@@ -33,9 +33,14 @@ class FactorizedAutoregressiveImagePipeline(AutoregressiveImagePipeline):
         if len(getattr(transformer.config, "factorized_bits", ())) != 2:
             raise ValueError(f"{type(self).__name__} needs a transformer over two sub-tokens (config.factorized_bits)")
 
-    def _settings(self, guidance_scale, cfg_interval, temperature, top_k, top_p) -> dict:
+    def _settings(self, guidance_scale, cfg_interval, temperature, top_k, top_p, cfg_schedule=None,
+                  cfg_schedule_kwargs=None, decode_feeds_condition=None) -> dict:
         if cfg_interval not in (None, -1):
             raise ValueError("cfg_interval is not part of this sampler (guidance is on at every step): leave it unset")
+        for name, value in (("cfg_schedule", cfg_schedule), ("cfg_schedule_kwargs", cfg_schedule_kwargs),
+                            ("decode_feeds_condition", decode_feeds_condition)):
+            if value is not None:
+                raise ValueError(f"{name} is not part of this sampler (a constant scale per sub-token): leave it unset")
         defaults = self.transformer.config.sampling_defaults
         given = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
         settings, names = {}, {}
