@@ -105,8 +105,8 @@ def build_ar(upstream: Path, impls):
         from vistok.modeling.open_magvit2.convert_open_magvit2 import build_ar as convert
 
         transformer = convert({f"transformer.{k}": v for k, v in original.state_dict().items()}, 256, sampling=SAMPLING)
-        tokenizer = OpenMagvit2Model(OpenMagvit2Config(image_size=64, num_bits=18, hidden_channels=32, channel_mult=[1, 1, 1, 1, 1],
-                                                       num_res_blocks=1)).eval()  # never called: sampling only
+        tokenizer = OpenMagvit2Model(OpenMagvit2Config(image_size=256, num_bits=18, hidden_channels=32, channel_mult=[1, 1, 1, 1, 1],
+                                                       num_res_blocks=1)).eval()  # 16x16 tokens as the generator; never called: sampling only
         pipe = FactorizedAutoregressiveImagePipeline(image_tokenizer=tokenizer, transformer=transformer)
         pipe.set_progress_bar_config(disable=True)
     if "original" not in impls:
