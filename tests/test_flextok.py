@@ -195,7 +195,7 @@ def test_forward_reconstructs_in_eval_and_refuses_training(converted):
     torch.testing.assert_close(out.reconstruction, decoded, rtol=0, atol=0)
     model.train()
     try:
-        with pytest.raises(NotImplementedError, match="flow-matching objective"):
+        with pytest.raises(ValueError, match="flow-matching objective"):
             model(images)
     finally:
         model.eval()

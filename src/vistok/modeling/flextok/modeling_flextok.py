@@ -287,7 +287,7 @@ class FlexTokModel(VisualTokenizerMixin, FlexTokPreTrainedModel):
         FlexTok trains with a rectified-flow objective, not a reconstruction loss: a training-mode forward with
         gradients is refused rather than returning a reconstruction no gradient reaches."""
         if self.training and torch.is_grad_enabled():
-            raise NotImplementedError(
+            raise ValueError(
                 "FlexTok's decoder is a rectified flow trained with a flow-matching objective, which vistok's "
                 "reconstruction-based tokenizer training does not implement (the original release has no training "
                 "code either); use a converted FlexTok to tokenize, evaluate, and train generators on its tokens")
