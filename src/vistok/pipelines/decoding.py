@@ -199,8 +199,9 @@ def speculative_decode(sampler: TokenSampler, first: torch.LongTensor, length: i
         accept = (tested & (sampler.uniform((batch, width)) < ratio.nan_to_num(0.0))) | (k < 0)
         active = (accepted <= end)  # rows with a token to decide in this forward
         first_open = (~accept).float().argmax(dim=1)  # the first undecided slot (the last slot is never accepted)
-        tested_total += int(tested[active].sum())
-        accepted_total += int((tested & accept & (slot[None, :] < first_open[:, None]))[active].sum())
+        verified = tested & (slot[None, :] <= first_open[:, None])  # up to and including the first rejection
+        tested_total += int(verified[active].sum())
+        accepted_total += int((verified & accept)[active].sum())
         # draw the first undecided slot from the residual of a rejected draft (p itself after the last draft), and
         # the slots after it from p: new drafts whose proposal is p
         rows = torch.arange(batch, device=device)
