@@ -19,7 +19,8 @@
   group of tokens around the draft instead of the draft alone -- ``min(1, p(G) / q(G))`` with ``G`` the tokens ranked
   within ``group_radius`` places of the draft under ``p`` whose probability differs from the draft's by less than
   ``probability_threshold`` (and, when ``embedding_threshold`` is set, whose input embedding lies within that squared
-  L2 distance of the draft's), as the authors' code does. Accepting for a group changes the distribution (towards
+  L2 distance of the draft's), as the authors' code does (its window is ranks r-7 .. r+6 of the sorted logits, cut
+  off at the ends of the vocabulary here rather than wrapped around). Accepting for a group changes the distribution (towards
   tokens whose neighbours are likely); that is the speed/quality trade the paper makes. Knobs: ``draft_length`` (16),
   ``group_radius`` (7), ``probability_threshold`` (0.15), ``embedding_threshold`` (None: off -- the official 0.5 is a
   distance on Lumina-mGPT's embeddings, whose scale does not transfer to other models).
@@ -29,8 +30,9 @@
   unfinished row: a token sees the rows above only up to where they have been generated, not the whole row the
   model was trained to see. A row's first token is predicted from the last generated token of the row above fed at
   the end-of-row position (the authors' placeholder); a finished row's last token is fed once more in the next
-  forward so later rows see it. Unlike the authors' LlamaGen code, positions not generated yet are masked out of
-  attention (theirs attend to the cache's zero or stale entries there). ``window >= grid_size`` is standard
+  forward so later rows see it. Two differences from the authors' LlamaGen code: positions not generated yet are
+  masked out of attention (theirs attend to the cache's zero or stale entries there), and the rule applies from the
+  first row on (theirs decodes the whole first row before starting the second). ``window >= grid_size`` is standard
   decoding, token for token. Knob: ``window`` (8, the authors' LlamaGen default).
 
 All strategies use the static KV cache: a forward writes the keys and values of its tokens at their positions;
