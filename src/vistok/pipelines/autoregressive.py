@@ -13,6 +13,11 @@ seeded samples equal the original's under the same seed. The KV cache is static 
 ``decode_feeds_condition`` (a sampling default a converter may set; off by default) reproduces an original sampler
 that hands the condition to the model at every cached decode step, whose forward then embeds the condition, not the
 previous token, at that position: the logits no longer depend on the sampled tokens. Class conditions only.
+
+``decoding`` picks a strategy that makes fewer model forwards than one per token (see :mod:`.decoding`): ``"sjd"``
+(speculative Jacobi decoding, exact: same distribution as standard), ``"gsd"`` (grouped speculative decoding) and
+``"zipar"`` (rows in parallel), the last two opt-in approximations; ``decoding_kwargs`` holds their knobs. After each
+call the pipeline's ``decoding_stats`` reports the strategy, the model forwards made and (SJD/GSD) draft acceptance.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from .base import VistokPipeline, check_number
+from .decoding import TokenSampler, check_decoding, speculative_decode, zipar_decode
 from .sampling import check_guidance_schedule, guidance_schedule, sample_next_token
 
 
@@ -66,13 +72,16 @@ class _AutoregressiveSampling(VistokPipeline):
     def _generate(self, condition: dict, batch: int, condition_mask: torch.Tensor | None, settings: dict,
                   generator, do_sample: bool, compile: bool, num_tokens: int | None = None,
                   callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
-                  uncondition: dict | None = None, uncondition_mask: torch.Tensor | None = None) -> torch.LongTensor:
+                  uncondition: dict | None = None, uncondition_mask: torch.Tensor | None = None,
+                  decoding: str = "standard", decoding_kwargs: dict | None = None) -> torch.LongTensor:
         """Token ids ``[batch, grid, grid]``. ``condition`` holds the transformer's condition kwargs for
         ``batch`` rows; ``condition_mask [batch, T]`` marks valid (unpadded) condition tokens.
         ``num_tokens`` < the grid stops early and returns ``[batch, num_tokens]`` (warm-up, tests).
-        ``uncondition`` (and its mask): the guidance branch's condition (negative prompts) instead of the null one."""
+        ``uncondition`` (and its mask): the guidance branch's condition (negative prompts) instead of the null one.
+        ``decoding`` / ``decoding_kwargs``: the strategy (see :mod:`.decoding`)."""
         model = self.transformer
         cfg = model.config
+        decoding, knobs = self._check_decoding(decoding, decoding_kwargs, settings, compile, callback_on_step_end, num_tokens)
         generator = self.check_generator(generator, batch)
         tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = model.device
@@ -112,6 +121,24 @@ class _AutoregressiveSampling(VistokPipeline):
         interval = settings["cfg_interval"]
         length = cfg.num_tokens if num_tokens is None else num_tokens
         schedule, schedule_kwargs = settings["cfg_schedule"], settings["cfg_schedule_kwargs"]
+        if decoding != "standard":
+            def guidance(j):  # (guidance on, scale) for image token j, as the standard loop's decode step j - 1 has them
+                if j == 0:
+                    return True, scale
+                return not (interval > -1 and j - 1 > interval), guidance_schedule(schedule, j / (cfg.num_tokens - 1), scale,
+                                                                                    **schedule_kwargs)
+
+            sampler = TokenSampler(model, cache, key_valid, batch, guided, guidance, settings, generator, do_sample)
+            with self.progress_bar(total=length - 1) as bar:
+                if decoding == "zipar":
+                    tokens, stats = zipar_decode(sampler, token, length, cfg.grid_size, knobs, bar.update)
+                else:
+                    tokens, stats = speculative_decode(sampler, token, length, knobs, decoding == "gsd", bar.update)
+            self.decoding_stats = {"decoding": decoding, **knobs, "images": batch, "tokens_per_image": length,
+                                   "model_forwards": 1 + sampler.forwards, **stats}
+            if num_tokens is not None or self.image_tokenizer.config.token_layout == "1d":
+                return tokens
+            return tokens.view(batch, cfg.grid_size, cfg.grid_size)
         for i in self.progress_bar(range(length - 1)):
             position = prefix + i
             inputs = torch.cat([token, token]) if guided else token
@@ -132,9 +159,30 @@ class _AutoregressiveSampling(VistokPipeline):
                 tokens = list(out["token_ids"].split(1, dim=1))
                 token = tokens[-1]
         tokens = torch.cat(tokens, dim=1)
+        self.decoding_stats = {"decoding": "standard", "images": batch, "tokens_per_image": length, "model_forwards": length}
         if num_tokens is not None or self.image_tokenizer.config.token_layout == "1d":
             return tokens
         return tokens.view(batch, cfg.grid_size, cfg.grid_size)
+
+    def _check_decoding(self, decoding, decoding_kwargs, settings, compile, callback_on_step_end, num_tokens):
+        decoding, knobs = check_decoding(decoding, decoding_kwargs)
+        if decoding == "standard":
+            return decoding, knobs
+        if compile:
+            raise ValueError(f"compile=True compiles the standard one-token decode step: leave it off with decoding={decoding!r}")
+        if callback_on_step_end is not None:
+            raise ValueError(f"callback_on_step_end runs after each one-token decode step: it needs decoding='standard', "
+                             f"not {decoding!r}")
+        if settings["decode_feeds_condition"]:
+            raise ValueError("decode_feeds_condition makes the logits independent of the sampled tokens: "
+                             f"there is nothing to speculate on; use decoding='standard', not {decoding!r}")
+        if decoding == "zipar":
+            grid = self.transformer.config.grid_size
+            if self.image_tokenizer.config.token_layout != "2d":
+                raise ValueError("decoding='zipar' decodes rows of a 2D token grid in parallel: this tokenizer's tokens are 1D")
+            if num_tokens is not None and num_tokens % grid:
+                raise ValueError(f"decoding='zipar' decodes whole rows: num_tokens must be a multiple of the grid width {grid}")
+        return decoding, knobs
 
 
 class AutoregressiveImagePipeline(_AutoregressiveSampling):
@@ -151,7 +199,8 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
                       generator=None, do_sample: bool = True, compile: bool = False, num_images_per_prompt: int = 1,
                       callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
                       cfg_schedule: str | None = None, cfg_schedule_kwargs: dict | None = None,
-                      decode_feeds_condition: bool | None = None) -> torch.LongTensor:
+                      decode_feeds_condition: bool | None = None, decoding: str = "standard",
+                      decoding_kwargs: dict | None = None) -> torch.LongTensor:
         """Token ids ``[B * num_images_per_prompt, grid, grid]`` (``[B, N]`` with a 1D tokenizer); unset settings take
         the model's released defaults."""
         labels = self.class_label_ids(class_labels, num_images_per_prompt)
@@ -159,7 +208,8 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
                                   decode_feeds_condition)
         return self._generate({"class_labels": labels}, labels.shape[0], None, settings, generator, do_sample, compile,
                               callback_on_step_end=callback_on_step_end,
-                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                              decoding=decoding, decoding_kwargs=decoding_kwargs)
 
     @torch.no_grad()
     def __call__(self, class_labels, guidance_scale: float | None = None, cfg_interval: int | None = None,
@@ -168,7 +218,7 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
                  output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
                  callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
                  cfg_schedule: str | None = None, cfg_schedule_kwargs: dict | None = None,
-                 decode_feeds_condition: bool | None = None):
+                 decode_feeds_condition: bool | None = None, decoding: str = "standard", decoding_kwargs: dict | None = None):
         """Generate images of ``class_labels`` (ids, a tensor, or class names of ``id2label``). ``guidance_scale`` > 1
         turns classifier-free guidance on; ``cfg_interval`` >= 0 turns it off after that many decode steps;
         ``cfg_schedule`` ("constant", "linear", "linear_re", "triangular", "rectangular" with ``cfg_schedule_kwargs``
@@ -176,11 +226,14 @@ class AutoregressiveImagePipeline(_AutoregressiveSampling):
         ``decode_feeds_condition`` see the module docstring;
         ``top_k`` 0 and ``top_p`` 1 are off; ``do_sample=False`` is greedy. ``generator``: one generator or one
         per image; ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "token_ids" and
-        "logits" after each decode step. ``output_type`` "latent" returns token ids."""
+        "logits" after each decode step (standard decoding only). ``decoding``: "standard" (one forward per token),
+        "sjd" (exact, fewer forwards), "gsd" or "zipar" (approximations, fewer still) with knobs in ``decoding_kwargs``
+        (see :mod:`vistok.pipelines.decoding`); ``decoding_stats`` then reports the forwards made.
+        ``output_type`` "latent" returns token ids."""
         self.check_output_type(output_type)
         ids = self.sample_tokens(class_labels, guidance_scale, cfg_interval, temperature, top_k, top_p, generator, do_sample,
                                  compile, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs,
-                                 cfg_schedule, cfg_schedule_kwargs, decode_feeds_condition)
+                                 cfg_schedule, cfg_schedule_kwargs, decode_feeds_condition, decoding, decoding_kwargs)
         return self.finish(ids, output_type, return_dict, generator=generator)
 
 
@@ -269,7 +322,8 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
                       top_p: float | None = None, generator=None, do_sample: bool = True,
                       left_padding: bool = True, compile: bool = False, num_images_per_prompt: int = 1,
                       negative_prompt=None, negative_prompt_embeds=None, negative_prompt_attention_mask=None,
-                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
+                      callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
+                      decoding: str = "standard", decoding_kwargs: dict | None = None) -> torch.LongTensor:
         check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
         embeds, mask = self._prepared_embeds(prompt, prompt_embeds, prompt_attention_mask, left_padding)
         settings = self._settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
@@ -287,7 +341,8 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
         return self._generate({"caption_embeds": embeds}, embeds.shape[0], mask, settings, generator, do_sample, compile,
                               callback_on_step_end=callback_on_step_end,
                               callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-                              uncondition=uncondition, uncondition_mask=negative_mask)
+                              uncondition=uncondition, uncondition_mask=negative_mask,
+                              decoding=decoding, decoding_kwargs=decoding_kwargs)
 
     @torch.no_grad()
     def __call__(self, prompt=None, prompt_embeds=None, prompt_attention_mask=None, guidance_scale: float | None = None,
@@ -296,14 +351,15 @@ class TextToImageAutoregressivePipeline(_AutoregressiveSampling):
                  left_padding: bool = True, compile: bool = False, output_type: str = "pil", return_dict: bool = True,
                  num_images_per_prompt: int = 1, negative_prompt=None, negative_prompt_embeds=None,
                  negative_prompt_attention_mask=None, callback_on_step_end=None,
-                 callback_on_step_end_tensor_inputs=("token_ids",)):
+                 callback_on_step_end_tensor_inputs=("token_ids",), decoding: str = "standard",
+                 decoding_kwargs: dict | None = None):
         """Generate images for ``prompt`` (a string or list), or for precomputed ``prompt_embeds``.
         Settings as :class:`AutoregressiveImagePipeline`; ``left_padding=False`` is the original's
         ``--no-left-padding``. ``negative_prompt`` (or ``negative_prompt_embeds``) replaces the null caption in
-        the guidance branch."""
+        the guidance branch. ``decoding`` / ``decoding_kwargs``: the decoding strategy, as there."""
         self.check_output_type(output_type)
         ids = self.sample_tokens(prompt, prompt_embeds, prompt_attention_mask, guidance_scale, cfg_interval, temperature,
                                  top_k, top_p, generator, do_sample, left_padding, compile, num_images_per_prompt,
                                  negative_prompt, negative_prompt_embeds, negative_prompt_attention_mask,
-                                 callback_on_step_end, callback_on_step_end_tensor_inputs)
+                                 callback_on_step_end, callback_on_step_end_tensor_inputs, decoding, decoding_kwargs)
         return self.finish(ids, output_type, return_dict, generator=generator)

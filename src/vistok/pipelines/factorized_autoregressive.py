@@ -64,7 +64,11 @@ class FactorizedAutoregressiveImagePipeline(AutoregressiveImagePipeline):
     @torch.no_grad()
     def _generate(self, condition: dict, batch: int, condition_mask, settings: dict, generator, do_sample: bool,
                   compile: bool, num_tokens: int | None = None, callback_on_step_end=None,
-                  callback_on_step_end_tensor_inputs=("token_ids",), uncondition=None, uncondition_mask=None) -> torch.LongTensor:
+                  callback_on_step_end_tensor_inputs=("token_ids",), uncondition=None, uncondition_mask=None,
+                  decoding: str = "standard", decoding_kwargs: dict | None = None) -> torch.LongTensor:
+        if decoding != "standard" or decoding_kwargs:
+            raise ValueError(f"{type(self).__name__} decodes one token (two sub-tokens) per step: decoding must be 'standard', "
+                             f"got {decoding!r}")
         if compile:
             raise ValueError(f"{type(self).__name__} has no compiled decode step: leave compile=False")
         model = self.transformer

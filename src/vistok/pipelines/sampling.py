@@ -88,16 +88,22 @@ def filter_top_p_ascending(logits: torch.Tensor, top_p: float, filter_value: flo
     return logits
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                      generator=None, do_sample: bool = True) -> torch.LongTensor:
-    """One token per row of ``logits [B, V]`` in LlamaGen's order (autoregressive/models/generate.py
-    ``sample``): divide by max(temperature, 1e-5), top-k, top-p (transformers formulation), softmax,
-    then ``multinomial`` (one draw from ``generator`` per row) or the argmax. Returns ``[B, 1]``."""
+def token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """The sampling distribution over the last dimension of ``logits [..., V]`` in LlamaGen's order
+    (autoregressive/models/generate.py ``sample``): divide by max(temperature, 1e-5), top-k, top-p (transformers
+    formulation), softmax. ``sample_next_token`` draws from it; speculative decoding verifies drafts against it."""
     logits = logits / max(temperature, 1e-5)
     if top_k > 0:
         filter_top_k(logits, top_k)
     filter_top_p(logits, top_p)
-    probs = torch.softmax(logits, dim=-1)
+    return torch.softmax(logits, dim=-1)
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                      generator=None, do_sample: bool = True) -> torch.LongTensor:
+    """One token per row of ``logits [B, V]`` from ``token_distribution`` (LlamaGen's order: temperature, top-k,
+    top-p, softmax), then ``multinomial`` (one draw from ``generator`` per row) or the argmax. Returns ``[B, 1]``."""
+    probs = token_distribution(logits, temperature, top_k, top_p)
     if do_sample:
         return multinomial_per_image(probs, generator)
     return torch.topk(probs, k=1, dim=-1)[1]
