@@ -327,6 +327,28 @@ def test_llamagen_generator_trains_next_token_and_exports_a_pipeline(tmp_path, i
     assert "AutoregressiveImagePipeline" in (tmp_path / "gpt" / "final" / "README.md").read_text()
 
 
+def test_llamagen_generator_trains_on_1d_tokens_with_learned_positions(tmp_path, imagefolder):
+    """The default AR model's recipe: a LlamaGen GPT over a 1D tokenizer's sequence (learned positions: 1D tokens
+    have no grid for a 2D RoPE), sampled by AutoregressiveImagePipeline."""
+    from vistok import AutoregressiveImagePipeline
+
+    TokenizerTrainer(tokenizer_config(tmp_path / "tok", imagefolder, max_steps=1)).train()
+    tokenizer = tmp_path / "tok" / "final"
+    overrides = {"data": {"dataset": str(imagefolder), "label_column": "label"},
+                 "training": {"output_dir": str(tmp_path / "gpt"), "batch_size": 2, "max_steps": 2, "log_every": 1,
+                              "image_every": 1000}, "loss": {"tokenizer": str(tokenizer)}}
+    config = load_train_config("generator", overrides={**overrides, "model": {"family": "llamagen", "config": dict(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, position_embedding="learned")}})
+    trainer = GeneratorTrainer(config)
+    assert trainer.train()["step"] == 2
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    tok_cfg = json.loads((tokenizer / "config.json").read_text())
+    assert (cfg.num_tokens, cfg.codebook_size, cfg.position_embedding) == (tok_cfg["num_tokens"], tok_cfg["codebook_size"], "learned")
+    pipe = AutoregressiveImagePipeline.from_pretrained(tmp_path / "gpt" / "final")
+    ids = pipe(class_labels=[0, 1], generator=torch.Generator().manual_seed(0), output_type="latent").images
+    assert ids.shape == (2, tok_cfg["num_tokens"])
+
+
 def test_var_vqvae_and_next_scale_generator_train_and_export(tmp_path, imagefolder):
     from vistok import NextScalePipeline
 

@@ -13,7 +13,10 @@ FAMILY = Family(
     tokenizers=(TokenizerSpec("llamagen-vq", LlamaGenVQConfig, LlamaGenVQModel),),
     generators=(GeneratorSpec(
         "llamagen", LlamaGenConfig, LlamaGenTransformer, "AutoregressiveImagePipeline", next_token_objective,
-        token_layouts=("2d",), config_from_tokenizer=lambda tok: {"codebook_size": tok.codebook_size, "num_tokens": tok.num_tokens},
+        # 1D tokens train with learned positions (model.config.position_embedding: learned): a raster 2D RoPE
+        # would invent a grid they do not have
+        token_layouts=("2d", "1d"),
+        config_from_tokenizer=lambda tok: {"codebook_size": tok.codebook_size, "num_tokens": tok.num_tokens},
         text_pipeline="TextToImageAutoregressivePipeline"),),  # the original recipe has no label smoothing
     converters=(
         ConverterSpec("llamagen-vq", TOKENIZER, convert_llamagen.convert_vq, convert_llamagen.VQ_RELEASES,
