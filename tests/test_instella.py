@@ -307,3 +307,157 @@ def test_tokenizer_trains_with_vistok_train(tmp_path, monkeypatch):
         assert not torch.equal(trained.state_dict()[name], initial[name]), name  # gradients reached every stage
     losses = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert losses and all(np.isfinite(v) for row in losses for k, v in row.items() if "loss" in k and isinstance(v, float))
+
+
+# -- the AR sampler's static KV cache --------------------------------------------------------------------------
+
+
+def test_ar_cached_logits_match_the_full_forward(ar_model):
+    """The cached steps (prefill of text + split token, then one token per step) give the full forward's logits at
+    every position, with left-padded text."""
+    meta, expected = load("ar")
+    text, mask, bits = expected["text_hidden_states"], torch.tensor(meta["attention_mask"]), expected["input_bits"].float()
+    with torch.no_grad():
+        full = ar_model(bits, text, mask).logits
+        cache = ar_model.new_cache(4, text.shape[2])
+        steps = [ar_model.cached_step(None, cache, 0, mask, text)]
+        steps += [ar_model.cached_step(bits[:, i:i + 1], cache, i + 1, mask) for i in range(bits.shape[1])]
+        cached = torch.cat(steps, dim=1)
+        # a prefill that also carries tokens (the refill after a callback rewrote them)
+        refill = ar_model.cached_step(bits[:, :3], ar_model.new_cache(4, text.shape[2]), 0, mask, text)
+    assert cached.shape == full.shape and torch.allclose(cached, full, atol=1e-5), float((cached - full).abs().max())
+    assert torch.allclose(refill, full[:, :4], atol=1e-5)
+    with pytest.raises(ValueError, match="the prefill .* needs text_hidden_states"):
+        ar_model.cached_step(bits[:, :1], ar_model.new_cache(4, text.shape[2]), 0, mask)
+
+
+@pytest.mark.parametrize("name", ["released", "warm", "greedy"])
+def test_ar_cached_sampling_gives_the_uncached_bits(ar_pipeline, name):
+    """use_cache=True (default) and the original's full recomputation (use_cache=False) draw identical bits for the
+    same seed; both equal the original's sample."""
+    meta, expected = load("ar")
+    setting = meta["settings"][name]
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    kwargs = dict(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                  negative_prompt_attention_mask=mask[2:], guidance_scale=setting["guidance_scale"], temperature=setting["temp"],
+                  output_type="latent")
+    runs = [ar_pipeline(**kwargs, use_cache=use_cache, generator=torch.Generator().manual_seed(setting["seed"])).images
+            for use_cache in (True, False)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], expected[f"sample_{name}"])
+
+
+def test_ar_cached_sampling_follows_a_callback_that_rewrites_earlier_tokens(ar_pipeline):
+    meta, expected = load("ar")
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    kwargs = dict(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                  negative_prompt_attention_mask=mask[2:], output_type="latent")
+
+    def flip_first_token(pipe, step, timestep, tensors):  # rewrites token 0 (already in the cache) at step 3
+        if step == 3:
+            tensors["token_ids"][:, 0] = 1 - tensors["token_ids"][:, 0]
+        return {"token_ids": tensors["token_ids"]}
+
+    runs = [ar_pipeline(**kwargs, use_cache=use_cache, generator=torch.Generator().manual_seed(5),
+                        callback_on_step_end=flip_first_token).images for use_cache in (True, False)]
+    plain = ar_pipeline(**kwargs, generator=torch.Generator().manual_seed(5)).images
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0][:, 4:], plain[:, 4:])  # later tokens saw the edit
+
+
+# -- the diffusion generator -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diffusion_pipeline(tmp_path_factory, instella_bae_folder):
+    """The fixture's random weights saved as the release's diffusion.pt ({"module": state_dict}, a pickle) and the tiny
+    tokenizer folder, converted through the CLI into a pipeline folder without a text encoder."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    root = tmp_path_factory.mktemp("instella_diffusion")
+    meta, _ = load("diffusion")
+    torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, root / "diffusion.pt")
+    assert cli_main(["convert", "instella-diffusion", "--original", str(root / "diffusion.pt"), "--tokenizer",
+                     str(instella_bae_folder), "--head-dim", str(meta["original_args"]["attention_head_dim"]),
+                     "--output", str(root / "pipe")]) == 0
+    pipe = BinaryDiffusionTextToImagePipeline.from_pretrained(root / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    card = (root / "pipe" / "README.md").read_text()
+    assert "instella-diffusion" in card and "20 steps" in card and "protocol_1" in card
+    return pipe
+
+
+def test_diffusion_logits_match_original(diffusion_pipeline):
+    from vistok.modeling.instella import InstellaDiffusionModel
+
+    meta, expected = load("diffusion")
+    model = diffusion_pipeline.transformer
+    assert isinstance(model, InstellaDiffusionModel) and not model.training
+    c = model.config
+    assert (c.num_bits, c.num_tokens, c.hidden_size, c.num_attention_heads, c.num_hidden_layers, c.text_hidden_size) == (16, 8, 32, 2, 2, 32)
+    assert c.sampling_defaults == {"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0,
+                                   "step_rule": "protocol_1"}
+    text, mask, bits = expected["text_hidden_states"], torch.tensor(meta["attention_mask"]), expected["input_bits"]
+    t = torch.tensor(meta["timesteps"])
+    assert_matches_original(model, lambda m: m(bits, t.to(m.dtype), text.to(m.dtype), mask).logits, expected["logits"], "flip logits")
+    noisy = text.clone()
+    noisy[1, :, :2] = 100.0  # padded text positions do not matter
+    with torch.no_grad():
+        assert torch.allclose(model(bits, t, noisy, mask).logits, model(bits, t, text, mask).logits, atol=1e-6)
+        assert not torch.allclose(model(bits, t.flip(0), text, mask).logits, model(bits, t, text, mask).logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["released", "warm", "protocol_2"])
+def test_diffusion_seeded_samples_match_original(diffusion_pipeline, name):
+    """The original's BinaryDiffusion.sample after torch.manual_seed(seed) (global RNG) and the pipeline with a
+    generator seeded the same way draw the same noise: identical bits."""
+    meta, expected = load("diffusion")
+    s = meta["settings"][name]
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    out = diffusion_pipeline(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                             negative_prompt_attention_mask=mask[2:], guidance_scale=s["guidance_scale"], temperature=s["temp"],
+                             num_inference_steps=s["num_sampling_steps"], rho=s["rho"], step_rule=s["protocal"].replace("protocal", "protocol"),
+                             generator=torch.Generator().manual_seed(s["seed"]), output_type="latent")
+    assert out.images.shape == (2, 8, 16)
+    assert torch.equal(out.images, expected[f"sample_{name}"])
+
+
+def test_diffusion_text_path_defaults_and_images(diffusion_pipeline):
+    """Prompts through the tiny OLMo (the AR pipeline's shared text path) with the stored defaults give the original's
+    released sample; images decode at the asked size; bad settings are refused."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    meta, expected = load("diffusion")
+    olmo, tokenizer, prompts = _tiny_olmo_and_tokenizer(meta)
+    pipe = BinaryDiffusionTextToImagePipeline(diffusion_pipeline.image_tokenizer, diffusion_pipeline.transformer, olmo, tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    bits = pipe(prompts, generator=torch.Generator().manual_seed(meta["settings"]["released"]["seed"]), output_type="latent").images
+    assert torch.equal(bits, expected["sample_released"])
+    steps = []
+    images = pipe(prompts[:1], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt",
+                  height=96, width=96, callback_on_step_end=lambda p, i, t, kw: steps.append(i) or {}).images
+    assert images.shape == (1, 3, 96, 96) and steps == [0, 1, 2]
+    kwargs = dict(prompt_embeds=expected["text_hidden_states"][:1], negative_prompt_embeds=expected["text_hidden_states"][2:3])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        pipe(**kwargs, temperature=0.0)
+    with pytest.raises(ValueError, match="num_inference_steps must be >= 1"):
+        pipe(**kwargs, num_inference_steps=0)
+    with pytest.raises(ValueError, match="step_rule must be one of"):
+        pipe(**kwargs, step_rule="protocal_3")
+
+
+def test_diffusion_bad_input(diffusion_pipeline, tmp_path):
+    from vistok.modeling.instella import InstellaDiffusionConfig
+    from vistok.modeling.instella.convert_instella import load_diffusion
+
+    meta, expected = load("diffusion")
+    model, text = diffusion_pipeline.transformer, expected["text_hidden_states"]
+    with pytest.raises(ValueError, match=r"input_bits must be \[4, 8, 16\]"):
+        model(torch.zeros(4, 7, 16), 0.5, text)
+    with pytest.raises(ValueError, match=r"timestep must be a tensor of \[4\]"):
+        model(torch.zeros(4, 8, 16), torch.zeros(3), text)
+    with pytest.raises(ValueError, match=r"text_hidden_states must be \[B, 2, T, 32\]"):
+        model(torch.zeros(4, 8, 16), 0.5, text[:, :1])
+    with pytest.raises(ValueError, match="step_rule"):
+        InstellaDiffusionConfig(sampling_defaults={"step_rule": "ddim"})
+    torch.save({"module": {"w": torch.zeros(1)}}, tmp_path / "diffusion.pt")
+    with pytest.raises(ConversionError, match="not an Instella-T2I diffusion checkpoint"):
+        load_diffusion(str(tmp_path))

@@ -143,3 +143,50 @@ class InstellaARConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.sampling_defaults = dict(sampling_defaults or {"guidance_scale": 7.5, "temperature": 1.0})
         super().__init__(**kwargs)
+
+
+DIFFUSION_STEP_RULES = ("protocol_1", "protocol_2")
+
+
+class InstellaDiffusionConfig(PreTrainedConfig):
+    """Instella-T2I's diffusion generator over binary latents: a non-causal transformer over ``num_tokens`` bit
+    vectors (``num_bits`` each) conditioned on a timestep t in [0, 1] (adaLN-zero) and, in block ``i``, on the
+    projected hidden state ``i+1`` of the OLMo text encoder; it predicts a flip logit per bit.
+
+    Args:
+        num_bits / num_tokens: the tokenizer's bits per token and token count (64 / 128).
+        hidden_size / num_hidden_layers / num_attention_heads: the release: 2048 / 16 (the OLMo depth) / 16.
+        text_hidden_size: the OLMo width (2048).
+        sampling_defaults: the released sampling settings (``test_diff.py``): ``guidance_scale`` 7.5,
+            ``temperature`` 1.0, ``num_inference_steps`` 20, ``rho`` 1.0 (timesteps ``(1 - i/N)**rho``) and
+            ``step_rule`` "protocol_1" (the original's ``protocal_1``; "protocol_2" is its other rule).
+    """
+
+    model_type = "vistok_instella_diffusion"
+
+    def __init__(self, num_bits: int = 64, num_tokens: int = 128, hidden_size: int = 2048, num_hidden_layers: int = 16,
+                 num_attention_heads: int = 16, text_hidden_size: int = 2048, mlp_ratio: float = 4.0,
+                 rms_norm_eps: float = 1e-6, layer_norm_eps: float = 1e-6, initializer_range: float = 0.02,
+                 sampling_defaults: dict | None = None, **kwargs):
+        check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                    num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
+        check_positive_numbers(mlp_ratio=mlp_ratio, rms_norm_eps=rms_norm_eps, layer_norm_eps=layer_norm_eps,
+                               initializer_range=initializer_range)
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+        defaults = {"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0, "step_rule": "protocol_1"}
+        defaults.update(sampling_defaults or {})
+        if defaults["step_rule"] not in DIFFUSION_STEP_RULES:
+            raise ValueError(f"sampling_defaults['step_rule'] must be one of {DIFFUSION_STEP_RULES}, got {defaults['step_rule']!r}")
+        self.num_bits = num_bits
+        self.num_tokens = num_tokens
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.text_hidden_size = text_hidden_size
+        self.mlp_ratio = mlp_ratio
+        self.rms_norm_eps = rms_norm_eps
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.sampling_defaults = defaults
+        super().__init__(**kwargs)
