@@ -9,24 +9,11 @@ from .configuration_instella import InstellaARConfig, InstellaBAEConfig, Instell
 from .modeling_instella import InstellaBAEModel, InstellaBAEPreTrainedModel
 from .modeling_instella_ar import InstellaARModel, InstellaAROutput, InstellaARPreTrainedModel
 from .modeling_instella_diffusion import InstellaDiffusionModel, InstellaDiffusionOutput, InstellaDiffusionPreTrainedModel
-
-
-
-def training_unsupported(*args, **kwargs):
-    """``vistok train generator`` needs a per-bit objective the shared trainer does not have yet."""
-    raise ValueError("training the Instella-T2I AR generator with `vistok train generator` is not supported: its "
-                     "targets are 64 bits per token (a binary cross-entropy), not codebook ids")
-
-
-def diffusion_training_unsupported(*args, **kwargs):
-    """The diffusion generator's objective (noised bits at a random t, per-bit flip targets) is not in the trainer."""
-    raise ValueError("training the Instella-T2I diffusion generator with `vistok train generator` is not supported: its "
-                     "objective is per-bit flip prediction on noised bits, not next-token codebook ids")
-
+from .training_instella import caption_bit_objective, class_objective_unsupported, diffusion_training_unsupported
 
 FAMILY = Family(
     name="instella",
-    description="Instella-T2I binary 1D tokenizer (AMD-AGI/Instella-T2I)",
+    description="Instella-T2I binary 1D tokenizer and its AR / diffusion text-to-image generators (AMD-AGI/Instella-T2I)",
     tokenizers=(TokenizerSpec("instella-bae", InstellaBAEConfig, InstellaBAEModel),),
     converters=(ConverterSpec("instella-bae", TOKENIZER, convert_instella.convert, convert_instella.RELEASES,
                               convert_instella.CLI_OPTIONS,
@@ -40,9 +27,9 @@ FAMILY = Family(
                               "the Instella-T2I diffusion generator (diffusion.pt), its converted tokenizer and optionally "
                               "OLMo -> a BinaryDiffusionTextToImagePipeline folder")),
     generators=(GeneratorSpec(
-        "instella-ar", InstellaARConfig, InstellaARModel, "BinaryAutoregressiveTextToImagePipeline", training_unsupported,
+        "instella-ar", InstellaARConfig, InstellaARModel, "BinaryAutoregressiveTextToImagePipeline", class_objective_unsupported,
         token_layouts=("1d",), config_from_tokenizer=lambda tok: {"num_bits": tok.num_bits, "num_tokens": tok.num_tokens},
-        text_pipeline="BinaryAutoregressiveTextToImagePipeline", text_objective=training_unsupported,
+        text_pipeline="BinaryAutoregressiveTextToImagePipeline", text_objective=caption_bit_objective,
         text_encoder_class="OlmoModel"),
         GeneratorSpec(
         "instella-diffusion", InstellaDiffusionConfig, InstellaDiffusionModel, "BinaryDiffusionTextToImagePipeline",
