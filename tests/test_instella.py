@@ -382,6 +382,9 @@ def diffusion_pipeline(tmp_path_factory, instella_bae_folder):
     pipe.set_progress_bar_config(disable=True)
     card = (root / "pipe" / "README.md").read_text()
     assert "instella-diffusion" in card and "20 steps" in card and "protocol_1" in card
+    from vistok.modeling.instella import InstellaDiffusionModel
+
+    assert isinstance(AutoModel.from_pretrained(root / "pipe" / "transformer"), InstellaDiffusionModel)
     return pipe
 
 
