@@ -532,3 +532,25 @@ def test_ar_trains_on_captions_and_exports_a_pipeline(tmp_path, instella_bae_fol
         assert not torch.equal(trained[name], initial[name]), name  # gradients reached the embedding, text and head
     images = pipe("w5 w9", generator=torch.Generator().manual_seed(0), output_type="np").images
     assert images.shape == (1, 64, 64, 3)
+
+
+def test_diffusion_folder_with_olmo_generates_from_a_prompt(tmp_path, instella_bae_folder):
+    """`vistok convert instella-diffusion --text-encoder` with an OLMo folder (model + tokenizer): the saved pipeline
+    loads with the text components and a prompt gives the original's seeded sample."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    meta, expected = load("diffusion")
+    olmo, text_tokenizer, prompts = _tiny_olmo_and_tokenizer(meta)
+    olmo.save_pretrained(tmp_path / "olmo")
+    text_tokenizer.save_pretrained(tmp_path / "olmo")
+    torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, tmp_path / "diffusion.pt")
+    assert cli_main(["convert", "instella-diffusion", "--original", str(tmp_path / "diffusion.pt"), "--tokenizer",
+                     str(instella_bae_folder), "--text-encoder", str(tmp_path / "olmo"), "--head-dim",
+                     str(meta["original_args"]["attention_head_dim"]), "--output", str(tmp_path / "pipe")]) == 0
+    pipe = BinaryDiffusionTextToImagePipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.text_encoder is not None and pipe.tokenizer is not None
+    s = meta["settings"]["warm"]
+    bits = pipe(prompts, guidance_scale=s["guidance_scale"], temperature=s["temp"], num_inference_steps=s["num_sampling_steps"],
+                rho=s["rho"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
+    assert torch.equal(bits, expected["sample_warm"])
