@@ -6,6 +6,9 @@ Each block: ``h = rms(x) + pos_emb``; keys/values over ``[proj_cond(OLMo hidden 
 gives one logit per bit. The unused ``time_embed`` of the release is not kept.
 
 The original sampler (``BinaryAR.sample``) is :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`.
+The original recomputes the whole text + image sequence at each of its 128 steps; ``new_cache`` / ``cached_step``
+give the same logits with a static KV cache (the text keys/values and the split token written once, then one image
+token per step), which the pipeline uses by default.
 """
 
 from __future__ import annotations
