@@ -466,15 +466,16 @@ def test_diffusion_bad_input(diffusion_pipeline, tmp_path):
         load_diffusion(str(tmp_path))
 
 
-def test_ar_trains_on_captions_and_exports_a_pipeline(tmp_path, instella_bae_folder, monkeypatch):
-    """``vistok train generator`` with ``model.family: instella-ar``: the tokenizer's bits of each image, the captions
-    through a frozen tiny OLMo (dropped to "" for guidance), the per-bit binary cross-entropy of scripts/train_ar.py;
-    exported as a BinaryAutoregressiveTextToImagePipeline that loads and samples from a prompt."""
+@pytest.mark.parametrize("family", ["instella-ar", "instella-diffusion"])
+def test_generators_train_on_captions_and_export_a_pipeline(tmp_path, instella_bae_folder, monkeypatch, family):
+    """``vistok train generator`` with ``model.family: instella-ar`` / ``instella-diffusion``: the tokenizer's bits of
+    each image, the captions through a frozen tiny OLMo (dropped to "" for guidance), the per-bit binary cross-entropy
+    of scripts/train_ar.py / train_diff.py; exported as the family's pipeline, which loads and samples from a prompt."""
     import numpy as np
     import PIL.Image
     from accelerate.state import AcceleratorState
 
-    from vistok import BinaryAutoregressiveTextToImagePipeline
+    from vistok import BinaryAutoregressiveTextToImagePipeline, BinaryDiffusionTextToImagePipeline
     from vistok.modeling.instella.training_instella import bits_as_two_class_logits
     from vistok.training import load_train_config
     from vistok.training.generator import GeneratorTrainer
@@ -497,10 +498,10 @@ def test_ar_trains_on_captions_and_exports_a_pipeline(tmp_path, instella_bae_fol
     (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     AcceleratorState._reset_state(True)
     config = load_train_config("generator", overrides={
-        "model": {"family": "instella-ar", "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                                          text_hidden_size=32, caption_dropout_prob=0.5)},
+        "model": {"family": family, "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                   text_hidden_size=32, caption_dropout_prob=0.5)},
         "data": {"dataset": str(data), "label_column": None, "caption_column": "text"},
-        "training": {"output_dir": str(tmp_path / "ar"), "batch_size": 2, "max_steps": 3, "log_every": 1,
+        "training": {"output_dir": str(tmp_path / "run"), "batch_size": 2, "max_steps": 3, "log_every": 1,
                      "learning_rate": 1e-3, "image_every": 1000, "checkpointing_steps": 1000},
         "loss": {"tokenizer": str(instella_bae_folder), "text_encoder": str(tmp_path / "olmo")}})
     from vistok.training import generator as generator_training
@@ -521,17 +522,51 @@ def test_ar_trains_on_captions_and_exports_a_pipeline(tmp_path, instella_bae_fol
         AcceleratorState._reset_state(True)
     cfg = trainer.accelerator.unwrap_model(trainer.model).config
     assert (cfg.num_bits, cfg.num_tokens, cfg.codebook_size) == (16, 8, 2**16) and summary["step"] == 3
-    rows = [json.loads(line) for line in (tmp_path / "ar" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     # random bits of a random model: about log 2 per bit, accuracy about one half
     assert abs(rows[0]["loss"] - np.log(2)) < 0.5 and 0.2 < rows[0]["token_accuracy"] < 0.8
-    pipe = BinaryAutoregressiveTextToImagePipeline.from_pretrained(tmp_path / "ar" / "final")
+    pipeline_class = BinaryAutoregressiveTextToImagePipeline if family == "instella-ar" else BinaryDiffusionTextToImagePipeline
+    pipe = pipeline_class.from_pretrained(tmp_path / "run" / "final")
+    assert type(pipe) is pipeline_class
     pipe.set_progress_bar_config(disable=True)
     trained, initial = pipe.transformer.state_dict(), built[0]
     assert len(built) == 1
     for name in ("x_embedder.weight", "transformer_blocks.0.proj_cond.weight", "proj_out.weight"):
         assert not torch.equal(trained[name], initial[name]), name  # gradients reached the embedding, text and head
-    images = pipe("w5 w9", generator=torch.Generator().manual_seed(0), output_type="np").images
+    steps = {"num_inference_steps": 2} if family == "instella-diffusion" else {}
+    images = pipe("w5 w9", generator=torch.Generator().manual_seed(0), output_type="np", **steps).images
     assert images.shape == (1, 64, 64, 3)
+
+
+def test_diffusion_objective_is_the_original_training_step(diffusion_pipeline):
+    """caption_flip_objective against scripts/train_diff.py's step written out (non_uniform_t: LogisticNormal(0, 1)
+    timesteps; add_noise; prediction_target 'epsilon'; binary cross-entropy), same global-RNG draws."""
+    from torch.distributions import LogisticNormal
+
+    from vistok.modeling.instella.training_instella import caption_flip_objective
+
+    meta, expected = load("diffusion")
+    model = diffusion_pipeline.transformer  # eval mode: no caption dropout
+    text, mask, latents = expected["text_hidden_states"][:2], torch.tensor(meta["attention_mask"])[:2], expected["input_bits"][:2]
+
+    class Text:  # the frozen text path: fixed OLMo states for the two captions
+        @staticmethod
+        def encode_prompt(captions):
+            assert captions == ["a", "b"]
+            return text, mask
+
+    torch.manual_seed(7)
+    with torch.no_grad():
+        logits, targets = caption_flip_objective(model, None, latents, Text, ["a", "b"], None)
+        ours = torch.nn.functional.cross_entropy(logits, targets)
+    torch.manual_seed(7)
+    x = latents.float()
+    t = LogisticNormal(torch.tensor([0.0]), torch.tensor([1.0])).sample((x.shape[0],))[:, 0]
+    x_t = torch.bernoulli(x * (1 - t.view(-1, 1, 1)) + t.view(-1, 1, 1) * (0.5 * torch.ones_like(x)))
+    with torch.no_grad():
+        out = model(x_t, t, text, mask).logits
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(x_t * (-out) + (1 - x_t) * out, x)
+    assert torch.allclose(ours, reference, atol=1e-6), (float(ours), float(reference))
 
 
 def test_diffusion_folder_with_olmo_generates_from_a_prompt(tmp_path, instella_bae_folder):

@@ -9,7 +9,7 @@ from .configuration_instella import InstellaARConfig, InstellaBAEConfig, Instell
 from .modeling_instella import InstellaBAEModel, InstellaBAEPreTrainedModel
 from .modeling_instella_ar import InstellaARModel, InstellaAROutput, InstellaARPreTrainedModel
 from .modeling_instella_diffusion import InstellaDiffusionModel, InstellaDiffusionOutput, InstellaDiffusionPreTrainedModel
-from .training_instella import caption_bit_objective, class_objective_unsupported, diffusion_training_unsupported
+from .training_instella import caption_bit_objective, caption_flip_objective, class_objective_unsupported
 
 FAMILY = Family(
     name="instella",
@@ -33,9 +33,9 @@ FAMILY = Family(
         text_encoder_class="OlmoModel"),
         GeneratorSpec(
         "instella-diffusion", InstellaDiffusionConfig, InstellaDiffusionModel, "BinaryDiffusionTextToImagePipeline",
-        diffusion_training_unsupported, token_layouts=("1d",),
+        class_objective_unsupported, token_layouts=("1d",),
         config_from_tokenizer=lambda tok: {"num_bits": tok.num_bits, "num_tokens": tok.num_tokens},
-        text_pipeline="BinaryDiffusionTextToImagePipeline", text_objective=diffusion_training_unsupported,
+        text_pipeline="BinaryDiffusionTextToImagePipeline", text_objective=caption_flip_objective,
         text_encoder_class="OlmoModel")),
 )
 
