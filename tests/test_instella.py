@@ -589,3 +589,25 @@ def test_diffusion_folder_with_olmo_generates_from_a_prompt(tmp_path, instella_b
     bits = pipe(prompts, guidance_scale=s["guidance_scale"], temperature=s["temp"], num_inference_steps=s["num_sampling_steps"],
                 rho=s["rho"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
     assert torch.equal(bits, expected["sample_warm"])
+
+
+def test_ar_objective_is_the_original_training_step(ar_model):
+    """caption_bit_objective against scripts/train_ar.py's step written out: the model reads bits[:, :-1] after the
+    split token, binary cross-entropy against all bits; its accuracy is the original's (out > 0) == bit."""
+    from vistok.modeling.instella.training_instella import caption_bit_objective
+
+    meta, expected = load("ar")
+    text, mask = expected["text_hidden_states"][:2], torch.tensor(meta["attention_mask"])[:2]
+    latents = torch.bernoulli(torch.full((2, 8, 16), 0.5), generator=torch.Generator().manual_seed(3)).long()
+
+    class Text:
+        @staticmethod
+        def encode_prompt(captions):
+            return text, mask
+
+    with torch.no_grad():
+        logits, targets = caption_bit_objective(ar_model, None, latents, Text, ["a", "b"], None)
+        out = ar_model(latents[:, :-1].float(), text, mask).logits
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(out, latents.float())
+    assert torch.allclose(torch.nn.functional.cross_entropy(logits, targets), reference, atol=1e-6)
+    assert torch.equal((logits.argmax(-1) == targets).float().mean(), ((out > 0).long() == latents).float().mean())
