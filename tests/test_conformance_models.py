@@ -26,7 +26,7 @@ import vistok  # noqa: F401  (registers the model types)
 from vistok.families import families
 from vistok.modeling.flextok.configuration_flextok import FlexTokConfig
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
-from vistok.modeling.instella.configuration_instella import InstellaARConfig, InstellaBAEConfig
+from vistok.modeling.instella.configuration_instella import InstellaARConfig, InstellaBAEConfig, InstellaDiffusionConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 from vistok.modeling.maskgen.configuration_maskgen import MaskGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
@@ -334,6 +334,23 @@ CASES: dict[str, ModelCase] = {
         # per-bit logits (a binary cross-entropy) have no loss in forward: vistok train refuses it (see the family),
         # and the bits arrive through a Linear (x_embedder): no token vocabulary to resize
         flags={"is_training": False, "additional_model_inputs": ["text_hidden_states", "text_attention_mask"],
+               "test_resize_embeddings": False},
+        skips={"test_model_get_set_embeddings": "the inputs are bit vectors embedded by a Linear (x_embedder) and the text "
+                                                "arrives as features: no token embedding table"},
+    ),
+    "InstellaDiffusionModel": ModelCase(
+        InstellaDiffusionConfig,
+        dict(num_bits=8, num_tokens=6, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, text_hidden_size=16),
+        # all 6 noisy bit vectors at a noise level per row; the text: hidden states 1..2 of a text encoder over 3 tokens
+        lambda config, g: {"input_bits": torch.randint(0, 2, (BATCH, config.num_tokens, config.num_bits), generator=g).float(),
+                           "timestep": torch.rand(BATCH, generator=g),
+                           "text_hidden_states": torch.randn(BATCH, config.num_hidden_layers, 3, config.text_hidden_size, generator=g),
+                           "text_attention_mask": torch.tensor([[1, 1, 1], [0, 1, 1]])},
+        num_hidden_layers=2, seq_length=6, hidden_size=32, num_attention_heads=2, key_length=3 + 6,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers"],
+        # per-bit flip logits of noised bits (the diffusion objective) have no loss in forward: vistok train refuses
+        # it (see the family), and the bits arrive through a Linear (x_embedder): no token vocabulary to resize
+        flags={"is_training": False, "additional_model_inputs": ["timestep", "text_hidden_states", "text_attention_mask"],
                "test_resize_embeddings": False},
         skips={"test_model_get_set_embeddings": "the inputs are bit vectors embedded by a Linear (x_embedder) and the text "
                                                 "arrives as features: no token embedding table"},

@@ -19,10 +19,10 @@ from test_maskgen import converted as maskgen_converted  # noqa: F401  (tiny Mas
 from test_var import META, original_release
 from test_tokenflow import tokenflow_converted  # noqa: F401  (the tiny TokenFlow tokenizers)
 from test_tokenflow import t2i_pipeline  # noqa: F401  (the tiny TokenFlow-t2i pipeline)
-from test_instella import ar_pipeline, instella_bae_folder  # noqa: F401  (tiny Instella-T2I AR pipeline)
+from test_instella import ar_pipeline, diffusion_pipeline, instella_bae_folder  # noqa: F401  (tiny Instella-T2I AR / diffusion pipelines)
 
 PIPELINES = ("maskgit", "autoregressive", "text_to_image", "next_scale", "next_scale_text", "factorized_autoregressive",
-             "adaln_autoregressive", "tokenflow_t2i", "binary_text_to_image", "maskgen")
+             "adaln_autoregressive", "tokenflow_t2i", "binary_text_to_image", "binary_diffusion", "maskgen")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,14 @@ def case(request):
         states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
         neg_states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
         inputs = lambda n: {"prompt_embeds": states[:n], "negative_prompt_embeds": neg_states[:n]}  # noqa: E731
+    elif name == "binary_diffusion":
+        pipe = request.getfixturevalue("diffusion_pipeline")
+        cfg = pipe.transformer.config
+        g = torch.Generator().manual_seed(0)
+        states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        neg_states = torch.randn(3, cfg.num_hidden_layers, 5, cfg.text_hidden_size, generator=g)
+        inputs = lambda n: {"prompt_embeds": states[:n], "negative_prompt_embeds": neg_states[:n],  # noqa: E731
+                            "num_inference_steps": 3}
     elif name == "maskgen":
         # converted without a text encoder (optional components None): CLIP features given, 4 of the 8 tokens' steps
         pipe = request.getfixturevalue("maskgen_converted")[0]
@@ -158,7 +166,8 @@ class TestPipelineConformance:
 
     def test_class_names_via_id2label(self, case):
         name, pipe, inputs = case
-        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i", "binary_text_to_image", "maskgen"):
+        if name in ("text_to_image", "next_scale_text", "tokenflow_t2i", "binary_text_to_image", "binary_diffusion",
+                    "maskgen"):
             pytest.skip("text-conditional: no class labels")
         names = {int(i): str(label) for i, label in pipe.transformer.config.id2label.items()}
         assert names, "the tiny transformer config has an id2label"
@@ -330,6 +339,6 @@ def test_every_pipeline_class_is_checked():
 
     covered = {"MaskGITPipeline", "AutoregressiveImagePipeline", "TextToImageAutoregressivePipeline", "NextScalePipeline",
                "NextScaleTextToImagePipeline", "FactorizedAutoregressiveImagePipeline", "TokenFlowTextToImagePipeline",
-               "BinaryAutoregressiveTextToImagePipeline", "MaskGenPipeline"}
+               "BinaryAutoregressiveTextToImagePipeline", "BinaryDiffusionTextToImagePipeline", "MaskGenPipeline"}
     used = {name for fam in families() for spec in fam.generators for name in (spec.pipeline, spec.text_pipeline) if name}
     assert used <= covered, f"add conformance cases for {sorted(used - covered)}"

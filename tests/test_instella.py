@@ -307,3 +307,307 @@ def test_tokenizer_trains_with_vistok_train(tmp_path, monkeypatch):
         assert not torch.equal(trained.state_dict()[name], initial[name]), name  # gradients reached every stage
     losses = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert losses and all(np.isfinite(v) for row in losses for k, v in row.items() if "loss" in k and isinstance(v, float))
+
+
+# -- the AR sampler's static KV cache --------------------------------------------------------------------------
+
+
+def test_ar_cached_logits_match_the_full_forward(ar_model):
+    """The cached steps (prefill of text + split token, then one token per step) give the full forward's logits at
+    every position, with left-padded text."""
+    meta, expected = load("ar")
+    text, mask, bits = expected["text_hidden_states"], torch.tensor(meta["attention_mask"]), expected["input_bits"].float()
+    with torch.no_grad():
+        full = ar_model(bits, text, mask).logits
+        cache = ar_model.new_cache(4, text.shape[2])
+        steps = [ar_model.cached_step(None, cache, 0, mask, text)]
+        steps += [ar_model.cached_step(bits[:, i:i + 1], cache, i + 1, mask) for i in range(bits.shape[1])]
+        cached = torch.cat(steps, dim=1)
+        # a prefill that also carries tokens (the refill after a callback rewrote them)
+        refill = ar_model.cached_step(bits[:, :3], ar_model.new_cache(4, text.shape[2]), 0, mask, text)
+    assert cached.shape == full.shape and torch.allclose(cached, full, atol=1e-5), float((cached - full).abs().max())
+    assert torch.allclose(refill, full[:, :4], atol=1e-5)
+    with pytest.raises(ValueError, match="the prefill .* needs text_hidden_states"):
+        ar_model.cached_step(bits[:, :1], ar_model.new_cache(4, text.shape[2]), 0, mask)
+
+
+@pytest.mark.parametrize("name", ["released", "warm", "greedy"])
+def test_ar_cached_sampling_gives_the_uncached_bits(ar_pipeline, name):
+    """use_cache=True (default) and the original's full recomputation (use_cache=False) draw identical bits for the
+    same seed; both equal the original's sample."""
+    meta, expected = load("ar")
+    setting = meta["settings"][name]
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    kwargs = dict(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                  negative_prompt_attention_mask=mask[2:], guidance_scale=setting["guidance_scale"], temperature=setting["temp"],
+                  output_type="latent")
+    runs = [ar_pipeline(**kwargs, use_cache=use_cache, generator=torch.Generator().manual_seed(setting["seed"])).images
+            for use_cache in (True, False)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], expected[f"sample_{name}"])
+
+
+def test_ar_cached_sampling_follows_a_callback_that_rewrites_earlier_tokens(ar_pipeline):
+    meta, expected = load("ar")
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    kwargs = dict(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                  negative_prompt_attention_mask=mask[2:], output_type="latent")
+
+    def flip_first_token(pipe, step, timestep, tensors):  # rewrites token 0 (already in the cache) at step 3
+        if step == 3:
+            tensors["token_ids"][:, 0] = 1 - tensors["token_ids"][:, 0]
+        return {"token_ids": tensors["token_ids"]}
+
+    runs = [ar_pipeline(**kwargs, use_cache=use_cache, generator=torch.Generator().manual_seed(5),
+                        callback_on_step_end=flip_first_token).images for use_cache in (True, False)]
+    plain = ar_pipeline(**kwargs, generator=torch.Generator().manual_seed(5)).images
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0][:, 4:], plain[:, 4:])  # later tokens saw the edit
+
+
+# -- the diffusion generator -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diffusion_pipeline(tmp_path_factory, instella_bae_folder):
+    """The fixture's random weights saved as the release's diffusion.pt ({"module": state_dict}, a pickle) and the tiny
+    tokenizer folder, converted through the CLI into a pipeline folder without a text encoder."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    root = tmp_path_factory.mktemp("instella_diffusion")
+    meta, _ = load("diffusion")
+    torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, root / "diffusion.pt")
+    assert cli_main(["convert", "instella-diffusion", "--original", str(root / "diffusion.pt"), "--tokenizer",
+                     str(instella_bae_folder), "--head-dim", str(meta["original_args"]["attention_head_dim"]),
+                     "--output", str(root / "pipe")]) == 0
+    pipe = BinaryDiffusionTextToImagePipeline.from_pretrained(root / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    card = (root / "pipe" / "README.md").read_text()
+    assert "instella-diffusion" in card and "20 steps" in card and "protocol_1" in card
+    from vistok.modeling.instella import InstellaDiffusionModel
+
+    assert isinstance(AutoModel.from_pretrained(root / "pipe" / "transformer"), InstellaDiffusionModel)
+    return pipe
+
+
+def test_diffusion_logits_match_original(diffusion_pipeline):
+    from vistok.modeling.instella import InstellaDiffusionModel
+
+    meta, expected = load("diffusion")
+    model = diffusion_pipeline.transformer
+    assert isinstance(model, InstellaDiffusionModel) and not model.training
+    c = model.config
+    assert (c.num_bits, c.num_tokens, c.hidden_size, c.num_attention_heads, c.num_hidden_layers, c.text_hidden_size) == (16, 8, 32, 2, 2, 32)
+    assert c.sampling_defaults == {"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0,
+                                   "step_rule": "protocol_1"}
+    text, mask, bits = expected["text_hidden_states"], torch.tensor(meta["attention_mask"]), expected["input_bits"]
+    t = torch.tensor(meta["timesteps"])
+    assert_matches_original(model, lambda m: m(bits, t.to(m.dtype), text.to(m.dtype), mask).logits, expected["logits"], "flip logits")
+    noisy = text.clone()
+    noisy[1, :, :2] = 100.0  # padded text positions do not matter
+    with torch.no_grad():
+        assert torch.allclose(model(bits, t, noisy, mask).logits, model(bits, t, text, mask).logits, atol=1e-6)
+        assert not torch.allclose(model(bits, t.flip(0), text, mask).logits, model(bits, t, text, mask).logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["released", "warm", "protocol_2"])
+def test_diffusion_seeded_samples_match_original(diffusion_pipeline, name):
+    """The original's BinaryDiffusion.sample after torch.manual_seed(seed) (global RNG) and the pipeline with a
+    generator seeded the same way draw the same noise: identical bits."""
+    meta, expected = load("diffusion")
+    s = meta["settings"][name]
+    text, mask = expected["text_hidden_states"], torch.tensor(meta["attention_mask"])
+    out = diffusion_pipeline(prompt_embeds=text[:2], prompt_attention_mask=mask[:2], negative_prompt_embeds=text[2:],
+                             negative_prompt_attention_mask=mask[2:], guidance_scale=s["guidance_scale"], temperature=s["temp"],
+                             num_inference_steps=s["num_sampling_steps"], rho=s["rho"], step_rule=s["protocal"].replace("protocal", "protocol"),
+                             generator=torch.Generator().manual_seed(s["seed"]), output_type="latent")
+    assert out.images.shape == (2, 8, 16)
+    assert torch.equal(out.images, expected[f"sample_{name}"])
+
+
+def test_diffusion_text_path_defaults_and_images(diffusion_pipeline):
+    """Prompts through the tiny OLMo (the AR pipeline's shared text path) with the stored defaults give the original's
+    released sample; images decode at the asked size; bad settings are refused."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    meta, expected = load("diffusion")
+    olmo, tokenizer, prompts = _tiny_olmo_and_tokenizer(meta)
+    pipe = BinaryDiffusionTextToImagePipeline(diffusion_pipeline.image_tokenizer, diffusion_pipeline.transformer, olmo, tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    bits = pipe(prompts, generator=torch.Generator().manual_seed(meta["settings"]["released"]["seed"]), output_type="latent").images
+    assert torch.equal(bits, expected["sample_released"])
+    steps = []
+    images = pipe(prompts[:1], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt",
+                  height=96, width=96, callback_on_step_end=lambda p, i, t, kw: steps.append(i) or {}).images
+    assert images.shape == (1, 3, 96, 96) and steps == [0, 1, 2]
+    kwargs = dict(prompt_embeds=expected["text_hidden_states"][:1], negative_prompt_embeds=expected["text_hidden_states"][2:3])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        pipe(**kwargs, temperature=0.0)
+    with pytest.raises(ValueError, match="num_inference_steps must be >= 1"):
+        pipe(**kwargs, num_inference_steps=0)
+    with pytest.raises(ValueError, match="step_rule must be one of"):
+        pipe(**kwargs, step_rule="protocal_3")
+
+
+def test_diffusion_bad_input(diffusion_pipeline, tmp_path):
+    from vistok.modeling.instella import InstellaDiffusionConfig
+    from vistok.modeling.instella.convert_instella import load_diffusion
+
+    meta, expected = load("diffusion")
+    model, text = diffusion_pipeline.transformer, expected["text_hidden_states"]
+    with pytest.raises(ValueError, match=r"input_bits must be \[4, 8, 16\]"):
+        model(torch.zeros(4, 7, 16), 0.5, text)
+    with pytest.raises(ValueError, match=r"timestep must be a tensor of \[4\]"):
+        model(torch.zeros(4, 8, 16), torch.zeros(3), text)
+    with pytest.raises(ValueError, match=r"text_hidden_states must be \[B, 2, T, 32\]"):
+        model(torch.zeros(4, 8, 16), 0.5, text[:, :1])
+    with pytest.raises(ValueError, match="step_rule"):
+        InstellaDiffusionConfig(sampling_defaults={"step_rule": "ddim"})
+    torch.save({"module": {"w": torch.zeros(1)}}, tmp_path / "diffusion.pt")
+    with pytest.raises(ConversionError, match="not an Instella-T2I diffusion checkpoint"):
+        load_diffusion(str(tmp_path))
+
+
+@pytest.mark.parametrize("family", ["instella-ar", "instella-diffusion"])
+def test_generators_train_on_captions_and_export_a_pipeline(tmp_path, instella_bae_folder, monkeypatch, family):
+    """``vistok train generator`` with ``model.family: instella-ar`` / ``instella-diffusion``: the tokenizer's bits of
+    each image, the captions through a frozen tiny OLMo (dropped to "" for guidance), the per-bit binary cross-entropy
+    of scripts/train_ar.py / train_diff.py; exported as the family's pipeline, which loads and samples from a prompt."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+
+    from vistok import BinaryAutoregressiveTextToImagePipeline, BinaryDiffusionTextToImagePipeline
+    from vistok.modeling.instella.training_instella import bits_as_two_class_logits
+    from vistok.training import load_train_config
+    from vistok.training.generator import GeneratorTrainer
+
+    # the trainer's cross-entropy on (0, l) two-class logits is the original's binary cross-entropy on l
+    logit, bit = torch.tensor([-1.3, 0.4, 2.0]), torch.tensor([1, 0, 1])
+    assert torch.allclose(torch.nn.functional.cross_entropy(bits_as_two_class_logits(logit), bit),
+                          torch.nn.functional.binary_cross_entropy_with_logits(logit, bit.float()))
+    meta, _ = load("ar")
+    olmo, text_tokenizer, _ = _tiny_olmo_and_tokenizer(meta)
+    olmo.save_pretrained(tmp_path / "olmo")
+    text_tokenizer.save_pretrained(tmp_path / "olmo")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "captioned"
+    data.mkdir()
+    lines = []
+    for i, caption in enumerate(["w5 w9 w17", "w7 w21", "w33", "w12 w40 w5"]):
+        PIL.Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
+    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    AcceleratorState._reset_state(True)
+    config = load_train_config("generator", overrides={
+        "model": {"family": family, "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                   text_hidden_size=32, caption_dropout_prob=0.5)},
+        "data": {"dataset": str(data), "label_column": None, "caption_column": "text"},
+        "training": {"output_dir": str(tmp_path / "run"), "batch_size": 2, "max_steps": 3, "log_every": 1,
+                     "learning_rate": 1e-3, "image_every": 1000, "checkpointing_steps": 1000},
+        "loss": {"tokenizer": str(instella_bae_folder), "text_encoder": str(tmp_path / "olmo")}})
+    from vistok.training import generator as generator_training
+
+    built = []
+
+    def build_and_snapshot(*args, **kwargs):  # the model as the trainer builds it, before any step
+        model = build_model(*args, **kwargs)
+        built.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model
+
+    build_model = generator_training.build_model
+    monkeypatch.setattr(generator_training, "build_model", build_and_snapshot)
+    try:
+        trainer = GeneratorTrainer(config)
+        summary = trainer.train()
+    finally:
+        AcceleratorState._reset_state(True)
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    assert (cfg.num_bits, cfg.num_tokens, cfg.codebook_size) == (16, 8, 2**16) and summary["step"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # random bits of a random model: about log 2 per bit, accuracy about one half
+    assert abs(rows[0]["loss"] - np.log(2)) < 0.5 and 0.2 < rows[0]["token_accuracy"] < 0.8
+    pipeline_class = BinaryAutoregressiveTextToImagePipeline if family == "instella-ar" else BinaryDiffusionTextToImagePipeline
+    pipe = pipeline_class.from_pretrained(tmp_path / "run" / "final")
+    assert type(pipe) is pipeline_class
+    pipe.set_progress_bar_config(disable=True)
+    trained, initial = pipe.transformer.state_dict(), built[0]
+    assert len(built) == 1
+    for name in ("x_embedder.weight", "transformer_blocks.0.proj_cond.weight", "proj_out.weight"):
+        assert not torch.equal(trained[name], initial[name]), name  # gradients reached the embedding, text and head
+    steps = {"num_inference_steps": 2} if family == "instella-diffusion" else {}
+    images = pipe("w5 w9", generator=torch.Generator().manual_seed(0), output_type="np", **steps).images
+    assert images.shape == (1, 64, 64, 3)
+
+
+def test_diffusion_objective_is_the_original_training_step(diffusion_pipeline):
+    """caption_flip_objective against scripts/train_diff.py's step written out (non_uniform_t: LogisticNormal(0, 1)
+    timesteps; add_noise; prediction_target 'epsilon'; binary cross-entropy), same global-RNG draws."""
+    from torch.distributions import LogisticNormal
+
+    from vistok.modeling.instella.training_instella import caption_flip_objective
+
+    meta, expected = load("diffusion")
+    model = diffusion_pipeline.transformer  # eval mode: no caption dropout
+    text, mask, latents = expected["text_hidden_states"][:2], torch.tensor(meta["attention_mask"])[:2], expected["input_bits"][:2]
+
+    class Text:  # the frozen text path: fixed OLMo states for the two captions
+        @staticmethod
+        def encode_prompt(captions):
+            assert captions == ["a", "b"]
+            return text, mask
+
+    torch.manual_seed(7)
+    with torch.no_grad():
+        logits, targets = caption_flip_objective(model, None, latents, Text, ["a", "b"], None)
+        ours = torch.nn.functional.cross_entropy(logits, targets)
+    torch.manual_seed(7)
+    x = latents.float()
+    t = LogisticNormal(torch.tensor([0.0]), torch.tensor([1.0])).sample((x.shape[0],))[:, 0]
+    x_t = torch.bernoulli(x * (1 - t.view(-1, 1, 1)) + t.view(-1, 1, 1) * (0.5 * torch.ones_like(x)))
+    with torch.no_grad():
+        out = model(x_t, t, text, mask).logits
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(x_t * (-out) + (1 - x_t) * out, x)
+    assert torch.allclose(ours, reference, atol=1e-6), (float(ours), float(reference))
+
+
+def test_diffusion_folder_with_olmo_generates_from_a_prompt(tmp_path, instella_bae_folder):
+    """`vistok convert instella-diffusion --text-encoder` with an OLMo folder (model + tokenizer): the saved pipeline
+    loads with the text components and a prompt gives the original's seeded sample."""
+    from vistok import BinaryDiffusionTextToImagePipeline
+
+    meta, expected = load("diffusion")
+    olmo, text_tokenizer, prompts = _tiny_olmo_and_tokenizer(meta)
+    olmo.save_pretrained(tmp_path / "olmo")
+    text_tokenizer.save_pretrained(tmp_path / "olmo")
+    torch.save({"module": random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])}, tmp_path / "diffusion.pt")
+    assert cli_main(["convert", "instella-diffusion", "--original", str(tmp_path / "diffusion.pt"), "--tokenizer",
+                     str(instella_bae_folder), "--text-encoder", str(tmp_path / "olmo"), "--head-dim",
+                     str(meta["original_args"]["attention_head_dim"]), "--output", str(tmp_path / "pipe")]) == 0
+    pipe = BinaryDiffusionTextToImagePipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.text_encoder is not None and pipe.tokenizer is not None
+    s = meta["settings"]["warm"]
+    bits = pipe(prompts, guidance_scale=s["guidance_scale"], temperature=s["temp"], num_inference_steps=s["num_sampling_steps"],
+                rho=s["rho"], generator=torch.Generator().manual_seed(s["seed"]), output_type="latent").images
+    assert torch.equal(bits, expected["sample_warm"])
+
+
+def test_ar_objective_is_the_original_training_step(ar_model):
+    """caption_bit_objective against scripts/train_ar.py's step written out: the model reads bits[:, :-1] after the
+    split token, binary cross-entropy against all bits; its accuracy is the original's (out > 0) == bit."""
+    from vistok.modeling.instella.training_instella import caption_bit_objective
+
+    meta, expected = load("ar")
+    text, mask = expected["text_hidden_states"][:2], torch.tensor(meta["attention_mask"])[:2]
+    latents = torch.bernoulli(torch.full((2, 8, 16), 0.5), generator=torch.Generator().manual_seed(3)).long()
+
+    class Text:
+        @staticmethod
+        def encode_prompt(captions):
+            return text, mask
+
+    with torch.no_grad():
+        logits, targets = caption_bit_objective(ar_model, None, latents, Text, ["a", "b"], None)
+        out = ar_model(latents[:, :-1].float(), text, mask).logits
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(out, latents.float())
+    assert torch.allclose(torch.nn.functional.cross_entropy(logits, targets), reference, atol=1e-6)
+    assert torch.equal((logits.argmax(-1) == targets).float().mean(), ((out > 0).long() == latents).float().mean())

@@ -12,6 +12,7 @@ from .pipelines import (
     AutoregressiveImagePipeline,
     FactorizedAutoregressiveImagePipeline,
     BinaryAutoregressiveTextToImagePipeline,
+    BinaryDiffusionTextToImagePipeline,
     MaskGenPipeline,
     MaskGITPipeline,
     NextScalePipeline,
@@ -29,7 +30,7 @@ __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
     "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
-    "BinaryAutoregressiveTextToImagePipeline",
+    "BinaryAutoregressiveTextToImagePipeline", "BinaryDiffusionTextToImagePipeline",
 ]
 for _family in families.families():
     for _spec in _family.models:

@@ -1,11 +1,12 @@
 """diffusers pipelines by sampling kind: masked parallel decoding (MaskGIT, text-to-image MaskGen), autoregressive
-next-token (class- and text-conditional, and over factorized sub-tokens or bits) and next-scale prediction; their shared
+next-token (class- and text-conditional, and over factorized sub-tokens or bits), discrete diffusion over bits and next-scale prediction; their shared
 base in ``base.py``."""
 
 from .autoregressive import AutoregressiveImagePipeline, TextToImageAutoregressivePipeline
 from .base import VistokPipeline
 from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .binary_autoregressive import BinaryAutoregressiveTextToImagePipeline
+from .binary_diffusion import BinaryDiffusionTextToImagePipeline
 from .maskgit import MaskGITPipeline
 from .maskgit_t2i import MaskGenPipeline
 from .next_scale import NextScalePipeline
@@ -14,4 +15,5 @@ from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
 __all__ = ["VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline",
            "TextToImageAutoregressivePipeline", "FactorizedAutoregressiveImagePipeline", "NextScalePipeline",
-           "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline"]
+           "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline",
+           "BinaryDiffusionTextToImagePipeline"]

@@ -87,8 +87,11 @@ class GeneratorTrainer(Trainer):
         else:
             with torch.no_grad():
                 tokens = self.tokenizer.encode(batch["pixel_values"].to(self.accelerator.device)).token_ids
-        tokens = tokens.flatten(1)  # 2D token grids in raster order
-        num_tokens = self.accelerator.unwrap_model(self.model).config.num_tokens
+        model_config = self.accelerator.unwrap_model(self.model).config
+        num_bits = getattr(model_config, "num_bits", None)
+        if not (num_bits and tokens.ndim == 3 and tokens.shape[-1] == num_bits):
+            tokens = tokens.flatten(1)  # 2D token grids in raster order (binary tokens [B, n, bits] keep their bits)
+        num_tokens = model_config.num_tokens
         prefix = self.spec.takes_token_prefix
         if tokens.shape[1] < num_tokens or (not prefix and tokens.shape[1] != num_tokens):
             raise ValueError(f"training tokens must have shape [B, {num_tokens}]"

@@ -1,23 +1,19 @@
-"""Instella-T2I (AMD-AGI/Instella-T2I): a binary 1D tokenizer (1024 px images as 128 tokens of 64 bits) and the
-autoregressive text-to-image generator over its bits (sampled by :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`)."""
+"""Instella-T2I (AMD-AGI/Instella-T2I): a binary 1D tokenizer (1024 px images as 128 tokens of 64 bits) and its two
+text-to-image generators over the bits: autoregressive (sampled by
+:class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`) and discrete diffusion (sampled by
+:class:`vistok.pipelines.BinaryDiffusionTextToImagePipeline`)."""
 
 from ...families import GENERATOR, TOKENIZER, ConverterSpec, Family, GeneratorSpec, TokenizerSpec
 from . import convert_instella
-from .configuration_instella import InstellaARConfig, InstellaBAEConfig
+from .configuration_instella import InstellaARConfig, InstellaBAEConfig, InstellaDiffusionConfig
 from .modeling_instella import InstellaBAEModel, InstellaBAEPreTrainedModel
 from .modeling_instella_ar import InstellaARModel, InstellaAROutput, InstellaARPreTrainedModel
-
-
-
-def training_unsupported(*args, **kwargs):
-    """``vistok train generator`` needs a per-bit objective the shared trainer does not have yet."""
-    raise ValueError("training the Instella-T2I AR generator with `vistok train generator` is not supported: its "
-                     "targets are 64 bits per token (a binary cross-entropy), not codebook ids")
-
+from .modeling_instella_diffusion import InstellaDiffusionModel, InstellaDiffusionOutput, InstellaDiffusionPreTrainedModel
+from .training_instella import caption_bit_objective, caption_flip_objective, class_objective_unsupported
 
 FAMILY = Family(
     name="instella",
-    description="Instella-T2I binary 1D tokenizer (AMD-AGI/Instella-T2I)",
+    description="Instella-T2I binary 1D tokenizer and its AR / diffusion text-to-image generators (AMD-AGI/Instella-T2I)",
     tokenizers=(TokenizerSpec("instella-bae", InstellaBAEConfig, InstellaBAEModel),),
     converters=(ConverterSpec("instella-bae", TOKENIZER, convert_instella.convert, convert_instella.RELEASES,
                               convert_instella.CLI_OPTIONS,
@@ -25,13 +21,24 @@ FAMILY = Family(
                 ConverterSpec("instella-ar", GENERATOR, convert_instella.convert_ar, convert_instella.AR_RELEASES,
                               convert_instella.AR_CLI_OPTIONS,
                               "the Instella-T2I AR generator (ar.pt), its converted tokenizer and optionally OLMo "
-                              "-> a BinaryAutoregressiveTextToImagePipeline folder")),
+                              "-> a BinaryAutoregressiveTextToImagePipeline folder"),
+                ConverterSpec("instella-diffusion", GENERATOR, convert_instella.convert_diffusion,
+                              convert_instella.DIFF_RELEASES, convert_instella.DIFF_CLI_OPTIONS,
+                              "the Instella-T2I diffusion generator (diffusion.pt), its converted tokenizer and optionally "
+                              "OLMo -> a BinaryDiffusionTextToImagePipeline folder")),
     generators=(GeneratorSpec(
-        "instella-ar", InstellaARConfig, InstellaARModel, "BinaryAutoregressiveTextToImagePipeline", training_unsupported,
+        "instella-ar", InstellaARConfig, InstellaARModel, "BinaryAutoregressiveTextToImagePipeline", class_objective_unsupported,
         token_layouts=("1d",), config_from_tokenizer=lambda tok: {"num_bits": tok.num_bits, "num_tokens": tok.num_tokens},
-        text_pipeline="BinaryAutoregressiveTextToImagePipeline", text_objective=training_unsupported,
-        text_encoder_class="OlmoModel"),),
+        text_pipeline="BinaryAutoregressiveTextToImagePipeline", text_objective=caption_bit_objective,
+        text_encoder_class="OlmoModel"),
+        GeneratorSpec(
+        "instella-diffusion", InstellaDiffusionConfig, InstellaDiffusionModel, "BinaryDiffusionTextToImagePipeline",
+        class_objective_unsupported, token_layouts=("1d",),
+        config_from_tokenizer=lambda tok: {"num_bits": tok.num_bits, "num_tokens": tok.num_tokens},
+        text_pipeline="BinaryDiffusionTextToImagePipeline", text_objective=caption_flip_objective,
+        text_encoder_class="OlmoModel")),
 )
 
 __all__ = ["FAMILY", "InstellaBAEConfig", "InstellaBAEModel", "InstellaBAEPreTrainedModel", "InstellaARConfig",
-           "InstellaARModel", "InstellaAROutput", "InstellaARPreTrainedModel"]
+           "InstellaARModel", "InstellaAROutput", "InstellaARPreTrainedModel", "InstellaDiffusionConfig",
+           "InstellaDiffusionModel", "InstellaDiffusionOutput", "InstellaDiffusionPreTrainedModel"]

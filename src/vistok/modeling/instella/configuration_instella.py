@@ -109,6 +109,19 @@ class InstellaBAEConfig(PreTrainedConfig):
         super().__init__(**kwargs)
 
 
+def _set_text_training_fields(config, caption_dropout_prob, kwargs: dict) -> None:
+    """What the generator trainer reads: text-conditional (``condition_type``), over the tokenizer's ``2**num_bits``
+    possible tokens (``codebook_size``); captions dropped with ``caption_dropout_prob``."""
+    if isinstance(caption_dropout_prob, bool) or not isinstance(caption_dropout_prob, (int, float)) \
+            or not 0 <= caption_dropout_prob <= 1:
+        raise ValueError(f"caption_dropout_prob must be a probability in [0, 1], got {caption_dropout_prob!r}")
+    config.caption_dropout_prob = caption_dropout_prob
+    for derived in ("condition_type", "codebook_size"):
+        kwargs.pop(derived, None)
+    config.condition_type = "text"
+    config.codebook_size = 2**config.num_bits
+
+
 class InstellaARConfig(PreTrainedConfig):
     """Instella-T2I's autoregressive generator: a causal transformer over ``num_tokens`` bit vectors
     (``num_bits`` each) after a learned split token; block ``i`` attends over the projected hidden state ``i+1``
@@ -119,6 +132,8 @@ class InstellaARConfig(PreTrainedConfig):
         hidden_size / num_hidden_layers / num_attention_heads: the release: 2048 / 16 (the OLMo depth) / 16.
         text_hidden_size: the OLMo width (2048).
         sampling_defaults: the released sampling settings (``guidance_scale`` 7.5, ``temperature`` 1.0).
+        caption_dropout_prob: in training, a caption is replaced by "" with this probability (classifier-free
+            guidance; the original's ``uncond_prob`` 0.1).
     """
 
     model_type = "vistok_instella_ar"
@@ -126,7 +141,7 @@ class InstellaARConfig(PreTrainedConfig):
     def __init__(self, num_bits: int = 64, num_tokens: int = 128, hidden_size: int = 2048, num_hidden_layers: int = 16,
                  num_attention_heads: int = 16, text_hidden_size: int = 2048, mlp_ratio: float = 4.0,
                  rms_norm_eps: float = 1e-6, initializer_range: float = 0.02, sampling_defaults: dict | None = None,
-                 **kwargs):
+                 caption_dropout_prob: float = 0.1, **kwargs):
         check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                     num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
         check_positive_numbers(mlp_ratio=mlp_ratio, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
@@ -142,4 +157,55 @@ class InstellaARConfig(PreTrainedConfig):
         self.rms_norm_eps = rms_norm_eps
         self.initializer_range = initializer_range
         self.sampling_defaults = dict(sampling_defaults or {"guidance_scale": 7.5, "temperature": 1.0})
+        _set_text_training_fields(self, caption_dropout_prob, kwargs)
+        super().__init__(**kwargs)
+
+
+DIFFUSION_STEP_RULES = ("protocol_1", "protocol_2")
+
+
+class InstellaDiffusionConfig(PreTrainedConfig):
+    """Instella-T2I's diffusion generator over binary latents: a non-causal transformer over ``num_tokens`` bit
+    vectors (``num_bits`` each) conditioned on a timestep t in [0, 1] (adaLN-zero) and, in block ``i``, on the
+    projected hidden state ``i+1`` of the OLMo text encoder; it predicts a flip logit per bit.
+
+    Args:
+        num_bits / num_tokens: the tokenizer's bits per token and token count (64 / 128).
+        hidden_size / num_hidden_layers / num_attention_heads: the release: 2048 / 16 (the OLMo depth) / 16.
+        text_hidden_size: the OLMo width (2048).
+        sampling_defaults: the released sampling settings (``test_diff.py``): ``guidance_scale`` 7.5,
+            ``temperature`` 1.0, ``num_inference_steps`` 20, ``rho`` 1.0 (timesteps ``(1 - i/N)**rho``) and
+            ``step_rule`` "protocol_1" (the original's ``protocal_1``; "protocol_2" is its other rule).
+        caption_dropout_prob: in training, a caption is replaced by "" with this probability (classifier-free
+            guidance; the original's ``uncond_prob`` 0.1).
+    """
+
+    model_type = "vistok_instella_diffusion"
+
+    def __init__(self, num_bits: int = 64, num_tokens: int = 128, hidden_size: int = 2048, num_hidden_layers: int = 16,
+                 num_attention_heads: int = 16, text_hidden_size: int = 2048, mlp_ratio: float = 4.0,
+                 rms_norm_eps: float = 1e-6, layer_norm_eps: float = 1e-6, initializer_range: float = 0.02,
+                 sampling_defaults: dict | None = None, caption_dropout_prob: float = 0.1, **kwargs):
+        check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                    num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
+        check_positive_numbers(mlp_ratio=mlp_ratio, rms_norm_eps=rms_norm_eps, layer_norm_eps=layer_norm_eps,
+                               initializer_range=initializer_range)
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+        defaults = {"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0, "step_rule": "protocol_1"}
+        defaults.update(sampling_defaults or {})
+        if defaults["step_rule"] not in DIFFUSION_STEP_RULES:
+            raise ValueError(f"sampling_defaults['step_rule'] must be one of {DIFFUSION_STEP_RULES}, got {defaults['step_rule']!r}")
+        self.num_bits = num_bits
+        self.num_tokens = num_tokens
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.text_hidden_size = text_hidden_size
+        self.mlp_ratio = mlp_ratio
+        self.rms_norm_eps = rms_norm_eps
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.sampling_defaults = defaults
+        _set_text_training_fields(self, caption_dropout_prob, kwargs)
         super().__init__(**kwargs)

@@ -189,13 +189,24 @@ def convert_ar(source: str, output: str, *, tokenizer: str, text_encoder: str | 
                head_dim: int | None = None, overwrite: bool = False, push_to_hub: str | None = None) -> Path:
     """``vistok convert instella-ar``: ``ar.pt`` + a converted tokenizer folder (``vistok convert instella-bae``)
     [+ an OLMo folder, amd/AMD-OLMo-1B, with its tokenizer] -> a BinaryAutoregressiveTextToImagePipeline folder."""
-    from transformers import AutoModel
-
     from ...pipelines import BinaryAutoregressiveTextToImagePipeline
 
     chosen = choose_release(preset, AR_RELEASES, "instella-ar") or AR_RELEASES["instella-t2i-ar"]
     transformer = load_ar(source, head_dim or 128)
     transformer.config.sampling_defaults = dict(chosen.sampling)
+    cfg = transformer.config
+    return _write_pipeline(BinaryAutoregressiveTextToImagePipeline, "instella-ar", chosen, source, output, transformer,
+                           tokenizer, text_encoder, overwrite, push_to_hub,
+                           guidance=str(cfg.sampling_defaults["guidance_scale"]),
+                           temperature=str(cfg.sampling_defaults["temperature"]))
+
+
+def _write_pipeline(pipeline_class, card_name: str, chosen: Release, source: str, output: str, transformer, tokenizer: str,
+                    text_encoder: str | None, overwrite: bool, push_to_hub: str | None, **card_fields) -> Path:
+    """The generator with the converted tokenizer folder [and an OLMo folder with its tokenizer] as a pipeline folder
+    with its card."""
+    from transformers import AutoModel
+
     image_tokenizer = AutoModel.from_pretrained(tokenizer)
     if not isinstance(image_tokenizer, InstellaBAEModel):
         raise ConversionError(f"--tokenizer must be a converted Instella-T2I tokenizer folder (vistok convert instella-bae), "
@@ -207,19 +218,18 @@ def convert_ar(source: str, output: str, *, tokenizer: str, text_encoder: str | 
         encoder = AutoModel.from_pretrained(text_encoder).eval()
         text_tokenizer = AutoTokenizer.from_pretrained(text_encoder, padding_side="left")
     try:
-        pipeline = BinaryAutoregressiveTextToImagePipeline(image_tokenizer=image_tokenizer, transformer=transformer,
-                                                           text_encoder=encoder, tokenizer=text_tokenizer)
+        pipeline = pipeline_class(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=encoder,
+                                  tokenizer=text_tokenizer)
     except ValueError as err:
         raise ConversionError(str(err)) from None
     cfg = transformer.config
     metadata = {"license": chosen.license, "library_name": "vistok", "pipeline_tag": "text-to-image",
-                "tags": ["vistok", "text-to-image", "instella-ar", "binary-tokens"], "base_model": chosen.repo}
+                "tags": ["vistok", "text-to-image", card_name, "binary-tokens"], "base_model": chosen.repo}
     card = render_model_card(
-        "instella-ar", metadata=metadata, model_name=Path(card_repo_id(output, push_to_hub)).name,
+        card_name, metadata=metadata, model_name=Path(card_repo_id(output, push_to_hub)).name,
         base_model=state_source(source), description=chosen.description, repo_id=card_repo_id(output, push_to_hub),
         hidden_size=str(cfg.hidden_size), num_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
-        num_tokens=str(cfg.num_tokens), num_bits=str(cfg.num_bits), guidance=str(cfg.sampling_defaults["guidance_scale"]),
-        temperature=str(cfg.sampling_defaults["temperature"]), license=chosen.license)
+        num_tokens=str(cfg.num_tokens), num_bits=str(cfg.num_bits), license=chosen.license, **card_fields)
     return write_model_folder(output, pipeline, card=card, overwrite=overwrite, push_to_hub=push_to_hub)
 
 
@@ -233,3 +243,64 @@ AR_CLI_OPTIONS = (
                                                  "the pipeline takes prompt_embeds")),
     ("--head-dim", dict(type=int, metavar="N", help="attention head size (128 in the release)")),
 )
+
+
+# -- the diffusion generator (diffusion.pt, weights under ["module"]) ------------------------------------------
+_DIFF_RENAMES = [(r"\.ff\.net\.0\.proj\.", ".mlp.fc1."), (r"\.ff\.net\.2\.", ".mlp.fc2.")]
+
+
+def infer_diffusion_config(state: dict, head_dim: int = 128) -> dict:
+    """The diffusion architecture from ``diffusion.pt``'s shapes (heads of ``head_dim``: 128 in the release)."""
+    try:
+        width, num_bits = state["x_embedder.weight"].shape
+        positions, text_width = state["transformer_blocks.0.pos_emb"].shape[1], state["transformer_blocks.0.proj_cond.weight"].shape[1]
+        hidden = state["transformer_blocks.0.ff.net.0.proj.weight"].shape[0]
+        state["time_embed.linear_1.weight"], state["norm_out.linear.weight"]
+    except KeyError as err:
+        raise ConversionError(f"not an Instella-T2I diffusion checkpoint: missing {err.args[0]}") from None
+    if width % head_dim:
+        raise ConversionError(f"the width {width} is not a multiple of the head size {head_dim} (--head-dim)")
+    return dict(num_bits=num_bits, num_tokens=positions, hidden_size=width, num_attention_heads=width // head_dim,
+                num_hidden_layers=_count(state, "transformer_blocks"), text_hidden_size=text_width, mlp_ratio=hidden / width)
+
+
+def load_diffusion(source: str, head_dim: int = 128):
+    """An ``InstellaDiffusionModel`` from the original ``diffusion.pt`` (``torch.load(weights_only=True)``, unwrapped
+    from ``["module"]``) or a folder holding it; eval mode."""
+    from .configuration_instella import InstellaDiffusionConfig
+    from .modeling_instella_diffusion import InstellaDiffusionModel
+
+    state = read_original(source, filename="diffusion.pt")
+    config = InstellaDiffusionConfig(**infer_diffusion_config(state, head_dim))
+    converted = {rename_key(k, _DIFF_RENAMES): v for k, v in state.items()}
+    return load_converted(InstellaDiffusionModel, config, converted, set(), state)
+
+
+DIFF_RELEASES = {
+    "instella-t2i-diffusion": Release(
+        "amd/Instella-T2I", "Instella-T2I binary diffusion generator: 128 binary tokens from text (AMD-OLMo-1B features).",
+        filename="diffusion.pt", license="other", tokenizer="instella-t2i-bae",
+        # test_diff.py's defaults (its --image_size default is 512)
+        sampling={"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0, "step_rule": "protocol_1"}),
+}
+
+
+def convert_diffusion(source: str, output: str, *, tokenizer: str, text_encoder: str | None = None,
+                      preset: str | None = None, head_dim: int | None = None, overwrite: bool = False,
+                      push_to_hub: str | None = None) -> Path:
+    """``vistok convert instella-diffusion``: ``diffusion.pt`` + a converted tokenizer folder (``vistok convert
+    instella-bae``) [+ an OLMo folder, amd/AMD-OLMo-1B, with its tokenizer] -> a BinaryDiffusionTextToImagePipeline
+    folder."""
+    from ...pipelines import BinaryDiffusionTextToImagePipeline
+
+    chosen = choose_release(preset, DIFF_RELEASES, "instella-diffusion") or DIFF_RELEASES["instella-t2i-diffusion"]
+    transformer = load_diffusion(source, head_dim or 128)
+    transformer.config.sampling_defaults = dict(chosen.sampling)
+    d = transformer.config.sampling_defaults
+    return _write_pipeline(BinaryDiffusionTextToImagePipeline, "instella-diffusion", chosen, source, output, transformer,
+                           tokenizer, text_encoder, overwrite, push_to_hub, guidance=str(d["guidance_scale"]),
+                           temperature=str(d["temperature"]), steps=str(d["num_inference_steps"]), rho=str(d["rho"]),
+                           step_rule=d["step_rule"])
+
+
+DIFF_CLI_OPTIONS = AR_CLI_OPTIONS

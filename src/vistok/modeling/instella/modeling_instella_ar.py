@@ -6,6 +6,9 @@ Each block: ``h = rms(x) + pos_emb``; keys/values over ``[proj_cond(OLMo hidden 
 gives one logit per bit. The unused ``time_embed`` of the release is not kept.
 
 The original sampler (``BinaryAR.sample``) is :class:`vistok.pipelines.BinaryAutoregressiveTextToImagePipeline`.
+The original recomputes the whole text + image sequence at each of its 128 steps; ``new_cache`` / ``cached_step``
+give the same logits with a static KV cache (the text keys/values and the split token written once, then one image
+token per step), which the pipeline uses by default.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.transformer import eager_attention_forward
 from .configuration_instella import InstellaARConfig
@@ -51,13 +55,19 @@ class InstellaARAttention(nn.Module):
         self.norm_q = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
         self.norm_k = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
 
-    def forward(self, hidden_states: torch.Tensor, query_length: int, attention_mask: torch.Tensor):
+    def forward(self, hidden_states: torch.Tensor, query_length: int, attention_mask: torch.Tensor,
+                cache: StaticKVCache | None = None, cache_position: torch.LongTensor | None = None,
+                key_length: int | None = None, layer_idx: int = 0):
+        """Queries over the last ``query_length`` positions, keys/values over all; with ``cache`` the keys/values
+        computed here are written at ``cache_position`` and attention reads the cache's first ``key_length``."""
         batch, length, _ = hidden_states.shape
         query = self.norm_q(self.q_proj(hidden_states[:, -query_length:]).view(batch, query_length, self.num_heads, self.head_dim))
-        key = self.norm_k(self.k_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim))
-        value = self.v_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim)
+        key = self.norm_k(self.k_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim)).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        if cache is not None:
+            key, value = cache.update(layer_idx, key, value, cache_position, key_length)
         interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        output, weights = interface(self, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attention_mask,
+        output, weights = interface(self, query.transpose(1, 2), key, value, attention_mask,
                                     scaling=self.scaling, dropout=0.0, is_causal=False)
         return self.o_proj(output.reshape(batch, query_length, -1)), weights
 
@@ -83,11 +93,14 @@ class InstellaARBlock(GradientCheckpointingLayer):
         self.attn = InstellaARAttention(config)
         self.mlp = InstellaARMLP(width, int(width * config.mlp_ratio))
 
-    def forward(self, hidden_states, text_states, attention_mask):
+    def forward(self, hidden_states, text_states, attention_mask, cache=None, cache_position=None, key_length=None,
+                layer_idx: int = 0, image_position: int = 0):
+        """``hidden_states``: image positions ``image_position ..``; ``text_states`` None (a cached step after the
+        prefill: the text keys/values are in ``cache``)."""
         length = hidden_states.shape[1]
-        normed = self.input_layernorm(hidden_states) + self.pos_emb[:, :length]
-        joint = torch.cat([self.proj_cond(text_states), normed], dim=1)
-        hidden_states = hidden_states + self.attn(joint, length, attention_mask)[0]
+        normed = self.input_layernorm(hidden_states) + self.pos_emb[:, image_position:image_position + length]
+        joint = normed if text_states is None else torch.cat([self.proj_cond(text_states), normed], dim=1)
+        hidden_states = hidden_states + self.attn(joint, length, attention_mask, cache, cache_position, key_length, layer_idx)[0]
         hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
         if hidden_states.dtype == torch.float16:
             hidden_states = hidden_states.clip(-65504, 65504)
@@ -178,3 +191,50 @@ class InstellaARModel(InstellaARPreTrainedModel):
         for index, block in enumerate(self.transformer_blocks):
             hidden = block(hidden, text_hidden_states[:, index], mask)
         return InstellaAROutput(logits=self.proj_out(self.norm_out(hidden)))
+
+    # -- a static KV cache for sampling (the original recomputes the whole sequence at every step) -------------
+    def new_cache(self, batch_size: int, text_length: int, dtype=None, device=None) -> StaticKVCache:
+        """A static cache for ``batch_size`` rows: ``text_length`` text positions, then the split token and the
+        image tokens (all but the last, which is never fed back)."""
+        cfg = self.config
+        return StaticKVCache(cfg.num_hidden_layers, batch_size, cfg.num_attention_heads, text_length + cfg.num_tokens,
+                             cfg.hidden_size // cfg.num_attention_heads, dtype=dtype or self.dtype, device=device or self.device)
+
+    def cached_step(self, input_bits: torch.Tensor | None, cache: StaticKVCache, image_position: int,
+                    text_attention_mask: torch.Tensor, text_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        """One sampling step with ``cache`` (``new_cache``): bit logits ``[B, n, num_bits]`` (float32) of the positions
+        fed, equal to ``forward``'s at those positions up to rounding.
+
+        ``image_position`` 0 is the prefill: ``text_hidden_states`` (hidden states 1..L) and the split token, then
+        ``input_bits`` if given, are written; later calls feed ``input_bits`` ``[B, n, num_bits]`` at image positions
+        ``image_position ..`` (position i + 1 holds token i; 0 is the split token). ``text_attention_mask``
+        ``[B, T]`` is the prefill's text mask every time."""
+        batch, text_length = text_attention_mask.shape
+        pieces = []
+        if image_position == 0:
+            if text_hidden_states is None:
+                raise ValueError("the prefill (image_position 0) needs text_hidden_states")
+            pieces.append(self.split_token.expand(batch, -1, -1).to(self.dtype))
+        elif text_hidden_states is not None:
+            raise ValueError("text_hidden_states are written by the prefill (image_position 0) only")
+        if input_bits is not None and input_bits.shape[1]:
+            pieces.append(self.x_embedder(input_bits.to(self.dtype)))
+        hidden = torch.cat(pieces, dim=1)
+        length = hidden.shape[1]
+        if image_position + length > self.config.num_tokens + 1 or text_length + image_position + length > cache.max_length:
+            raise ValueError(f"image positions {image_position}..{image_position + length - 1} do not fit the cache/model")
+        device = hidden.device
+        start = 0 if image_position == 0 else text_length + image_position
+        cache_position = torch.arange(start, text_length + image_position + length, device=device)
+        key_length = text_length + image_position + length
+        queries = torch.arange(image_position, image_position + length, device=device)
+        images = torch.arange(image_position + length, device=device)
+        allowed = torch.cat([text_attention_mask.bool()[:, None, :].expand(batch, length, text_length),
+                             (images[None, :] <= queries[:, None])[None].expand(batch, -1, -1)], dim=2)
+        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=device).masked_fill(~allowed, torch.finfo(hidden.dtype).min)[:, None]
+        if text_hidden_states is not None:
+            text_hidden_states = text_hidden_states.to(self.dtype)
+        for index, block in enumerate(self.transformer_blocks):
+            text = None if text_hidden_states is None else text_hidden_states[:, index]
+            hidden = block(hidden, text, mask, cache, cache_position, key_length, index, image_position)
+        return self.proj_out(self.norm_out(hidden)).float()
