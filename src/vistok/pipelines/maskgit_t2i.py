@@ -295,7 +295,8 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         temp = defaults["temperature"] if temperature is None else temperature
         score = defaults["aesthetic_score"] if aesthetic_score is None else aesthetic_score
         length = cfg.num_tokens
-        check_number("num_inference_steps", steps, minimum=1, maximum=length, integer=True)
+        # more rounds than tokens is allowed, as upstream: the surplus rounds generate nothing
+        check_number("num_inference_steps", steps, minimum=1, integer=True)
         check_number("num_diffusion_steps", diffusion_steps, minimum=1, maximum=cfg.num_train_timesteps, integer=True)
         check_number("guidance_scale", g, minimum=0)
         check_number("temperature", temp, minimum=0)
@@ -318,9 +319,12 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         generator = self.check_generator(generator, batch)
         tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         guided = g != 1.0  # as the original: no unconditional rows at scale 1
-        scores = torch.full((2 * batch if guided else batch,), float(score), device=device) if cfg.micro_condition else None
-        text = torch.cat([cond, uncond]) if guided else cond
-        text_pooled = torch.cat([pooled, uncond_pooled]) if guided else pooled
+        scores = torch.full((batch,), float(score), device=device) if cfg.micro_condition else None
+        # projected once per prompt set, the conditional and unconditional ones apart (as the original)
+        text, temb = self.transformer.project_condition(cond, pooled, scores)
+        if guided:
+            uncond_text, uncond_temb = self.transformer.project_condition(uncond, uncond_pooled, scores)
+            text, temb = torch.cat([text, uncond_text]), torch.cat([temb, uncond_temb])
 
         orders = self.generation_orders(batch, generator, device)
         mask = torch.ones(batch, length, dtype=torch.bool, device=device)
@@ -328,7 +332,7 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         for step in self.progress_bar(range(steps)):
             both = torch.cat([tokens, tokens]) if guided else tokens
             both_mask = torch.cat([mask, mask]) if guided else mask
-            z = self.transformer(both, both_mask, text, text_pooled, aesthetic_score=scores).last_hidden_state
+            z = self.transformer(both, both_mask, projected_condition=(text, temb)).last_hidden_state
             # how many stay masked after this round, in the original's float32 arithmetic
             mask_len = torch.tensor([np.floor(length * np.cos(math.pi / 2.0 * (step + 1) / steps))], dtype=torch.float32)
             mask_len = torch.maximum(torch.ones(1), torch.minimum(mask.sum(dim=-1, keepdim=True).float().cpu() - 1, mask_len))[0]
@@ -346,7 +350,7 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
                                                           scale.to(device) if guided else None)
                 tokens = tokens.clone()
                 tokens[to_predict] = sampled.to(tokens.dtype)
-            mask = mask_next
+            mask = mask_next if step < steps - 1 else torch.zeros_like(mask)  # all generated after the last round
             out = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"latents": tokens, "mask": mask})
             tokens, mask = out["latents"], out["mask"]
         return tokens, last

@@ -307,8 +307,8 @@ class DDPMTokenSampler:
                guidance_scale=None) -> torch.Tensor:
         """Token latents ``[N, C]`` for the conditions ``[N, D]`` (``[2N, D]`` = ``[cond; uncond]`` with
         ``guidance_scale``). ``noise_fn(rows)`` draws ``[rows, C]`` standard normal noise: first the start
-        ``[N, C]``, then one ``[len(condition), C]`` per step (upstream draws noise for the unconditional half
-        too and discards its rows), in upstream's order."""
+        ``[N, C]``, then one ``[len(condition), C]`` per step, the last included (upstream draws noise for the
+        unconditional half too and discards its rows, and draws at t = 0 without using it), in upstream's order."""
         guided = guidance_scale is not None
         rows = condition.shape[0] // 2 if guided else condition.shape[0]
         x = noise_fn(rows)
@@ -316,7 +316,7 @@ class DDPMTokenSampler:
             t = torch.full((condition.shape[0],), self.timestep_map[i], dtype=torch.long, device=condition.device)
             xin = torch.cat([x, x]) if guided else x
             out = head.forward_with_guidance(xin, t, condition, guidance_scale) if guided else head(xin, t, condition)
-            noise = noise_fn(condition.shape[0])[:rows] if i > 0 else None
+            noise = noise_fn(condition.shape[0])[:rows]  # drawn at i = 0 too (and unused), as upstream
             x = self.step(out[:rows].float(), x, i, noise, temperature)
         return x
 
@@ -443,19 +443,37 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
             pooled_projections = torch.cat([pooled_projections, emb], dim=-1)
         return self.text_pooled_emb(pooled_projections)
 
-    @capture_outputs
-    def forward(self, latents: torch.Tensor, mask: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                pooled_projections: torch.Tensor, aesthetic_score: float | torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None) -> MaskGenKLOutput | tuple:
-        """``aesthetic_score`` (a number or ``[B]``) defaults to the released sampling value. ``labels``: the clean
-        (scaled) latents ``[B, n, token_dim]``; the loss is the diffusion loss (MSE on the noise plus the
-        variational bound, at random timesteps, ``diffusion_batch_mul`` draws per token) over the masked tokens."""
-        mask, pooled_projections = self.check_inputs(latents, mask, encoder_hidden_states, pooled_projections, aesthetic_score)
+    def project_condition(self, encoder_hidden_states: torch.Tensor, pooled_projections: torch.Tensor,
+                          aesthetic_score=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text stream [B, L, hidden_size], modulation [B, hidden_size])``: the projected text features and pooled
+        feature (with the aesthetic-score embedding). The pipeline projects each prompt set once, as upstream."""
         if aesthetic_score is None:
             aesthetic_score = self.config.sampling_defaults["aesthetic_score"]
-        text = self.text_emb(encoder_hidden_states.to(self.dtype))
-        temb = self.condition(pooled_projections.to(self.dtype), aesthetic_score)
+        return (self.text_emb(encoder_hidden_states.to(self.dtype)),
+                self.condition(pooled_projections.to(self.dtype), aesthetic_score))
+
+    @capture_outputs
+    def forward(self, latents: torch.Tensor, mask: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                pooled_projections: torch.Tensor | None = None, aesthetic_score: float | torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, projected_condition: tuple[torch.Tensor, torch.Tensor] | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None) -> MaskGenKLOutput | tuple:
+        """``aesthetic_score`` (a number or ``[B]``) defaults to the released sampling value. ``projected_condition``:
+        :meth:`project_condition`'s output instead of the three text inputs. ``labels``: the clean (scaled) latents
+        ``[B, n, token_dim]``; the loss is MAR's diffusion loss over the masked tokens (:meth:`diffusion_loss`)."""
+        if projected_condition is not None:
+            if encoder_hidden_states is not None or pooled_projections is not None or aesthetic_score is not None:
+                raise ValueError("pass either projected_condition or encoder_hidden_states/pooled_projections/aesthetic_score")
+            mask = self.check_latents(latents, mask)
+            text, temb = projected_condition
+            batch = latents.shape[0]
+            if (not isinstance(text, torch.Tensor) or text.ndim != 3 or text.shape[0] != batch or text.shape[2] != self.config.hidden_size
+                    or not isinstance(temb, torch.Tensor) or tuple(temb.shape) != (batch, self.config.hidden_size)):
+                raise ValueError(f"projected_condition must be (text [{batch}, L, {self.config.hidden_size}], modulation "
+                                 f"[{batch}, {self.config.hidden_size}]) from project_condition()")
+        else:
+            mask, pooled_projections = self.check_inputs(latents, mask, encoder_hidden_states, pooled_projections, aesthetic_score)
+            text, temb = self.project_condition(encoder_hidden_states, pooled_projections, aesthetic_score)
         x = self.z_proj_ln(self.z_proj(latents.to(self.dtype)))
         x = torch.where(mask[..., None], self.mask_token.to(x.dtype), x)
         x = x + self.decoder_pos_embed_learned[:, : x.shape[1]]
@@ -519,7 +537,7 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
         steps = self.config.sampling_defaults["num_diffusion_steps"] if num_diffusion_steps is None else num_diffusion_steps
         return self.sampler(int(steps)).sample(self.diffusion_head, condition, noise_fn, temperature, guidance_scale)
 
-    def check_inputs(self, latents, mask, encoder_hidden_states, pooled_projections, aesthetic_score):
+    def check_latents(self, latents, mask) -> torch.Tensor:
         cfg = self.config
         if (not isinstance(latents, torch.Tensor) or not latents.is_floating_point() or latents.ndim != 3
                 or latents.shape[2] != cfg.token_dim or not 1 <= latents.shape[1] <= cfg.num_tokens):
@@ -530,7 +548,12 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
             raise ValueError(f"mask must be a tensor [{batch}, {latents.shape[1]}] (True or 1 = a masked token)")
         if mask.is_floating_point() and not ((mask == 0) | (mask == 1)).all():
             raise ValueError("a float mask must hold only 0 and 1")
-        mask = mask.bool()
+        return mask.bool()
+
+    def check_inputs(self, latents, mask, encoder_hidden_states, pooled_projections, aesthetic_score):
+        cfg = self.config
+        mask = self.check_latents(latents, mask)
+        batch = latents.shape[0]
         if (not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3
                 or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[2] != cfg.text_hidden_size):
             raise ValueError(f"encoder_hidden_states must be [{batch}, L, {cfg.text_hidden_size}] (the CLIP text model's "
