@@ -106,9 +106,11 @@ def test_seeded_samples_equal_original_sample_tokens(converted, run, monkeypatch
                    generator=torch.Generator().manual_seed(META["sample_seeds"][run])).images
     # the original returns unpatchified [B, C, 1, n] latents divided by scale_factor
     expected = e[f"sampled_{run}"][:, :, 0].transpose(1, 2)
-    # the same operations in the same order on the same draws: equal, not only close
-    assert torch.equal(latents * META["original_config"]["model"]["vq_model"]["scale_factor"],
-                       expected * META["original_config"]["model"]["vq_model"]["scale_factor"])
+    # the same operations in the same order on the same draws (bitwise equal on the machine that made the fixture).
+    # fp32 BLAS results depend on memory alignment and the random-weight diffusion head amplifies tokens to ~1e5,
+    # so the check is equality up to 1e-4 of the sample's scale (a wrong draw or step is off by the scale itself)
+    assert latents.shape == expected.shape
+    assert ((latents - expected).abs() <= 1e-4 * expected.abs().max()).all()
 
 
 def test_released_sampling_defaults_and_respacing(converted):

@@ -345,7 +345,7 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
             rows = to_predict.sum(dim=1).tolist()
             if sum(rows):
                 cond_rows = z[torch.cat([to_predict, to_predict]) if guided else to_predict]
-                noise_fn = self._noise_fn(generator, rows, cfg.token_dim, device, cond_rows.dtype)
+                noise_fn = self._noise_fn(generator, rows, cfg.token_dim, device, torch.float32)
                 sampled = self.transformer.sample_latents(cond_rows, noise_fn, diffusion_steps, temp,
                                                           scale.to(device) if guided else None)
                 tokens = tokens.clone()
@@ -358,15 +358,19 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
     @staticmethod
     def _noise_fn(generator, rows_per_image, channels, device, dtype):
         """Standard normal noise ``[rows, channels]`` for the diffusion head: from the one generator as the original
-        draws it, or (a list) each image's rows from its own generator (rows past the images' ones, the
-        unconditional copies the guidance discards, are zeros)."""
+        draws it, or (a list) each image's rows from its own generator, drawn as that image alone would draw them
+        (its rows, or with guidance its rows and their unconditional copies, whose noise is discarded)."""
         if not isinstance(generator, list):
-            return lambda rows: torch.randn(rows, channels, generator=generator, dtype=dtype).to(device)
+            where = generator.device if generator is not None else "cpu"
+            return lambda rows: torch.randn(rows, channels, generator=generator, dtype=dtype, device=where).to(device)
+        total = sum(rows_per_image)
 
         def draw(rows):
-            parts = [torch.randn(k, channels, generator=g, dtype=dtype) for g, k in zip(generator, rows_per_image)]
+            factor = rows // total  # 1: the start noise or unguided; 2: a guided step's [cond; uncond] rows
+            parts = [torch.randn(factor * k, channels, generator=g, dtype=dtype, device=g.device)[:k].to(device)
+                     for g, k in zip(generator, rows_per_image)]
             noise = torch.cat(parts)
-            return torch.cat([noise, noise.new_zeros(rows - noise.shape[0], channels)]).to(device)
+            return torch.cat([noise, noise.new_zeros(rows - total, channels)])
         return draw
 
     @torch.no_grad()

@@ -311,12 +311,12 @@ class DDPMTokenSampler:
         unconditional half too and discards its rows, and draws at t = 0 without using it), in upstream's order."""
         guided = guidance_scale is not None
         rows = condition.shape[0] // 2 if guided else condition.shape[0]
-        x = noise_fn(rows)
+        x = noise_fn(rows).float()
         for i in reversed(range(self.num_steps)):
             t = torch.full((condition.shape[0],), self.timestep_map[i], dtype=torch.long, device=condition.device)
-            xin = torch.cat([x, x]) if guided else x
+            xin = (torch.cat([x, x]) if guided else x).to(condition.dtype)
             out = head.forward_with_guidance(xin, t, condition, guidance_scale) if guided else head(xin, t, condition)
-            noise = noise_fn(condition.shape[0])[:rows]  # drawn at i = 0 too (and unused), as upstream
+            noise = noise_fn(condition.shape[0])[:rows].float()  # drawn at i = 0 too (and unused), as upstream
             x = self.step(out[:rows].float(), x, i, noise, temperature)
         return x
 
@@ -460,7 +460,8 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
                 return_dict: bool | None = None) -> MaskGenKLOutput | tuple:
         """``aesthetic_score`` (a number or ``[B]``) defaults to the released sampling value. ``projected_condition``:
         :meth:`project_condition`'s output instead of the three text inputs. ``labels``: the clean (scaled) latents
-        ``[B, n, token_dim]``; the loss is MAR's diffusion loss over the masked tokens (:meth:`diffusion_loss`)."""
+        ``[B, n, token_dim]``; the loss is MAR's diffusion loss over the masked tokens (:meth:`diffusion_loss`; its
+        random timesteps and noise come from a fixed seed in eval mode)."""
         if projected_condition is not None:
             if encoder_hidden_states is not None or pooled_projections is not None or aesthetic_score is not None:
                 raise ValueError("pass either projected_condition or encoder_hidden_states/pooled_projections/aesthetic_score")
@@ -482,7 +483,9 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
         z = self.decoder_norm(x, temb) + self.diffusion_pos_embed_learned[:, : x.shape[1]]
         loss = None
         if labels is not None:
-            loss = self.diffusion_loss(z, labels, mask)
+            # in eval mode the loss draws its timesteps and noise from a fixed seed: a reproducible validation loss
+            generator = None if self.training else torch.Generator(device=z.device).manual_seed(0)
+            loss = self.diffusion_loss(z, labels, mask, generator)
         return MaskGenKLOutput(loss=loss, last_hidden_state=z)
 
     def sampler(self, num_steps: int) -> DDPMTokenSampler:
