@@ -17,7 +17,7 @@ from transformers import AutoModel
 from vistok.cli import main as cli_main
 from vistok.conversion import ConversionError
 from vistok.modeling.maskgen import MaskGenKLConfig, MaskGenKLTransformer
-from vistok.modeling.maskgen.convert_maskgen import convert_kl
+from vistok.modeling.maskgen.convert_maskgen import KL_RELEASES, convert_kl, render_kl_card
 from vistok.modeling.maskgen.modeling_maskgen import respaced_timesteps
 from vistok.modeling.titok import TiTokConfig, TiTokModel
 from vistok.pipelines import MaskGenKLPipeline
@@ -211,6 +211,14 @@ def test_pickle_checkpoint_with_yaml_and_refusals(converted, tmp_path):
     b = AutoModel.from_pretrained(root / "pipe" / "transformer").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(k.startswith("diffusion_head.res_blocks.1.") for k in a)
+    # a release preset stands in for a missing config, and its settings are checked against the weights
+    with pytest.raises(ConversionError, match="config token_size 16 but z_proj reads 4 channels"):
+        convert_kl(str(tmp_path / "maskgen_kl.bin"), str(tmp_path / "preset"), tokenizer=str(root / "tatitok"),
+                   preset="maskgen-kl-l")
+    release = KL_RELEASES["maskgen-kl-xl"]
+    card = render_kl_card(MaskGenKLConfig(hidden_size=1280, num_hidden_layers=20, diffusion_head_width=1280),
+                          TiTokConfig.from_pretrained(root / "tatitok"), release.repo, "someone/maskgen-kl-xl", release, None)
+    assert "turkeyju/generator_maskgen_kl_xl" in card and "6.53" in card and "0.55" in card and "8 x 1280" in card
     with pytest.raises(ConversionError, match="decoder_num_heads"):
         convert_kl(str(tmp_path / "maskgen_kl.bin"), str(tmp_path / "y"), tokenizer=str(root / "tatitok"))
     vq_like = {k: v for k, v in original_state_dict().items() if not k.startswith("diffloss.")}

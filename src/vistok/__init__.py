@@ -12,6 +12,7 @@ from .pipelines import (
     AutoregressiveImagePipeline,
     FactorizedAutoregressiveImagePipeline,
     BinaryAutoregressiveTextToImagePipeline,
+    MaskGenKLPipeline,
     MaskGenPipeline,
     MaskGITPipeline,
     NextScalePipeline,
@@ -27,7 +28,7 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
+    "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "MaskGenKLPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
     "BinaryAutoregressiveTextToImagePipeline",
 ]

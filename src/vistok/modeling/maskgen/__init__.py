@@ -33,7 +33,7 @@ FAMILY = Family(
             text_encoder_class="CLIPTextModelWithProjection"),),
     converters=(ConverterSpec("maskgen-vq", GENERATOR, convert_maskgen.convert, convert_maskgen.RELEASES, convert_maskgen.CLI_OPTIONS,
                               "a MaskGen-VQ generator and its TA-TiTok tokenizer -> a MaskGenPipeline folder"),
-                ConverterSpec("maskgen-kl", GENERATOR, convert_maskgen.convert_kl, convert_maskgen.KL_RELEASES, convert_maskgen.CLI_OPTIONS,
+                ConverterSpec("maskgen-kl", GENERATOR, convert_maskgen.convert_kl, convert_maskgen.KL_RELEASES, convert_maskgen.KL_CLI_OPTIONS,
                               "a MaskGen-KL generator and its TA-TiTok KL tokenizer -> a MaskGenKLPipeline folder"),),
 )
 

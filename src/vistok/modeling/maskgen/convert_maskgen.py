@@ -287,3 +287,11 @@ def render_kl_card(cfg: MaskGenKLConfig, tok_cfg, base_model: str, repo_id: str,
         "none stored: pass `prompt_embeds`, `pooled_prompt_embeds` and `decoder_prompt_embeds`",
         tokenizer_model_type=tok_cfg.model_type, license=metadata["license"],
     )
+
+
+KL_CLI_OPTIONS = (
+    ("--tokenizer", dict(required=True, metavar="SRC", help="the TA-TiTok KL tokenizer (ta-titok-bl32-kl for the releases): a "
+                                                           "converted vistok folder, or an original release (converted on "
+                                                           "the way with `ta-titok`)")),
+    *CLI_OPTIONS[1:],
+)
