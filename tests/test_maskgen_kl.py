@@ -227,3 +227,20 @@ def test_pickle_checkpoint_with_yaml_and_refusals(converted, tmp_path):
         convert_kl(str(tmp_path / "nohead.bin"), str(tmp_path / "z"), tokenizer=str(root / "tatitok"),
                    config=str(tmp_path / "maskgen_kl.yaml"))
     assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_release_checkpoint_layout_converts():
+    """The released MaskGen-KL-L's keys and shapes (the original built at release size on the meta device): the
+    config inferred from them and the release yaml builds a model with exactly those keys (renamed) and shapes."""
+    from vistok.modeling.maskgen.convert_maskgen import convert_kl_state_dict, infer_kl_config
+
+    release = META["release_maskgen_kl_l"]
+    original = {k: torch.empty(shape, device="meta") for k, shape in release["state_dict_shapes"].items()}
+    state = convert_kl_state_dict(original)
+    cfg = MaskGenKLConfig(**infer_kl_config(state, release["config"]))
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.token_dim, cfg.num_tokens) == (1024, 16, 16, 16, 32)
+    assert (cfg.diffusion_head_width, cfg.diffusion_head_depth, cfg.text_hidden_size, cfg.micro_condition_embed_dim) == (1024, 8, 768, 256)
+    assert cfg.sampling_defaults == KL_RELEASES["maskgen-kl-l"].sampling and cfg.scale_factor == 0.7525
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in MaskGenKLTransformer(cfg).state_dict().items()}
+    assert ours == {k: tuple(v.shape) for k, v in state.items()}
