@@ -28,7 +28,7 @@ from vistok.modeling.flextok.configuration_flextok import FlexTokConfig
 from vistok.modeling.gigatok.configuration_gigatok import GigaTokConfig
 from vistok.modeling.instella.configuration_instella import InstellaARConfig, InstellaBAEConfig, InstellaDiffusionConfig
 from vistok.modeling.llamagen.configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
-from vistok.modeling.maskgen.configuration_maskgen import MaskGenVQConfig
+from vistok.modeling.maskgen.configuration_maskgen import MaskGenKLConfig, MaskGenVQConfig
 from vistok.modeling.maskgit.configuration_maskgit import MaskGITConfig
 from vistok.modeling.one_d_piece.configuration_one_d_piece import OneDPieceConfig
 from vistok.modeling.open_magvit2.configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
@@ -288,6 +288,31 @@ CASES: dict[str, ModelCase] = {
         # the input vocabulary is [codes, mask token, classes, null class], sized by the tokenizer and
         # num_classes: resize_token_embeddings refuses (as transformers' models without a resizable vocabulary)
         flags={"is_training": True, "additional_model_inputs": ["class_labels"], "test_resize_embeddings": False},
+    ),
+    "MaskGenKLTransformer": ModelCase(
+        MaskGenKLConfig,
+        dict(token_dim=4, num_tokens=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, text_hidden_size=16,
+             micro_condition_embed_dim=8, diffusion_head_width=16, diffusion_head_depth=2, num_train_timesteps=50,
+             diffusion_batch_mul=1,
+             sampling_defaults={"num_inference_steps": 4, "num_diffusion_steps": 5, "guidance_scale": 3.0,
+                                "guidance_schedule": "linear", "temperature": 1.0, "aesthetic_score": 6.5}),
+        lambda config, g: {"latents": torch.randn(BATCH, config.num_tokens, config.token_dim, generator=g),
+                           "mask": torch.rand(BATCH, config.num_tokens, generator=g) < 0.5,
+                           "encoder_hidden_states": torch.randn(BATCH, 5, config.text_hidden_size, generator=g),
+                           "pooled_projections": torch.randn(BATCH, config.text_hidden_size, generator=g)},
+        # the diffusion loss of the masked tokens against their clean latents
+        lambda config, inputs: {"labels": inputs["latents"].clone()},
+        # hidden states: the image stream after each joint block (the first is the embedded input), as MaskGen-VQ
+        num_hidden_layers=2, seq_length=8, hidden_size=32, num_attention_heads=2,
+        common_properties=["hidden_size", "num_attention_heads", "num_hidden_layers", "token_dim"],
+        flags={
+            "is_training": True, "additional_model_inputs": ["mask", "encoder_hidden_states", "pooled_projections"],
+            # continuous tokens: no vocabulary (as MAR); the input "embedding" is the latent projection
+            "test_resize_embeddings": False,
+            # diffusers' JointTransformerBlock attention returns no weights (as MaskGen-VQ, diffusers' SD3)
+            "has_attentions": False,
+        },
+        skips={"test_model_get_set_embeddings": "continuous latents in: no token embedding (a Linear projects them, as MAR)"},
     ),
     "MaskGenVQTransformer": ModelCase(
         MaskGenVQConfig,

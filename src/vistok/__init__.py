@@ -13,6 +13,7 @@ from .pipelines import (
     FactorizedAutoregressiveImagePipeline,
     BinaryAutoregressiveTextToImagePipeline,
     BinaryDiffusionTextToImagePipeline,
+    MaskGenKLPipeline,
     MaskGenPipeline,
     MaskGITPipeline,
     NextScalePipeline,
@@ -28,7 +29,7 @@ families.register_auto_classes()
 
 __all__ = [
     "VistokImageProcessor", "VisualTokenizerMixin", "VisualTokenizerEncoderOutput", "VisualTokenizerOutput",
-    "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
+    "VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "MaskGenKLPipeline", "AutoregressiveImagePipeline", "FactorizedAutoregressiveImagePipeline",
     "TextToImageAutoregressivePipeline", "NextScalePipeline", "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline",
     "BinaryAutoregressiveTextToImagePipeline", "BinaryDiffusionTextToImagePipeline",
 ]

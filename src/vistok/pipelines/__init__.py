@@ -8,12 +8,12 @@ from .factorized_autoregressive import FactorizedAutoregressiveImagePipeline
 from .binary_autoregressive import BinaryAutoregressiveTextToImagePipeline
 from .binary_diffusion import BinaryDiffusionTextToImagePipeline
 from .maskgit import MaskGITPipeline
-from .maskgit_t2i import MaskGenPipeline
+from .maskgit_t2i import MaskGenKLPipeline, MaskGenPipeline
 from .next_scale import NextScalePipeline
 from .next_scale_t2i import NextScaleTextToImagePipeline
 from .tokenflow_t2i import TokenFlowTextToImagePipeline
 
-__all__ = ["VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "AutoregressiveImagePipeline",
+__all__ = ["VistokPipeline", "MaskGITPipeline", "MaskGenPipeline", "MaskGenKLPipeline", "AutoregressiveImagePipeline",
            "TextToImageAutoregressivePipeline", "FactorizedAutoregressiveImagePipeline", "NextScalePipeline",
            "NextScaleTextToImagePipeline", "TokenFlowTextToImagePipeline", "BinaryAutoregressiveTextToImagePipeline",
            "BinaryDiffusionTextToImagePipeline"]

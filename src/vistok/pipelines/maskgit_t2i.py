@@ -1,5 +1,5 @@
 """MaskGenPipeline: text-to-image masked-token generation (MaskGen-VQ over TA-TiTok VQ tokens), the text-to-image
-counterpart of :class:`MaskGITPipeline`.
+counterpart of :class:`MaskGITPipeline`; MaskGenKLPipeline: its continuous-token (MaskGen-KL, MAR-style) sibling.
 
 The sampler follows bytedance/1d-tokenizer ``MaskGen_VQ.generate`` step for step, including the order of its
 random draws and its float32 schedule arithmetic, so that with the same seed the sampled tokens are identical to
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from ..modeling.layers.clip_text import clip_text_features
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
 from .base import VistokPipeline, check_number
 from .sampling import gumbel_noise_from_uniform
 
@@ -38,27 +40,12 @@ def masking_ratio(ratio: float, schedule: str) -> torch.Tensor:
     return 1 - r
 
 
-class MaskGenPipeline(VistokPipeline):
-    """Components: ``image_tokenizer`` (a 1D VQ tokenizer; TA-TiTok decodes with the prompt's CLIP features),
-    ``transformer`` (``MaskGenVQTransformer``) and optionally ``text_encoder`` (a transformers
-    ``CLIPTextModelWithProjection``: OpenCLIP ViT-L-14-336's text tower for the releases) with its ``tokenizer``
-    (``CLIPTokenizer``). Without them pass ``prompt_embeds`` (penultimate hidden states), ``pooled_prompt_embeds``,
-    the ``negative_*`` pair, and for a text-conditioned image tokenizer ``decoder_prompt_embeds`` (the last hidden
-    state) unless ``output_type="latent"``."""
+class MaskGenTextMixin:
+    """Prompt encoding shared by the MaskGen pipelines (VQ and KL): OpenCLIP-style CLIP features of the prompts,
+    or precomputed ones checked against ``transformer.config.text_hidden_size``."""
 
-    model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
-    _optional_components = ["text_encoder", "tokenizer"]
-    _callback_tensor_inputs = ["token_ids", "logits"]
-
-    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
-        super().__init__()
-        tok, gen = image_tokenizer.config, transformer.config
-        if getattr(tok, "token_layout", None) != "1d":
-            raise ValueError(f"MaskGenPipeline needs a 1D discrete tokenizer (token_layout '1d'), got {getattr(tok, 'token_layout', None)!r}")
-        if tok.codebook_size != gen.codebook_size:
-            raise ValueError(f"the transformer predicts {gen.codebook_size} codes but the tokenizer's codebook has {tok.codebook_size}")
-        if gen.num_tokens != tok.num_tokens:
-            raise ValueError(f"the transformer generates {gen.num_tokens} tokens; the tokenizer takes {tok.num_tokens}")
+    @staticmethod
+    def check_text_encoder(tok, gen, text_encoder):
         if text_encoder is not None and text_encoder.config.hidden_size != gen.text_hidden_size:
             raise ValueError(f"the transformer takes {gen.text_hidden_size}-wide text features; the text encoder gives "
                              f"{text_encoder.config.hidden_size}")
@@ -66,10 +53,7 @@ class MaskGenPipeline(VistokPipeline):
                 and text_encoder.config.hidden_size != tok.text_hidden_size):
             raise ValueError(f"the image tokenizer decodes with {tok.text_hidden_size}-wide text features; the text encoder "
                              f"gives {text_encoder.config.hidden_size}")
-        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=text_encoder,
-                              tokenizer=tokenizer)
 
-    # -- text ---------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_prompt(self, prompt):
         """:class:`~vistok.modeling.layers.clip_text.CLIPTextFeatures` of the prompts, tokenized as OpenCLIP does."""
@@ -111,6 +95,32 @@ class MaskGenPipeline(VistokPipeline):
             raise ValueError(f"{what} gives {n} rows but the prompts {batch}")
         device = self.transformer.device
         return embeds.to(device), pooled.to(device), last
+
+
+class MaskGenPipeline(MaskGenTextMixin, VistokPipeline):
+    """Components: ``image_tokenizer`` (a 1D VQ tokenizer; TA-TiTok decodes with the prompt's CLIP features),
+    ``transformer`` (``MaskGenVQTransformer``) and optionally ``text_encoder`` (a transformers
+    ``CLIPTextModelWithProjection``: OpenCLIP ViT-L-14-336's text tower for the releases) with its ``tokenizer``
+    (``CLIPTokenizer``). Without them pass ``prompt_embeds`` (penultimate hidden states), ``pooled_prompt_embeds``,
+    the ``negative_*`` pair, and for a text-conditioned image tokenizer ``decoder_prompt_embeds`` (the last hidden
+    state) unless ``output_type="latent"``."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
+    _optional_components = ["text_encoder", "tokenizer"]
+    _callback_tensor_inputs = ["token_ids", "logits"]
+
+    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
+        super().__init__()
+        tok, gen = image_tokenizer.config, transformer.config
+        if getattr(tok, "token_layout", None) != "1d":
+            raise ValueError(f"MaskGenPipeline needs a 1D discrete tokenizer (token_layout '1d'), got {getattr(tok, 'token_layout', None)!r}")
+        if tok.codebook_size != gen.codebook_size:
+            raise ValueError(f"the transformer predicts {gen.codebook_size} codes but the tokenizer's codebook has {tok.codebook_size}")
+        if gen.num_tokens != tok.num_tokens:
+            raise ValueError(f"the transformer generates {gen.num_tokens} tokens; the tokenizer takes {tok.num_tokens}")
+        self.check_text_encoder(tok, gen, text_encoder)
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=text_encoder,
+                              tokenizer=tokenizer)
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -226,3 +236,175 @@ class MaskGenPipeline(VistokPipeline):
         device = self.image_tokenizer.device
         pixels = self.image_tokenizer.decode(ids.to(device), text_features=last.to(device))
         return self.finish(ids, output_type, return_dict, pixels=pixels)
+
+
+class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
+    """MaskGen-KL text-to-image generation (bytedance/1d-tokenizer ``MaskGen_KL.sample_tokens``, MAR's sampler):
+    continuous tokens are generated in a random order per image over ``num_inference_steps`` rounds; the share
+    still masked after round ``s`` of ``S`` is ``cos(pi/2 (s + 1) / S)`` (at least one token per round); each round
+    the transformer's per-token conditions of the tokens due are denoised by the diffusion head's DDPM
+    (``num_diffusion_steps`` respaced steps, noise scaled by ``temperature``) with classifier-free guidance
+    ``uncond + s (cond - uncond)`` on the predicted noise, ``s`` rising linearly from 1 to ``guidance_scale`` with the
+    share of tokens generated ("linear"; "constant" keeps it).
+
+    Components as :class:`MaskGenPipeline`, with a continuous (KL) TA-TiTok ``image_tokenizer``. The random draws
+    follow the original's order (the generation orders, then per round the start noise of the tokens due and one
+    noise draw per DDPM step over the conditional and unconditional rows), so that with the same orders and the
+    same torch seed the samples equal the original's; the orders come from :meth:`generation_orders` (the
+    original shuffles with NumPy's global generator)."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->image_tokenizer"
+    _optional_components = ["text_encoder", "tokenizer"]
+    _callback_tensor_inputs = ["latents", "mask"]
+
+    def __init__(self, image_tokenizer, transformer, text_encoder=None, tokenizer=None):
+        super().__init__()
+        tok, gen = image_tokenizer.config, transformer.config
+        if getattr(tok, "token_layout", None) != "continuous":
+            raise ValueError(f"MaskGenKLPipeline needs a continuous (KL) tokenizer (token_layout 'continuous'), got "
+                             f"{getattr(tok, 'token_layout', None)!r}")
+        if getattr(tok, "token_dim", None) != gen.token_dim:
+            raise ValueError(f"the transformer generates {gen.token_dim}-channel tokens; the tokenizer's have {getattr(tok, 'token_dim', None)}")
+        if gen.num_tokens != tok.num_tokens:
+            raise ValueError(f"the transformer generates {gen.num_tokens} tokens; the tokenizer takes {tok.num_tokens}")
+        self.check_text_encoder(tok, gen, text_encoder)
+        self.register_modules(image_tokenizer=image_tokenizer, transformer=transformer, text_encoder=text_encoder,
+                              tokenizer=tokenizer)
+
+    def generation_orders(self, batch: int, generator, device) -> torch.LongTensor:
+        """``[batch, num_tokens]``: a random permutation of the token positions per image (the first ones stay
+        masked longest)."""
+        n = self.transformer.config.num_tokens
+        gens = generator if isinstance(generator, list) else [generator] * batch
+        return torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+
+    @torch.no_grad()
+    def sample_latents(self, prompt=None, negative_prompt=None, prompt_embeds=None, pooled_prompt_embeds=None,
+                       negative_prompt_embeds=None, negative_pooled_prompt_embeds=None, num_inference_steps=None,
+                       num_diffusion_steps=None, guidance_scale=None, guidance_schedule=None, temperature=None,
+                       aesthetic_score=None, generator=None, num_images_per_prompt: int = 1, callback_on_step_end=None,
+                       callback_on_step_end_tensor_inputs=("latents",)):
+        """``(latents [B * num_images_per_prompt, num_tokens, token_dim] in the transformer's (scaled) space, last
+        hidden state of the prompts or None)``; unset settings take ``transformer.config.sampling_defaults``."""
+        cfg = self.transformer.config
+        defaults = cfg.sampling_defaults
+        steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        diffusion_steps = defaults["num_diffusion_steps"] if num_diffusion_steps is None else num_diffusion_steps
+        g = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        schedule = defaults["guidance_schedule"] if guidance_schedule is None else guidance_schedule
+        temp = defaults["temperature"] if temperature is None else temperature
+        score = defaults["aesthetic_score"] if aesthetic_score is None else aesthetic_score
+        length = cfg.num_tokens
+        # more rounds than tokens is allowed, as upstream: the surplus rounds generate nothing
+        check_number("num_inference_steps", steps, minimum=1, integer=True)
+        check_number("num_diffusion_steps", diffusion_steps, minimum=1, maximum=cfg.num_train_timesteps, integer=True)
+        check_number("guidance_scale", g, minimum=0)
+        check_number("temperature", temp, minimum=0)
+        check_number("aesthetic_score", score)
+        check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
+        if schedule not in cfg.guidance_schedules:
+            raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
+
+        cond, pooled, last = self._text(prompt, prompt_embeds, pooled_prompt_embeds, "prompt")
+        prompts = cond.shape[0]
+        uncond, uncond_pooled, _ = self._text(negative_prompt, negative_prompt_embeds, negative_pooled_prompt_embeds,
+                                              "negative_prompt", batch=prompts)
+        if uncond.shape[1] != cond.shape[1]:
+            raise ValueError(f"negative_prompt_embeds has {uncond.shape[1]} positions but prompt_embeds {cond.shape[1]}")
+        if num_images_per_prompt > 1:
+            cond, pooled, uncond, uncond_pooled = (t.repeat_interleave(num_images_per_prompt, dim=0)
+                                                   for t in (cond, pooled, uncond, uncond_pooled))
+            last = None if last is None else last.repeat_interleave(num_images_per_prompt, dim=0)
+        device, batch = cond.device, cond.shape[0]
+        generator = self.check_generator(generator, batch)
+        tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        guided = g != 1.0  # as the original: no unconditional rows at scale 1
+        scores = torch.full((batch,), float(score), device=device) if cfg.micro_condition else None
+        # projected once per prompt set, the conditional and unconditional ones apart (as the original)
+        text, temb = self.transformer.project_condition(cond, pooled, scores)
+        if guided:
+            uncond_text, uncond_temb = self.transformer.project_condition(uncond, uncond_pooled, scores)
+            text, temb = torch.cat([text, uncond_text]), torch.cat([temb, uncond_temb])
+
+        orders = self.generation_orders(batch, generator, device)
+        mask = torch.ones(batch, length, dtype=torch.bool, device=device)
+        tokens = torch.zeros(batch, length, cfg.token_dim, device=device, dtype=self.transformer.dtype)
+        for step in self.progress_bar(range(steps)):
+            both = torch.cat([tokens, tokens]) if guided else tokens
+            both_mask = torch.cat([mask, mask]) if guided else mask
+            z = self.transformer(both, both_mask, projected_condition=(text, temb)).last_hidden_state
+            # how many stay masked after this round, in the original's float32 arithmetic
+            mask_len = torch.tensor([np.floor(length * np.cos(math.pi / 2.0 * (step + 1) / steps))], dtype=torch.float32)
+            mask_len = torch.maximum(torch.ones(1), torch.minimum(mask.sum(dim=-1, keepdim=True).float().cpu() - 1, mask_len))[0]
+            mask_next = torch.zeros_like(mask).scatter(1, orders[:, : int(mask_len.long())], True)
+            to_predict = mask if step >= steps - 1 else mask ^ mask_next
+            if schedule == "linear":
+                scale = 1 + (g - 1) * (length - mask_len) / length
+            else:
+                scale = torch.tensor([float(g)])
+            rows = to_predict.sum(dim=1).tolist()
+            if sum(rows):
+                cond_rows = z[torch.cat([to_predict, to_predict]) if guided else to_predict]
+                noise_fn = self._noise_fn(generator, rows, cfg.token_dim, device, torch.float32)
+                sampled = self.transformer.sample_latents(cond_rows, noise_fn, diffusion_steps, temp,
+                                                          scale.to(device) if guided else None)
+                tokens = tokens.clone()
+                tokens[to_predict] = sampled.to(tokens.dtype)
+            mask = mask_next if step < steps - 1 else torch.zeros_like(mask)  # all generated after the last round
+            out = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"latents": tokens, "mask": mask})
+            tokens, mask = out["latents"], out["mask"]
+        return tokens, last
+
+    @staticmethod
+    def _noise_fn(generator, rows_per_image, channels, device, dtype):
+        """Standard normal noise ``[rows, channels]`` for the diffusion head: from the one generator as the original
+        draws it, or (a list) each image's rows from its own generator, drawn as that image alone would draw them
+        (its rows, or with guidance its rows and their unconditional copies, whose noise is discarded)."""
+        if not isinstance(generator, list):
+            where = generator.device if generator is not None else "cpu"
+            return lambda rows: torch.randn(rows, channels, generator=generator, dtype=dtype, device=where).to(device)
+        total = sum(rows_per_image)
+
+        def draw(rows):
+            factor = rows // total  # 1: the start noise or unguided; 2: a guided step's [cond; uncond] rows
+            parts = [torch.randn(factor * k, channels, generator=g, dtype=dtype, device=g.device)[:k].to(device)
+                     for g, k in zip(generator, rows_per_image)]
+            noise = torch.cat(parts)
+            return torch.cat([noise, noise.new_zeros(rows - total, channels)])
+        return draw
+
+    @torch.no_grad()
+    def __call__(self, prompt=None, negative_prompt=None, num_inference_steps: int | None = None,
+                 num_diffusion_steps: int | None = None, guidance_scale: float | None = None,
+                 guidance_schedule: str | None = None, temperature: float | None = None, aesthetic_score: float | None = None,
+                 prompt_embeds=None, pooled_prompt_embeds=None, negative_prompt_embeds=None,
+                 negative_pooled_prompt_embeds=None, decoder_prompt_embeds=None, generator=None,
+                 output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",)):
+        """Generate images of ``prompt``: ``num_inference_steps`` token rounds (32 in the release),
+        ``num_diffusion_steps`` DDPM steps of the head per round (100), ``guidance_scale`` (3.0) reached by the
+        ``guidance_schedule`` ("linear" or "constant"), ``temperature`` of the head's noise (1.0), ``aesthetic_score``
+        (6.5). ``generator``: one generator (the original's draw order) or one per image;
+        ``callback_on_step_end(pipe, step, timestep, kwargs)`` sees (and may replace) "latents" (scaled) and "mask";
+        ``output_type="latent"`` returns the tokenizer's latents ``[B, num_tokens, token_dim]`` (unscaled).
+        Returns ``ImagePipelineOutput``."""
+        self.check_output_type(output_type)
+        tokens, last = self.sample_latents(prompt, negative_prompt, prompt_embeds, pooled_prompt_embeds,
+                                           negative_prompt_embeds, negative_pooled_prompt_embeds, num_inference_steps,
+                                           num_diffusion_steps, guidance_scale, guidance_schedule, temperature,
+                                           aesthetic_score, generator, num_images_per_prompt, callback_on_step_end,
+                                           callback_on_step_end_tensor_inputs)
+        latents = tokens / self.transformer.config.scale_factor
+        if output_type == "latent":
+            return ImagePipelineOutput(images=latents) if return_dict else (latents,)
+        device = self.image_tokenizer.device
+        text_features = None
+        if getattr(self.image_tokenizer.config, "text_conditioned", False):
+            if decoder_prompt_embeds is not None:
+                last = decoder_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            if last is None:
+                raise ValueError("the image tokenizer (TA-TiTok) decodes with the prompts' CLIP last hidden state: pass "
+                                 "decoder_prompt_embeds with prompt_embeds, or output_type='latent'")
+            text_features = last.to(device)
+        pixels = self.image_tokenizer.decode_latents(latents.to(device), text_features=text_features)
+        return self.images_from_pixels(pixels, self.image_tokenizer.config.pixel_range, output_type, return_dict)

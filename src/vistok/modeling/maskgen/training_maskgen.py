@@ -29,3 +29,8 @@ def masked_text_objective(model, tokenizer, tokens, text_pipeline, captions, los
     logits = model(input_ids=inputs, encoder_hidden_states=features.penultimate_hidden_state.to(device),
                    pooled_projections=features.pooled.to(device)).logits
     return logits[mask], tokens[mask]
+
+
+def unsupported_kl_objective(model, tokenizer, tokens, text_pipeline, captions, loss_config):
+    raise ValueError("MaskGen-KL generates continuous tokens with a diffusion loss (MaskGenKLTransformer(labels=...) "
+                     "computes it); `vistok train generator` trains token classifiers (logits and targets) only")

@@ -1,0 +1,246 @@
+"""MaskGen-KL and MaskGenKLPipeline against the original bytedance/1d-tokenizer ``MaskGen_KL`` (tests/fixtures/README.md,
+"maskgen/", ``maskgen_kl.*``): the original checkpoint is rebuilt from the fixture's seed and key list, converted with
+``vistok convert maskgen-kl`` beside a tiny TA-TiTok KL tokenizer, and compared with what the original computed on
+CPU: the transformer's per-token conditions, the diffusion head and its training loss within the float32
+tolerances, and seeded ``sample_tokens`` runs equal given the same generation orders and torch seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+from vistok.cli import main as cli_main
+from vistok.conversion import ConversionError
+from vistok.modeling.maskgen import MaskGenKLConfig, MaskGenKLTransformer
+from vistok.modeling.maskgen.convert_maskgen import KL_RELEASES, convert_kl, render_kl_card
+from vistok.modeling.maskgen.modeling_maskgen import respaced_timesteps
+from vistok.modeling.titok import TiTokConfig, TiTokModel
+from vistok.pipelines import MaskGenKLPipeline
+from _random_weights import random_state_dict
+from _tolerances import assert_matches_original
+from test_maskgen import TEXT_DIM, TEXT_LENGTH, tiny_clip
+
+FIXTURES = Path(__file__).parent / "fixtures" / "maskgen"
+META = json.loads((FIXTURES / "maskgen_kl.json").read_text())
+EXPECTED = load_file(str(FIXTURES / "maskgen_kl.safetensors"))
+
+
+def original_state_dict(meta=META) -> dict[str, torch.Tensor]:
+    return random_state_dict(meta["state_dict_shapes"], meta["weights_seed"])
+
+
+def tiny_ta_titok_kl(folder: Path) -> Path:
+    """A random text-conditioned KL TiTok with the generator's token count and channels."""
+    torch.manual_seed(0)
+    cfg = TiTokConfig(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=8, codebook_size=None, token_dim=4,
+                      quantize_mode="vae", encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+                      decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, is_legacy=False,
+                      use_l2_norm=False, text_conditioned=True, text_hidden_size=TEXT_DIM, text_max_length=TEXT_LENGTH)
+    TiTokModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(pipeline without a text encoder, pipeline with the tiny CLIP, folders)."""
+    root = tmp_path_factory.mktemp("maskgen_kl")
+    release = root / "original"
+    release.mkdir()
+    save_file(original_state_dict(), str(release / "model.safetensors"))
+    (release / "config.json").write_text(json.dumps(META["original_config"]))
+    tokenizer = tiny_ta_titok_kl(root / "tatitok")
+    assert cli_main(["convert", "maskgen-kl", "--original", str(release), "--tokenizer", str(tokenizer),
+                     "--output", str(root / "pipe")]) == 0
+    clip = tiny_clip(root / "clip")
+    assert cli_main(["convert", "maskgen-kl", "--original", str(release), "--tokenizer", str(tokenizer),
+                     "--text-encoder", str(clip), "--output", str(root / "pipe-clip")]) == 0
+    pipes = []
+    for name in ("pipe", "pipe-clip"):
+        pipe = MaskGenKLPipeline.from_pretrained(root / name)
+        pipe.set_progress_bar_config(disable=True)
+        pipes.append(pipe)
+    return pipes[0], pipes[1], root
+
+
+def test_conditions_head_and_loss_match_original(converted):
+    _, _, root = converted
+    model = AutoModel.from_pretrained(root / "pipe" / "transformer").eval()
+    assert isinstance(model, MaskGenKLTransformer)
+    e = EXPECTED
+    assert_matches_original(model, lambda m: m(e["latents"].to(m.dtype), e["mask"], e["encoder_hidden_states"].to(m.dtype),
+                                               e["pooled_projections"].to(m.dtype),
+                                               aesthetic_score=e["aesthetic_score"]).last_hidden_state,
+                            e["condition"], "forward_mae_decoder")
+    assert_matches_original(model, lambda m: m.diffusion_head(e["head_x"].to(m.dtype), e["head_t"], e["head_c"].to(m.dtype)),
+                            e["head_output"], "diffusion head")
+    # GaussianDiffusion.training_losses (noise MSE + the frozen-mean bound; the decoder NLL at t = 0)
+    with torch.no_grad():
+        loss = model.diffusion_head_losses(e["head_x"], e["head_c"], e["head_t"], e["head_noise"])
+    torch.testing.assert_close(loss, e["head_training_loss"], rtol=1e-5, atol=1e-5)
+    # a boolean mask, a float one and the original's [B, 1, D] pooled layout give the same result
+    with torch.no_grad():
+        a = model(e["latents"], e["mask"].bool(), e["encoder_hidden_states"], e["pooled_projections"][:, 0],
+                  aesthetic_score=e["aesthetic_score"]).last_hidden_state
+    assert torch.equal(a, model(e["latents"], e["mask"], e["encoder_hidden_states"], e["pooled_projections"],
+                                aesthetic_score=e["aesthetic_score"]).last_hidden_state)
+
+
+@pytest.mark.parametrize("run", ["linear", "unguided"])
+def test_seeded_samples_equal_original_sample_tokens(converted, run, monkeypatch):
+    pipe = converted[0]
+    settings = META["sample_runs"][run]
+    e = EXPECTED
+    # the original shuffles its orders with NumPy; the same orders, and the same torch seed for the noise
+    monkeypatch.setattr(pipe, "generation_orders", lambda batch, generator, device: e[f"orders_{run}"])
+    latents = pipe(prompt_embeds=e["encoder_hidden_states"], pooled_prompt_embeds=e["pooled_projections"],
+                   negative_prompt_embeds=e["null_encoder_hidden_states"].expand(2, -1, -1),
+                   negative_pooled_prompt_embeds=e["null_pooled_projections"].expand(2, -1, -1),
+                   num_inference_steps=settings["num_iter"], guidance_scale=settings["cfg"],
+                   guidance_schedule=settings["cfg_schedule"], temperature=settings["temperature"],
+                   aesthetic_score=settings["aes_scores"], output_type="latent",
+                   generator=torch.Generator().manual_seed(META["sample_seeds"][run])).images
+    # the original returns unpatchified [B, C, 1, n] latents divided by scale_factor
+    expected = e[f"sampled_{run}"][:, :, 0].transpose(1, 2)
+    # the same operations in the same order on the same draws (bitwise equal on the machine that made the fixture).
+    # fp32 BLAS results depend on memory alignment and the random-weight diffusion head amplifies tokens to ~1e5,
+    # so the check is equality up to 1e-4 of the sample's scale (a wrong draw or step is off by the scale itself)
+    assert latents.shape == expected.shape
+    assert ((latents - expected).abs() <= 1e-4 * expected.abs().max()).all()
+
+
+def test_released_sampling_defaults_and_respacing(converted):
+    cfg = converted[0].transformer.config
+    assert cfg.sampling_defaults == {"num_inference_steps": 32, "num_diffusion_steps": 10, "guidance_scale": 3.0,
+                                     "guidance_schedule": "linear", "temperature": 1.0, "aesthetic_score": 6.5}
+    assert (cfg.token_dim, cfg.num_tokens, cfg.hidden_size, cfg.diffusion_head_width, cfg.diffusion_head_depth) == (4, 8, 32, 24, 2)
+    assert cfg.scale_factor == 0.7525
+    assert MaskGenKLConfig().sampling_defaults["num_diffusion_steps"] == 100  # DiffLoss' default
+    # improved-DDPM's space_timesteps(1000, "100"): 0, 10, 20, ..., 999 with its float stride
+    steps = respaced_timesteps(1000, 100)
+    assert len(steps) == 100 and steps[:3] == [0, 10, 20] and steps[-1] == 999
+
+
+def test_prompt_to_image_with_the_clip_text_encoder(converted):
+    _, pipe, root = converted
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    seen = []
+    images = pipe("a red car", negative_prompt="blurry", num_inference_steps=3, num_diffusion_steps=4, generator=g(),
+                  output_type="np", callback_on_step_end=lambda p, s, t, kw: seen.append(int(kw["mask"].sum())) or kw,
+                  callback_on_step_end_tensor_inputs=["latents", "mask"]).images
+    assert images.shape == (1, 16, 16, 3) and (0 <= images).all() and (images <= 1).all()
+    assert seen == [6, 4, 0]  # floor(8 cos(pi/2 * s/3)) tokens still masked after round s
+    feats = pipe.encode_prompt(["a red car"])
+    neg = pipe.encode_prompt(["blurry"])
+    again = pipe(prompt_embeds=feats.penultimate_hidden_state, pooled_prompt_embeds=feats.pooled,
+                 negative_prompt_embeds=neg.penultimate_hidden_state, negative_pooled_prompt_embeds=neg.pooled,
+                 decoder_prompt_embeds=feats.last_hidden_state, num_inference_steps=3, num_diffusion_steps=4,
+                 generator=g(), output_type="np").images
+    assert (images == again).all()
+    # the released 32 rounds over 8 tokens: the surplus rounds generate nothing (as upstream)
+    seen.clear()
+    pipe("a", num_diffusion_steps=2, generator=g(), output_type="latent",
+         callback_on_step_end=lambda p, s, t, kw: seen.append(int(kw["mask"].sum())) or kw,
+         callback_on_step_end_tensor_inputs=["mask"])
+    assert len(seen) == 32 and seen[-1] == 0 and seen == sorted(seen, reverse=True)
+    two = pipe(["a red car", "a dog"], num_images_per_prompt=2, num_inference_steps=2, num_diffusion_steps=3,
+               generator=[torch.Generator().manual_seed(i) for i in range(4)], output_type="latent").images
+    assert two.shape == (4, 8, 4) and torch.isfinite(two).all()
+    card = (root / "pipe-clip" / "README.md").read_text()
+    assert "MaskGen-KL" in card and "pipeline_tag: text-to-image" in card and "num_diffusion_steps" in card
+
+
+def test_bad_inputs_are_refused(converted, tmp_path):
+    pipe, clip_pipe, root = converted
+    e = EXPECTED
+    with pytest.raises(ValueError, match="no text_encoder/tokenizer"):
+        pipe("a red car", num_inference_steps=2, output_type="latent")
+    with pytest.raises(ValueError, match="decoder_prompt_embeds"):
+        pipe(prompt_embeds=e["encoder_hidden_states"], pooled_prompt_embeds=e["pooled_projections"],
+             negative_prompt_embeds=e["encoder_hidden_states"], negative_pooled_prompt_embeds=e["pooled_projections"],
+             num_inference_steps=1, num_diffusion_steps=1, output_type="np")
+    with pytest.raises(ValueError, match="guidance_schedule must be one of"):
+        clip_pipe("a", guidance_schedule="cosine", num_inference_steps=2, output_type="latent")
+    with pytest.raises(ValueError, match="num_inference_steps must be"):
+        clip_pipe("a", num_inference_steps=0, output_type="latent")
+    with pytest.raises(ValueError, match="num_diffusion_steps must be"):
+        clip_pipe("a", num_inference_steps=2, num_diffusion_steps=0, output_type="latent")
+    model = pipe.transformer
+    with pytest.raises(ValueError, match="latents must be"):
+        model(torch.zeros(2, 8, 5), e["mask"], e["encoder_hidden_states"], e["pooled_projections"])
+    with pytest.raises(ValueError, match="mask must be"):
+        model(e["latents"], e["mask"][:, :4], e["encoder_hidden_states"], e["pooled_projections"])
+    with pytest.raises(ValueError, match="pooled_projections must be"):
+        model(e["latents"], e["mask"], e["encoder_hidden_states"], e["pooled_projections"][:1])
+    with pytest.raises(ValueError, match="labels must be"):
+        model(e["latents"], e["mask"], e["encoder_hidden_states"], e["pooled_projections"], labels=torch.zeros(2, 8, 3))
+    with pytest.raises(ValueError, match="continuous"):
+        MaskGenKLPipeline(image_tokenizer=TiTokModel(TiTokConfig(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=8,
+                                                                 codebook_size=64, token_dim=4, encoder_hidden_size=32,
+                                                                 encoder_num_layers=1, encoder_num_heads=2,
+                                                                 decoder_hidden_size=32, decoder_num_layers=1,
+                                                                 decoder_num_heads=2, is_legacy=False)),
+                          transformer=model)
+    with pytest.raises(ValueError, match="micro_condition_embed_dim must be even"):
+        MaskGenKLConfig(micro_condition_embed_dim=7)
+
+
+def test_training_loss_backpropagates(converted):
+    model = AutoModel.from_pretrained(converted[2] / "pipe" / "transformer")
+    model.train()
+    e = EXPECTED
+    out = model(e["latents"], e["mask"], e["encoder_hidden_states"], e["pooled_projections"], labels=e["latents"])
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.z_proj.weight.grad is not None
+    assert model.diffusion_head.final_layer.linear.weight.grad.abs().sum() > 0
+
+
+def test_pickle_checkpoint_with_yaml_and_refusals(converted, tmp_path):
+    import yaml
+
+    _, _, root = converted
+    torch.save(original_state_dict(), tmp_path / "maskgen_kl.bin")
+    (tmp_path / "maskgen_kl.yaml").write_text(yaml.safe_dump(META["original_config"]))
+    out = convert_kl(str(tmp_path / "maskgen_kl.bin"), str(tmp_path / "out"), tokenizer=str(root / "tatitok"),
+                     config=str(tmp_path / "maskgen_kl.yaml"))
+    a = MaskGenKLPipeline.from_pretrained(out).transformer.state_dict()
+    b = AutoModel.from_pretrained(root / "pipe" / "transformer").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("diffusion_head.res_blocks.1.") for k in a)
+    # a release preset stands in for a missing config, and its settings are checked against the weights
+    with pytest.raises(ConversionError, match="config token_size 16 but z_proj reads 4 channels"):
+        convert_kl(str(tmp_path / "maskgen_kl.bin"), str(tmp_path / "preset"), tokenizer=str(root / "tatitok"),
+                   preset="maskgen-kl-l")
+    release = KL_RELEASES["maskgen-kl-xl"]
+    card = render_kl_card(MaskGenKLConfig(hidden_size=1280, num_hidden_layers=20, diffusion_head_width=1280),
+                          TiTokConfig.from_pretrained(root / "tatitok"), release.repo, "someone/maskgen-kl-xl", release, None)
+    assert "turkeyju/generator_maskgen_kl_xl" in card and "6.53" in card and "0.55" in card and "8 x 1280" in card
+    with pytest.raises(ConversionError, match="decoder_num_heads"):
+        convert_kl(str(tmp_path / "maskgen_kl.bin"), str(tmp_path / "y"), tokenizer=str(root / "tatitok"))
+    vq_like = {k: v for k, v in original_state_dict().items() if not k.startswith("diffloss.")}
+    torch.save(vq_like, tmp_path / "nohead.bin")
+    with pytest.raises(ConversionError, match="not a MaskGen-KL checkpoint"):
+        convert_kl(str(tmp_path / "nohead.bin"), str(tmp_path / "z"), tokenizer=str(root / "tatitok"),
+                   config=str(tmp_path / "maskgen_kl.yaml"))
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_release_checkpoint_layout_converts():
+    """The released MaskGen-KL-L's keys and shapes (the original built at release size on the meta device): the
+    config inferred from them and the release yaml builds a model with exactly those keys (renamed) and shapes."""
+    from vistok.modeling.maskgen.convert_maskgen import convert_kl_state_dict, infer_kl_config
+
+    release = META["release_maskgen_kl_l"]
+    original = {k: torch.empty(shape, device="meta") for k, shape in release["state_dict_shapes"].items()}
+    state = convert_kl_state_dict(original)
+    cfg = MaskGenKLConfig(**infer_kl_config(state, release["config"]))
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.token_dim, cfg.num_tokens) == (1024, 16, 16, 16, 32)
+    assert (cfg.diffusion_head_width, cfg.diffusion_head_depth, cfg.text_hidden_size, cfg.micro_condition_embed_dim) == (1024, 8, 768, 256)
+    assert cfg.sampling_defaults == KL_RELEASES["maskgen-kl-l"].sampling and cfg.scale_factor == 0.7525
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in MaskGenKLTransformer(cfg).state_dict().items()}
+    assert ours == {k: tuple(v.shape) for k, v in state.items()}
