@@ -6,6 +6,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
+from ..layers.conv_config import SquareGridTokenizerConfigMixin, check_downsampling
 from ..layers.llama_config import LlamaGeneratorConfigMixin, check_llama_numbers, check_llama_shape, swiglu_hidden_size
 
 CONDITION_TYPES = ("class", "text")
@@ -76,7 +77,7 @@ class LlamaGenConfig(LlamaGeneratorConfigMixin, PreTrainedConfig):
         super().__init__(**kwargs)
 
 
-class LlamaGenVQConfig(PreTrainedConfig):
+class LlamaGenVQConfig(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """A LlamaGen VQ tokenizer (tokenizer/tokenizer_image/vq_model.py): taming-style conv encoder ->
     1x1 ``quant_conv`` to ``token_dim`` -> L2-normalised (cosine) VQ over ``codebook_size`` codes ->
     1x1 ``post_quant_conv`` -> conv decoder. VQ-16: channel_mult (1, 1, 2, 2, 4); VQ-8: (1, 2, 2, 4).
@@ -87,6 +88,7 @@ class LlamaGenVQConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_llamagen_vq"
+    _channel_mult_field = "encoder_channel_mult"
 
     def __init__(self, image_size: int = 256, codebook_size: int = 16384, token_dim: int = 8, use_l2_norm: bool = True,
                  commitment_cost: float = 0.25, hidden_channels: int = 128,
@@ -104,9 +106,7 @@ class LlamaGenVQConfig(PreTrainedConfig):
         decoder_channel_mult = encoder_channel_mult if decoder_channel_mult is None else decoder_channel_mult
         if len(encoder_channel_mult) != len(decoder_channel_mult):
             raise ValueError(f"encoder and decoder must have as many levels: {list(encoder_channel_mult)} vs {list(decoder_channel_mult)}")
-        factor = 2 ** (len(encoder_channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        factor = check_downsampling(image_size, encoder_channel_mult)
         if z_channels % 32:
             raise ValueError(f"z_channels must be a multiple of 32 (GroupNorm with 32 groups), got {z_channels}")
         self.image_size = image_size
@@ -122,13 +122,5 @@ class LlamaGenVQConfig(PreTrainedConfig):
         self.dropout = dropout
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs)
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.encoder_channel_mult) - 1)

@@ -8,11 +8,12 @@ import math
 from transformers import PreTrainedConfig
 
 from ..config_checks import check_positive_numbers, check_size_list, check_sizes
+from ..layers.conv_config import SquareGridTokenizerConfigMixin, check_downsampling, check_group_norm_widths
 from ..layers.llama_config import LlamaGeneratorConfigMixin, check_llama_numbers, check_llama_shape, swiglu_hidden_size
 from ..quantizers.bits import check_bit_groups
 
 
-class OpenMagvit2Config(PreTrainedConfig):
+class OpenMagvit2Config(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """An Open-MAGVIT2 LFQ tokenizer (models/lfqgan.py ``VQModel``): a conv encoder without attention or
     biases down to ``num_bits`` channels, lookup-free quantization to ``±1`` per channel (token id
     ``Σ_i [z_i > 0]·2^i``, channel 0 least significant, over ``codebook_size = 2**num_bits``), and a conv
@@ -38,13 +39,8 @@ class OpenMagvit2Config(PreTrainedConfig):
             raise ValueError(f"num_bits must be at most 30 (codebook 2^30), got {num_bits}")
         if factorized_bits is not None:
             check_bit_groups(list(factorized_bits), num_bits)
-        for mult in channel_mult:
-            if (hidden_channels * mult) % 32:
-                raise ValueError(f"hidden_channels x channel_mult must be multiples of 32 (GroupNorm with 32 groups), "
-                                 f"got {hidden_channels} x {list(channel_mult)}")
-        factor = 2 ** (len(channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        check_group_norm_widths(hidden_channels, channel_mult)
+        factor = check_downsampling(image_size, channel_mult)
         self.image_size = image_size
         self.num_bits = num_bits
         self.codebook_size = 2**num_bits
@@ -59,16 +55,8 @@ class OpenMagvit2Config(PreTrainedConfig):
         self.entropy_temperature = entropy_temperature
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length", "codebook_size", "token_dim"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs, derived=("codebook_size", "token_dim"))
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
 
 
 # The original's sizes (configs/Open-MAGVIT2/gpu/imagenet_conditional_llama_{B,L,XL}.yaml).
@@ -128,7 +116,7 @@ class OpenMagvit2ARConfig(LlamaGeneratorConfigMixin, PreTrainedConfig):
         super().__init__(**kwargs)
 
 
-class IBQConfig(PreTrainedConfig):
+class IBQConfig(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """An IBQ tokenizer (src/IBQ/models/ibqgan.py ``IBQ``, same repository): the taming-transformers conv
     encoder/decoder (attention at the lowest resolution, the decoder with one ResNet block more per level)
     -> 1x1 ``quant_conv`` to ``token_dim`` -> index backpropagation quantization (dot-product argmax over
@@ -149,15 +137,10 @@ class IBQConfig(PreTrainedConfig):
                     hidden_channels=hidden_channels, num_res_blocks=num_res_blocks)
         check_positive_numbers(entropy_temperature=entropy_temperature, initializer_range=initializer_range)
         check_size_list("channel_mult", channel_mult)
-        for mult in channel_mult:
-            if (hidden_channels * mult) % 32:
-                raise ValueError(f"hidden_channels x channel_mult must be multiples of 32 (GroupNorm with 32 groups), "
-                                 f"got {hidden_channels} x {list(channel_mult)}")
+        check_group_norm_widths(hidden_channels, channel_mult)
         if attention_levels is not None and any(not 0 <= level < len(channel_mult) for level in attention_levels):
             raise ValueError(f"attention_levels must be level indices in [0, {len(channel_mult) - 1}], got {list(attention_levels)}")
-        factor = 2 ** (len(channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        factor = check_downsampling(image_size, channel_mult)
         self.image_size = image_size
         self.codebook_size = codebook_size
         self.token_dim = token_dim
@@ -171,16 +154,8 @@ class IBQConfig(PreTrainedConfig):
         self.entropy_temperature = entropy_temperature
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs)
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
 
 
 # configs/IBQ/gpu/imagenet_conditional_llama_{B,L,XL,XXL}.yaml
