@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .norms import RMSNorm
+from .zero_init import init_zero_initialised
 
 
 def drop_path_rates(drop_path_rate: float, num_layers: int) -> list[float]:
@@ -84,3 +89,26 @@ class TokenEmbeddingsMixin:
 
     def set_output_embeddings(self, value):
         self.lm_head = value
+
+
+class LlamaGeneratorPreTrainedModel(PreTrainedModel):
+    """What the generators' ``PreTrainedModel`` classes share: token-id inputs, gradient checkpointing, transformers'
+    attention backends, and the init of the RMSNorms (ones) and zero-initialised heads; a family's other modules go
+    through ``_init_family_weights``."""
+
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif not init_zero_initialised(module):  # (the heads are zero-initialised, as the originals)
+            self._init_family_weights(module)
+
+    def _init_family_weights(self, module) -> None:
+        """The family's own modules' init (after transformers' default); none by default."""

@@ -31,10 +31,11 @@ from ..layers.conv_tokenizer import QuantConvTokenizerMixin
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer
-from ..layers.llama_generator import (TokenEmbeddingsMixin, check_class_labels, check_token_ids, drop_path_rates, embed_class_labels,
-                                      step_attention_mask, training_condition_drop, with_condition_mask)
+from ..layers.llama_generator import (LlamaGeneratorPreTrainedModel, TokenEmbeddingsMixin, check_class_labels, check_token_ids,
+                                      drop_path_rates, embed_class_labels, step_attention_mask, training_condition_drop,
+                                      with_condition_mask)
 from ..layers.rope import rope_2d_cos_sin
-from ..layers.zero_init import init_zero_initialised, zero_initialised
+from ..layers.zero_init import zero_initialised
 from ..quantizers import VectorQuantizer
 from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 
@@ -79,25 +80,14 @@ class LlamaGenCaptionEmbedder(nn.Module):
         return self.fc2(F.gelu(self.fc1(caption_embeds), approximate="tanh"))
 
 
-class LlamaGenPreTrainedModel(PreTrainedModel):
+class LlamaGenPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = LlamaGenConfig
     base_model_prefix = "llamagen"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": LlamaDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif init_zero_initialised(module):  # the output head, zero-initialised as the original
-            pass
-        elif isinstance(module, LlamaGenCaptionEmbedder):
+    def _init_family_weights(self, module):
+        if isinstance(module, LlamaGenCaptionEmbedder):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
         elif isinstance(module, LlamaGenTransformer) and module.config.position_embedding == "learned":
             init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)

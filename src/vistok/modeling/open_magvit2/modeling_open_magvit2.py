@@ -34,11 +34,12 @@ from ..layers.conv_tokenizer import QuantConvTokenizerMixin, latents_to_grid
 from ..layers.kv_cache import StaticKVCache
 from ..layers.drop_path import drop_path
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
-from ..layers.llama_generator import (TokenEmbeddingsMixin, check_class_labels, check_token_ids, drop_path_rates, embed_class_labels,
-                                      step_attention_mask, training_condition_drop, with_condition_mask)
+from ..layers.llama_generator import (LlamaGeneratorPreTrainedModel, TokenEmbeddingsMixin, check_class_labels, check_token_ids,
+                                      drop_path_rates, embed_class_labels, step_attention_mask, training_condition_drop,
+                                      with_condition_mask)
 from ..layers.norms import RMSNorm
 from ..layers.rope import rope_2d_cos_sin
-from ..layers.zero_init import init_zero_initialised, zero_initialised
+from ..layers.zero_init import zero_initialised
 from ..quantizers import LFQ, IndexPropagationQuantizer, merge_indices, split_indices
 from .configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 
@@ -231,26 +232,13 @@ class OpenMagvit2AROutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
+class OpenMagvit2ARPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = OpenMagvit2ARConfig
     base_model_prefix = "open_magvit2_ar"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     # the spatial layers (the factorized layers run per position over two sub-tokens)
     _can_record_outputs = {"hidden_states": OutputRecorder(LlamaDecoderLayer, layer_name="spatial_layers"),
                            "attentions": OutputRecorder(LlamaAttention, index=1, layer_name="spatial_layers")}
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        else:
-            init_zero_initialised(module)  # the heads are zero-initialised, as the original
 
 
 class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
@@ -433,25 +421,14 @@ class IBQARDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + drop_path(mlp * gamma2, self.drop_path_rate, self.training)
 
 
-class IBQARPreTrainedModel(PreTrainedModel):
+class IBQARPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = IBQARConfig
     base_model_prefix = "ibq_ar"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["IBQARDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": IBQARDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif init_zero_initialised(module):
-            pass
-        elif getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
+    def _init_family_weights(self, module):
+        if getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
             c = module.weight.shape[1]
             init.copy_(module.weight, torch.cat([module.weight[: 2 * c] * self.config.adaln_gamma_init, module.weight[2 * c:] * 0.5]))
             init.zeros_(module.bias)
