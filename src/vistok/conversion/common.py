@@ -283,6 +283,23 @@ def write_model_folder(output: str | os.PathLike, obj, *, card: str, overwrite: 
     return output
 
 
+def converted_config(config_cls, **kwargs):
+    """``config_cls(**kwargs)`` for a converted checkpoint; a failed config check (the checkpoint's shapes or the
+    options given make no valid config) is reported as a :class:`ConversionError`."""
+    try:
+        return config_cls(**kwargs)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+
+
+def grid_num_tokens(image_size: int, tokenizer) -> int:
+    """The tokens a generator trained at ``image_size`` predicts: ``tokenizer``'s square grid at that size."""
+    factor = tokenizer.config.downsample_factor
+    if image_size % factor:
+        raise ConversionError(f"--image-size {image_size} is not a multiple of the tokenizer's downsampling factor {factor}")
+    return (image_size // factor) ** 2
+
+
 def card_repo_id(output: str | os.PathLike, push_to_hub: str | None) -> str:
     """The repo id a card's usage snippet shows: the push target, else a placeholder named after the folder."""
     return push_to_hub or f"<your-namespace>/{Path(output).name}"

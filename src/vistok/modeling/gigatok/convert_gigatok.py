@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, count_numbered, load_converted,
-                           load_model_folder, numbered, read_original, rename_key, write_model_folder)
+from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, converted_config, count_numbered,
+                           load_converted, load_model_folder, numbered, read_original, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ...utils.io import load_pickle
 from ..llamagen.configuration_llamagen import DEFAULT_SAMPLING, LlamaGenConfig
@@ -209,10 +209,7 @@ def build_tokenizer(state: dict, image_size: int, encoder_heads: int | None = No
     kwargs = infer_config(state, image_size, encoder_heads, decoder_heads)
     if distill_depth is not None and kwargs["distill_depth"] is not None:
         kwargs["distill_depth"] = distill_depth
-    try:
-        config = GigaTokConfig(**kwargs)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(GigaTokConfig, **kwargs)
     converted = convert_state_dict(state, config.token_layout)
     return load_converted(GigaTokModel, config, converted, original=state)
 
@@ -309,10 +306,7 @@ def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None =
         converted = convert_gpt_state_dict(state)
         if "condition_embedder.embedding_table.weight" not in converted:
             raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
-        try:
-            config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-        except ValueError as err:
-            raise ConversionError(str(err)) from err
+        config = converted_config(LlamaGenConfig, **infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
         return load_converted(LlamaGenTransformer, config, converted, original=state)
     if any(".adaLN" in k or k.startswith(("adaLN.", "final_adaLN.")) for k in state) or any(".q_norm." in k or ".k_norm." in k for k in state):
         raise ConversionError("GigaTok GPTs with adaLN or QK-norm are not supported (the released ones use neither)")
@@ -322,11 +316,8 @@ def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None =
     rows = converted.get("condition_embedder.embedding_table.weight")
     if rows is None:
         raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
-    try:
-        kwargs = infer_gpt_config(converted, positions.shape[0] - 1, num_heads)
-        config = LlamaGenConfig(**kwargs, position_embedding="learned", sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    kwargs = infer_gpt_config(converted, positions.shape[0] - 1, num_heads)
+    config = converted_config(LlamaGenConfig, **kwargs, position_embedding="learned", sampling_defaults=sampling)
     return load_converted(LlamaGenTransformer, config, converted, original=state)
 
 

@@ -7,14 +7,27 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers import PreTrainedModel
 
 from ..base import VisualTokenizerEncoderOutput
+from .conv_autoencoder import ConvLevel
 
 
 def latents_to_grid(latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Row-major latents ``[B, side^2, C]`` -> the feature map ``[B, C, side, side]`` in ``dtype``."""
     side = math.isqrt(latents.shape[1])
     return latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(dtype)
+
+
+class ConvTokenizerPreTrainedModel(PreTrainedModel):
+    """What the conv tokenizers' ``PreTrainedModel`` classes on ``layers/conv_autoencoder.py`` share: pixel input,
+    the levels kept whole on a device, and ``hidden_states`` = the output of every resolution level, encoder then
+    decoder (feature maps ``[B, C, h, w]``)."""
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
+    _can_record_outputs = {"hidden_states": ConvLevel}
 
 
 class QuantConvTokenizerMixin:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, count_numbered, hub_base,
-                           llama_block_renames, llama_heads, load_converted, load_model_folder, numbered, read_original,
-                           release_image_size, rename_key, write_model_folder)
+from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, converted_config, count_numbered,
+                           grid_num_tokens, hub_base, llama_block_renames, llama_heads, load_converted, load_model_folder, numbered,
+                           read_original, release_image_size, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from .configuration_llamagen import DEFAULT_SAMPLING, GPT_PRESETS, LlamaGenConfig, LlamaGenVQConfig
 from .modeling_llamagen import LlamaGenTransformer, LlamaGenVQModel
@@ -208,10 +208,7 @@ def infer_gpt_config(state: dict, num_tokens: int, num_heads: int | None) -> dic
 
 def build_gpt(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> LlamaGenTransformer:
     converted = convert_gpt_state_dict(state)
-    try:
-        config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(LlamaGenConfig, **infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     return load_converted(LlamaGenTransformer, config, converted, original=state)
 
 
@@ -236,10 +233,7 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
     size = _image_size(image_size, release, "generator")
     state = read_checkpoint(source, release)
     vq = _load_tokenizer(tokenizer, release, size)
-    factor = vq.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_gpt(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    transformer = build_gpt(state, grid_num_tokens(size, vq), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != vq.config.codebook_size:
         raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {vq.config.codebook_size}")
     # the pipeline's tokenizer (and its image processor) work at the generator's image size

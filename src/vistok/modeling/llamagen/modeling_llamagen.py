@@ -19,15 +19,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401  (diffusers finds a pipeline component's loading class in its module)
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
-from ..layers.conv_tokenizer import QuantConvTokenizerMixin
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_tokenizer import ConvTokenizerPreTrainedModel, QuantConvTokenizerMixin
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer
@@ -228,14 +228,9 @@ class LlamaGenTransformer(TokenEmbeddingsMixin, LlamaGenPreTrainedModel):
             raise ValueError("without a cache the sequence must start with its condition (class_labels or caption_embeds)")
 
 
-class LlamaGenVQPreTrainedModel(PreTrainedModel):
+class LlamaGenVQPreTrainedModel(ConvTokenizerPreTrainedModel):
     config_class = LlamaGenVQConfig
     base_model_prefix = "llamagen_vq"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
-    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (ConversionError, Release, card_repo_id, choose_release, count_numbered, hub_base, llama_block_renames,
-                           llama_heads, load_converted, load_model_folder, numbered, read_original, release_image_size, rename_key,
-                           write_model_folder)
+from ...conversion import (ConversionError, Release, card_repo_id, choose_release, converted_config, count_numbered, grid_num_tokens,
+                           hub_base, llama_block_renames, llama_heads, load_converted, load_model_folder, numbered, read_original,
+                           release_image_size, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ..layers.conv_autoencoder import taming_conv_autoencoder_key
 from .configuration_open_magvit2 import (AR_PRESETS, IBQ_AR_PRESETS, IBQ_DEFAULT_SAMPLING, IBQARConfig, IBQConfig, OpenMagvit2ARConfig,
@@ -134,10 +134,7 @@ def tokenizer_state_dict(state: dict, config: OpenMagvit2Config, ema: bool | Non
 
 
 def build_tokenizer(state: dict, image_size: int, ema: bool | None = None, prefix: str = "", strict: bool = True) -> OpenMagvit2Model:
-    try:
-        config = OpenMagvit2Config(**infer_tokenizer_config(state, image_size, prefix))
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(OpenMagvit2Config, **infer_tokenizer_config(state, image_size, prefix))
     converted, leftover = tokenizer_state_dict(state, config, ema, prefix)
     return load_converted(OpenMagvit2Model, config, converted, leftover if strict else (), original=state)
 
@@ -203,10 +200,7 @@ def infer_ar_config(state: dict, num_tokens: int, num_heads: int | None) -> dict
 
 def build_ar(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> OpenMagvit2ARTransformer:
     converted = convert_ar_state_dict(state)
-    try:
-        config = OpenMagvit2ARConfig(**infer_ar_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(OpenMagvit2ARConfig, **infer_ar_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     return load_converted(OpenMagvit2ARTransformer, config, converted, original=state)
 
 
@@ -248,10 +242,7 @@ def convert_ar(source: str, output: str, *, tokenizer: str | None = None, preset
         embedded = build_tokenizer(state, size, ema=False, prefix="first_stage_model.", strict=False)
     given = _external_tokenizer(tokenizer, release, size, ema) if tokenizer is not None else None
     tok = _choose_tokenizer(given, embedded, tokenizer, source)
-    factor = tok.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_ar(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    transformer = build_ar(state, grid_num_tokens(size, tok), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != tok.config.codebook_size:
         raise ConversionError(f"the generator's sub-tokens {transformer.config.factorized_bits} make {transformer.config.codebook_size} "
                               f"codes but the tokenizer has {tok.config.codebook_size}")
@@ -358,10 +349,7 @@ def infer_ibq_config(weights: dict, image_size: int) -> dict:
 
 def build_ibq(state: dict, image_size: int, ema: bool | None = None) -> IBQModel:
     weights = ibq_weights(state, ema)
-    try:
-        config = IBQConfig(**infer_ibq_config(weights, image_size))
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(IBQConfig, **infer_ibq_config(weights, image_size))
     converted = convert_ibq_state_dict(weights, len(config.channel_mult))
     return load_converted(IBQModel, config, converted, original=state)
 
@@ -433,13 +421,10 @@ def build_ibq_ar(state: dict, num_tokens: int, num_heads: int | None = None, sam
     codebook, dim = converted["embed_tokens.weight"].shape
     layers = count_numbered(converted, r"^layers\.(\d+)\.")
     num_heads, kv_heads = llama_heads(IBQ_AR_PRESETS, dim, layers, num_heads, converted["layers.0.self_attn.wqkv.weight"].shape[0])
-    try:
-        config = IBQARConfig(codebook_size=codebook, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
-                             num_attention_heads=num_heads, num_key_value_heads=kv_heads,
-                             intermediate_size=converted["layers.0.mlp.gate_proj.weight"].shape[0],
-                             num_classes=converted["class_embed.weight"].shape[0] - 1, sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(IBQARConfig, codebook_size=codebook, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
+                              num_attention_heads=num_heads, num_key_value_heads=kv_heads,
+                              intermediate_size=converted["layers.0.mlp.gate_proj.weight"].shape[0],
+                              num_classes=converted["class_embed.weight"].shape[0] - 1, sampling_defaults=sampling)
     return load_converted(IBQARTransformer, config, converted, original=state)
 
 
@@ -463,10 +448,7 @@ def convert_ibq_ar(source: str, output: str, *, tokenizer: str | None = None, pr
             tok_release = IBQ_RELEASES.get(release.tokenizer) if release is not None else None
             given = build_ibq(read_original(tokenizer, tok_release), size, ema)
     tok = _choose_tokenizer(given, embedded, tokenizer, source)
-    factor = tok.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_ibq_ar(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    transformer = build_ibq_ar(state, grid_num_tokens(size, tok), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != tok.config.codebook_size:
         raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {tok.config.codebook_size}")
     tok.config.image_size, tok.config.num_tokens = size, transformer.config.num_tokens

@@ -29,8 +29,8 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.adaptive_norm import AdaptiveGroupNorm, DepthToSpaceUpsample
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
-from ..layers.conv_tokenizer import QuantConvTokenizerMixin, latents_to_grid
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_tokenizer import ConvTokenizerPreTrainedModel, QuantConvTokenizerMixin, latents_to_grid
 from ..layers.kv_cache import StaticKVCache
 from ..layers.drop_path import drop_path
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
@@ -191,14 +191,9 @@ class OpenMagvit2Model(VisualTokenizerMixin, OpenMagvit2PreTrainedModel):
 
 
 # -- IBQ tokenizer ---------------------------------------------------------------------------------
-class IBQPreTrainedModel(PreTrainedModel):
+class IBQPreTrainedModel(ConvTokenizerPreTrainedModel):
     config_class = IBQConfig
     base_model_prefix = "ibq"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
-    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": ConvLevel}
 
 
 class IBQModel(QuantConvTokenizerMixin, VisualTokenizerMixin, IBQPreTrainedModel):
