@@ -8,15 +8,23 @@ from .common import (
     card_repo_id,
     check_state_dict,
     choose_release,
+    converted_config,
+    count_numbered,
     find_checkpoint,
+    grid_num_tokens,
+    hub_base,
     load_config_file,
     load_converted,
+    load_model_folder,
     load_state_dict,
+    numbered,
     read_original,
+    release_image_size,
     rename_key,
     write_model_folder,
 )
+from .llama import llama_block_renames, llama_heads
 
-__all__ = ["ConversionError", "Original", "Release", "card_repo_id", "check_state_dict", "choose_release",
-           "find_checkpoint", "load_config_file", "load_converted", "load_state_dict", "read_original", "rename_key",
-           "write_model_folder"]
+__all__ = ["ConversionError", "Original", "Release", "card_repo_id", "check_state_dict", "choose_release", "converted_config", "count_numbered",
+           "find_checkpoint", "grid_num_tokens", "hub_base", "llama_block_renames", "llama_heads", "load_config_file", "load_converted",
+           "load_model_folder", "load_state_dict", "numbered", "read_original", "release_image_size", "rename_key", "write_model_folder"]

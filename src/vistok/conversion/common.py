@@ -55,6 +55,18 @@ def choose_release(name: str | None, releases: dict, what: str) -> Release | Non
     return releases[name]
 
 
+def release_image_size(image_size: int | None, release: Release | None, kind: str, examples: str = "256") -> int:
+    """The image size a conversion works at: ``--image-size``, else the release's ``settings["image_size"]`` (the
+    checkpoints do not record it); ``examples`` are named in the error when neither is given."""
+    if image_size is None:
+        if release is None:
+            raise ConversionError(f"the {kind} does not record its image size: pass --image-size (e.g. {examples}) or --preset")
+        return release.settings["image_size"]
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConversionError(f"--image-size must be a positive int, got {image_size!r}")
+    return image_size
+
+
 class Original(dict):
     """An original checkpoint as read: its tensors (the dict itself), the file ``path``, the release ``folder``
     it came from (if any) and the hub repo id it was fetched from (``hub_id``; None for local files)."""
@@ -150,6 +162,18 @@ def find_checkpoint(folder: Path) -> Path:
         names = ", ".join(p.name for p in found) or "none"
         raise ConversionError(f"expected one checkpoint (model.safetensors or a .bin) in {folder}, found: {names}")
     return found[0]
+
+
+def numbered(state: dict, pattern: str) -> list[int]:
+    """The distinct numbers, sorted, that the keys matching ``pattern`` (a regex whose group 1 is the number) hold:
+    a checkpoint's level or block indices."""
+    return sorted({int(m[1]) for k in state if (m := re.match(pattern, k))})
+
+
+def count_numbered(state: dict, pattern: str) -> int:
+    """How many distinct numbers the keys matching ``pattern`` (a regex whose group 1 is the number) hold: a
+    checkpoint's layer, level or block count."""
+    return len({m[1] for k in state if (m := re.match(pattern, k))})
 
 
 def rename_key(key: str, renames) -> str:
@@ -259,6 +283,47 @@ def write_model_folder(output: str | os.PathLike, obj, *, card: str, overwrite: 
     return output
 
 
+def converted_config(config_cls, **kwargs):
+    """``config_cls(**kwargs)`` for a converted checkpoint; a failed config check (the checkpoint's shapes or the
+    options given make no valid config) is reported as a :class:`ConversionError`."""
+    try:
+        return config_cls(**kwargs)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+
+
+def grid_num_tokens(image_size: int, tokenizer) -> int:
+    """The tokens a generator trained at ``image_size`` predicts: ``tokenizer``'s square grid at that size."""
+    factor = tokenizer.config.downsample_factor
+    if image_size % factor:
+        raise ConversionError(f"--image-size {image_size} is not a multiple of the tokenizer's downsampling factor {factor}")
+    return (image_size // factor) ** 2
+
+
 def card_repo_id(output: str | os.PathLike, push_to_hub: str | None) -> str:
     """The repo id a card's usage snippet shows: the push target, else a placeholder named after the folder."""
     return push_to_hub or f"<your-namespace>/{Path(output).name}"
+
+
+def hub_base(base: str) -> str | None:
+    """A card's ``base_model`` metadata: the hub repo id ``owner/name`` a converted checkpoint came from (``base``
+    is a release's ``hub_id`` or the source given); None for a local file or folder."""
+    parts = base.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 2 and not Path(base).exists() else None
+
+
+def load_model_folder(source: str, model_cls, refusal: str):
+    """A converted vistok model folder (``config.json`` inside) given as ``--tokenizer``, which must load as a
+    ``model_cls`` (``refusal`` completes the error otherwise: "not a ... tokenizer"); None when ``source`` is no
+    such folder (an original checkpoint, then)."""
+    path = Path(source).expanduser()
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return None
+    from transformers import AutoModel
+
+    import vistok  # noqa: F401  (registers the vistok model types)
+
+    model = AutoModel.from_pretrained(path)
+    if not isinstance(model, model_cls):
+        raise ConversionError(f"--tokenizer {source} is a {type(model).__name__}, {refusal}")
+    return model

@@ -21,17 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_config_file,
-    load_converted,
-    load_state_dict,
-    read_original,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Release, card_repo_id, choose_release, load_config_file, load_converted, load_state_dict,
+                           read_original, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ...utils.io import SourceNotFoundError, resolve_source
 from .configuration_flextok import DEFAULT_VAE_CONFIG, FlexTokConfig

@@ -24,17 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Original,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_converted,
-    read_original,
-    rename_key,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, converted_config, count_numbered,
+                           load_converted, load_model_folder, numbered, read_original, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ...utils.io import load_pickle
 from ..llamagen.configuration_llamagen import DEFAULT_SAMPLING, LlamaGenConfig
@@ -178,19 +169,19 @@ def infer_config(state: dict, image_size: int, encoder_heads: int | None = None,
     if layout == "1d" and f"{enc}.global_proj.weight" not in state:
         raise ConversionError("1D GigaTok without multi-level query initialisation (no s2to1encoder.global_proj) is not supported")
     ch = _need(state, "encoder.conv_in.weight").shape[0]
-    enc_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^encoder\.conv_blocks\.(\d+)\.", k))})
-    dec_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^decoder\.conv_blocks\.(\d+)\.", k))})
+    enc_levels = numbered(state, r"^encoder\.conv_blocks\.(\d+)\.")
+    dec_levels = numbered(state, r"^decoder\.conv_blocks\.(\d+)\.")
     if not enc_levels or len(enc_levels) != len(dec_levels):
         raise ConversionError(f"encoder/decoder level counts differ or are empty: {len(enc_levels)} vs {len(dec_levels)}")
     if "decoder.adaptive.0.gamma.weight" not in state or "decoder.conv_blocks.0.upsample.conv1.weight" not in state:
         raise ConversionError("only GigaTok decoders with adaptive_gn and d2s_up (all releases) are supported")
     enc_mult = [_need(state, f"encoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in enc_levels]
     dec_mult = [_need(state, f"decoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in reversed(dec_levels)]
-    res_blocks = len({m[1] for k in state if (m := re.match(r"^encoder\.conv_blocks\.0\.res\.(\d+)\.", k))})
+    res_blocks = count_numbered(state, r"^encoder\.conv_blocks\.0\.res\.(\d+)\.")
     ew = _need(state, f"{enc}.encoder_embed.weight").shape[0]
     dw = _need(state, f"{dec}.decoder_embed.weight").shape[0]
-    el = len({m[1] for k in state if (m := re.match(rf"^{enc}\.transformer\.(\d+)\.", k))})
-    dl = len({m[1] for k in state if (m := re.match(rf"^{dec}\.transformer\.(\d+)\.", k))})
+    el = count_numbered(state, rf"^{enc}\.transformer\.(\d+)\.")
+    dl = count_numbered(state, rf"^{dec}\.transformer\.(\d+)\.")
     codebook = _need(state, "quantize.embedding.weight")
     kwargs = dict(token_layout=layout, image_size=image_size, codebook_size=codebook.shape[0], token_dim=codebook.shape[1],
                   hidden_channels=ch, encoder_channel_mult=enc_mult, decoder_channel_mult=dec_mult, num_res_blocks=res_blocks,
@@ -218,10 +209,7 @@ def build_tokenizer(state: dict, image_size: int, encoder_heads: int | None = No
     kwargs = infer_config(state, image_size, encoder_heads, decoder_heads)
     if distill_depth is not None and kwargs["distill_depth"] is not None:
         kwargs["distill_depth"] = distill_depth
-    try:
-        config = GigaTokConfig(**kwargs)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(GigaTokConfig, **kwargs)
     converted = convert_state_dict(state, config.token_layout)
     return load_converted(GigaTokModel, config, converted, original=state)
 
@@ -318,10 +306,7 @@ def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None =
         converted = convert_gpt_state_dict(state)
         if "condition_embedder.embedding_table.weight" not in converted:
             raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
-        try:
-            config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-        except ValueError as err:
-            raise ConversionError(str(err)) from err
+        config = converted_config(LlamaGenConfig, **infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
         return load_converted(LlamaGenTransformer, config, converted, original=state)
     if any(".adaLN" in k or k.startswith(("adaLN.", "final_adaLN.")) for k in state) or any(".q_norm." in k or ".k_norm." in k for k in state):
         raise ConversionError("GigaTok GPTs with adaLN or QK-norm are not supported (the released ones use neither)")
@@ -331,24 +316,14 @@ def build_gpt(state: dict, num_heads: int | None = None, sampling: dict | None =
     rows = converted.get("condition_embedder.embedding_table.weight")
     if rows is None:
         raise ConversionError("missing key 'cls_embedding.embedding_table.weight' (GigaTok GPTs are class-conditional)")
-    try:
-        kwargs = infer_gpt_config(converted, positions.shape[0] - 1, num_heads)
-        config = LlamaGenConfig(**kwargs, position_embedding="learned", sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    kwargs = infer_gpt_config(converted, positions.shape[0] - 1, num_heads)
+    config = converted_config(LlamaGenConfig, **kwargs, position_embedding="learned", sampling_defaults=sampling)
     return load_converted(LlamaGenTransformer, config, converted, original=state)
 
 
 def _load_tokenizer(tokenizer: str, image_size: int) -> GigaTokModel:
-    from transformers import AutoModel
-
-    import vistok  # noqa: F401  (registers the vistok model types)
-
-    path = Path(tokenizer).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        model = AutoModel.from_pretrained(path)
-        if not isinstance(model, GigaTokModel):
-            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a GigaTok tokenizer")
+    model = load_model_folder(tokenizer, GigaTokModel, "not a GigaTok tokenizer")
+    if model is not None:
         return model
     return build_tokenizer(read_checkpoint(tokenizer, None), image_size)
 

@@ -3,11 +3,11 @@ autoregressive generator (class- or text-conditional)."""
 
 from __future__ import annotations
 
-import math
-
 from transformers import PreTrainedConfig
 
 from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
+from ..layers.conv_config import SquareGridTokenizerConfigMixin, check_downsampling
+from ..layers.llama_config import LlamaGeneratorConfigMixin, check_llama_numbers, check_llama_shape, swiglu_hidden_size
 
 CONDITION_TYPES = ("class", "text")
 # "rope_2d": LlamaGen's 2D RoPE over the square token grid; "learned": a learned absolute position embedding
@@ -30,15 +30,7 @@ GPT_PRESETS = {
 DEFAULT_SAMPLING = {"guidance_scale": 4.0, "cfg_interval": -1, "temperature": 1.0, "top_k": 2000, "top_p": 1.0}
 
 
-def swiglu_hidden_size(hidden_size: int, multiple_of: int = 256, ffn_dim_multiplier: float | None = None) -> int:
-    """LlamaGen's FeedForward width: int(2 * 4 * dim / 3) (times the multiplier), rounded up to ``multiple_of``."""
-    hidden = int(2 * 4 * hidden_size / 3)
-    if ffn_dim_multiplier is not None:
-        hidden = int(ffn_dim_multiplier * hidden)
-    return hidden if hidden % multiple_of == 0 else hidden + multiple_of - hidden % multiple_of
-
-
-class LlamaGenConfig(PreTrainedConfig):
+class LlamaGenConfig(LlamaGeneratorConfigMixin, PreTrainedConfig):
     """The LlamaGen GPT: ``num_condition_tokens`` condition embeddings (a class label, or T5 caption
     features through an MLP) followed by ``num_tokens`` image tokens on a square grid, predicting the
     next image token over ``codebook_size`` codes.
@@ -51,6 +43,7 @@ class LlamaGenConfig(PreTrainedConfig):
     model_type = "vistok_llamagen_gpt"
     # the generator's vocabulary is the tokenizer's codebook (input embeddings and output head)
     attribute_map = {"vocab_size": "codebook_size"}
+    _presets, _preset_kind = GPT_PRESETS, "LlamaGen GPT"
 
     def __init__(self, condition_type: str = "class", codebook_size: int = 16384, num_tokens: int = 256,
                  hidden_size: int = 768, num_hidden_layers: int = 12, num_attention_heads: int = 12,
@@ -64,69 +57,27 @@ class LlamaGenConfig(PreTrainedConfig):
                     num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                     num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, num_classes=num_classes,
                     caption_dim=caption_dim, num_condition_tokens=num_condition_tokens)
-        check_positive_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
-        check_probabilities(class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
+        check_llama_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range,
+                            class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
                             residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
         if condition_type not in CONDITION_TYPES:
             raise ValueError(f"condition_type must be one of {CONDITION_TYPES}, got {condition_type!r}")
         if position_embedding not in POSITION_EMBEDDINGS:
             raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {position_embedding!r}")
-        grid = math.isqrt(num_tokens)
-        if position_embedding == "rope_2d" and (num_tokens < 1 or grid * grid != num_tokens):
-            raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
-        if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
-        if position_embedding == "rope_2d" and (hidden_size // num_attention_heads) % 4:
-            raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {hidden_size // num_attention_heads}")
-        num_key_value_heads = num_key_value_heads or num_attention_heads
-        if num_attention_heads % num_key_value_heads:
-            raise ValueError(f"num_attention_heads {num_attention_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
+        num_key_value_heads = check_llama_shape(num_tokens, hidden_size, num_attention_heads, num_key_value_heads,
+                                                rope_2d=position_embedding == "rope_2d")
+        intermediate_size = intermediate_size or swiglu_hidden_size(hidden_size)
+        self._set_llama_fields(locals())
         self.condition_type = condition_type
         self.codebook_size = codebook_size
-        self.num_tokens = num_tokens
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.intermediate_size = intermediate_size or swiglu_hidden_size(hidden_size)
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.num_classes = num_classes
         self.caption_dim = caption_dim
         self.num_condition_tokens = num_condition_tokens or (1 if condition_type == "class" else 120)
-        self.class_dropout_prob = class_dropout_prob
-        self.token_dropout = token_dropout
-        self.attention_dropout = attention_dropout
-        self.residual_dropout = residual_dropout
-        self.ffn_dropout = ffn_dropout
-        self.drop_path_rate = drop_path_rate
-        self.initializer_range = initializer_range
         self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling_defaults or {})}
         self.position_embedding = position_embedding
         super().__init__(**kwargs)
 
-    @classmethod
-    def from_preset(cls, name: str, **kwargs) -> "LlamaGenConfig":
-        """A config of one of the original sizes ("GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "GPT-3B", ...)."""
-        if name not in GPT_PRESETS:
-            raise ValueError(f"unknown LlamaGen GPT size {name!r}; choose from {sorted(GPT_PRESETS)}")
-        return cls(**{**GPT_PRESETS[name], **kwargs})
 
-    @property
-    def grid_size(self) -> int:
-        return math.isqrt(self.num_tokens)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def has_null_condition(self) -> bool:
-        """Whether guidance is possible: the null-class row / learned unconditional caption exists."""
-        return self.condition_type == "text" or self.class_dropout_prob > 0
-
-
-class LlamaGenVQConfig(PreTrainedConfig):
+class LlamaGenVQConfig(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """A LlamaGen VQ tokenizer (tokenizer/tokenizer_image/vq_model.py): taming-style conv encoder ->
     1x1 ``quant_conv`` to ``token_dim`` -> L2-normalised (cosine) VQ over ``codebook_size`` codes ->
     1x1 ``post_quant_conv`` -> conv decoder. VQ-16: channel_mult (1, 1, 2, 2, 4); VQ-8: (1, 2, 2, 4).
@@ -137,6 +88,7 @@ class LlamaGenVQConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_llamagen_vq"
+    _channel_mult_field = "encoder_channel_mult"
 
     def __init__(self, image_size: int = 256, codebook_size: int = 16384, token_dim: int = 8, use_l2_norm: bool = True,
                  commitment_cost: float = 0.25, hidden_channels: int = 128,
@@ -154,9 +106,7 @@ class LlamaGenVQConfig(PreTrainedConfig):
         decoder_channel_mult = encoder_channel_mult if decoder_channel_mult is None else decoder_channel_mult
         if len(encoder_channel_mult) != len(decoder_channel_mult):
             raise ValueError(f"encoder and decoder must have as many levels: {list(encoder_channel_mult)} vs {list(decoder_channel_mult)}")
-        factor = 2 ** (len(encoder_channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        factor = check_downsampling(image_size, encoder_channel_mult)
         if z_channels % 32:
             raise ValueError(f"z_channels must be a multiple of 32 (GroupNorm with 32 groups), got {z_channels}")
         self.image_size = image_size
@@ -172,13 +122,5 @@ class LlamaGenVQConfig(PreTrainedConfig):
         self.dropout = dropout
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs)
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.encoder_channel_mult) - 1)

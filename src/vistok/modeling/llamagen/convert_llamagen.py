@@ -16,17 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Original,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_converted,
-    read_original,
-    rename_key,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Original, Release, card_repo_id, choose_release, converted_config, count_numbered,
+                           grid_num_tokens, hub_base, llama_block_renames, llama_heads, load_converted, load_model_folder, numbered,
+                           read_original, release_image_size, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from .configuration_llamagen import DEFAULT_SAMPLING, GPT_PRESETS, LlamaGenConfig, LlamaGenVQConfig
 from .modeling_llamagen import LlamaGenTransformer, LlamaGenVQModel
@@ -131,14 +123,14 @@ def _need(state, key):
 
 def infer_vq_config(state: dict, image_size: int) -> dict:
     ch = _need(state, "encoder.conv_in.weight").shape[0]
-    enc_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^encoder\.conv_blocks\.(\d+)\.", k))})
-    dec_levels = sorted({int(m[1]) for k in state if (m := re.match(r"^decoder\.conv_blocks\.(\d+)\.", k))})
+    enc_levels = numbered(state, r"^encoder\.conv_blocks\.(\d+)\.")
+    dec_levels = numbered(state, r"^decoder\.conv_blocks\.(\d+)\.")
     if not enc_levels or len(enc_levels) != len(dec_levels):
         raise ConversionError(f"encoder/decoder level counts differ or are empty: {len(enc_levels)} vs {len(dec_levels)}")
     enc_mult = [_need(state, f"encoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in enc_levels]
     # decoder conv_blocks run from the lowest resolution up
     dec_mult = [_need(state, f"decoder.conv_blocks.{i}.res.0.conv1.weight").shape[0] // ch for i in reversed(dec_levels)]
-    res_blocks = len({m[1] for k in state if (m := re.match(r"^encoder\.conv_blocks\.0\.res\.(\d+)\.", k))})
+    res_blocks = count_numbered(state, r"^encoder\.conv_blocks\.0\.res\.(\d+)\.")
     return dict(image_size=image_size, codebook_size=_need(state, "quantize.embedding.weight").shape[0],
                 token_dim=_need(state, "quantize.embedding.weight").shape[1], use_l2_norm=True, hidden_channels=ch,
                 encoder_channel_mult=enc_mult, decoder_channel_mult=dec_mult, num_res_blocks=res_blocks,
@@ -152,13 +144,7 @@ def build_vq(state: dict, image_size: int) -> LlamaGenVQModel:
 
 
 def _image_size(image_size, release, kind) -> int:
-    if image_size is None:
-        if release is None:
-            raise ConversionError(f"the {kind} does not record its image size: pass --image-size (e.g. 256 or 384) or --preset")
-        return release.settings["image_size"]
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConversionError(f"--image-size must be a positive int, got {image_size!r}")
-    return image_size
+    return release_image_size(image_size, release, kind, "256 or 384")
 
 
 def convert_vq(source: str, output: str, *, preset: str | None = None, image_size: int | None = None,
@@ -182,13 +168,7 @@ _GPT_RENAMES = [
     (r"^cls_embedding\.cap_proj\.(fc1|fc2)\.", r"condition_embedder.\1."),
     (r"^cls_embedding\.uncond_embedding$", "condition_embedder.uncond_embedding"),
     (r"^tok_embeddings\.", "embed_tokens."),
-    (r"^layers\.(\d+)\.attention\.wqkv\.", r"layers.\1.self_attn.wqkv."),
-    (r"^layers\.(\d+)\.attention\.wo\.", r"layers.\1.self_attn.o_proj."),
-    (r"^layers\.(\d+)\.feed_forward\.w1\.", r"layers.\1.mlp.gate_proj."),
-    (r"^layers\.(\d+)\.feed_forward\.w3\.", r"layers.\1.mlp.up_proj."),
-    (r"^layers\.(\d+)\.feed_forward\.w2\.", r"layers.\1.mlp.down_proj."),
-    (r"^layers\.(\d+)\.attention_norm\.", r"layers.\1.input_layernorm."),
-    (r"^layers\.(\d+)\.ffn_norm\.", r"layers.\1.post_attention_layernorm."),
+    *llama_block_renames(r"layers\.(\d+)", r"layers.\1"),
     (r"^output\.", "lm_head."),
 ]
 
@@ -209,16 +189,8 @@ def infer_gpt_config(state: dict, num_tokens: int, num_heads: int | None) -> dic
     if "embed_tokens.weight" not in state or "layers.0.self_attn.wqkv.weight" not in state:
         raise ConversionError("missing key 'tok_embeddings.weight' / 'layers.0.attention.wqkv.weight' (not a LlamaGen GPT?)")
     codebook_size, dim = state["embed_tokens.weight"].shape
-    layers = len({m[1] for k in state if (m := re.match(r"^layers\.(\d+)\.", k))})
-    if num_heads is None:
-        sizes = [name for name, p in GPT_PRESETS.items() if p["hidden_size"] == dim and p["num_hidden_layers"] == layers]
-        if not sizes:
-            raise ConversionError(f"width {dim} x {layers} layers is none of the original sizes {sorted(GPT_PRESETS)}: pass --num-heads")
-        num_heads = GPT_PRESETS[sizes[0]]["num_attention_heads"]
-    if dim % num_heads:
-        raise ConversionError(f"--num-heads {num_heads} does not divide the width {dim}")
-    head_dim = dim // num_heads
-    kv_heads = (state["layers.0.self_attn.wqkv.weight"].shape[0] // head_dim - num_heads) // 2
+    layers = count_numbered(state, r"^layers\.(\d+)\.")
+    num_heads, kv_heads = llama_heads(GPT_PRESETS, dim, layers, num_heads, state["layers.0.self_attn.wqkv.weight"].shape[0])
     kwargs = dict(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
                   num_attention_heads=num_heads, num_key_value_heads=kv_heads,
                   intermediate_size=state["layers.0.mlp.gate_proj.weight"].shape[0])
@@ -236,24 +208,14 @@ def infer_gpt_config(state: dict, num_tokens: int, num_heads: int | None) -> dic
 
 def build_gpt(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> LlamaGenTransformer:
     converted = convert_gpt_state_dict(state)
-    try:
-        config = LlamaGenConfig(**infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(LlamaGenConfig, **infer_gpt_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     return load_converted(LlamaGenTransformer, config, converted, original=state)
 
 
 def _load_tokenizer(tokenizer: str, release: Release | None, image_size: int) -> LlamaGenVQModel:
     """A converted vistok LlamaGen VQ folder, or an original VQ checkpoint (file or, with a generator preset, its release)."""
-    from transformers import AutoModel
-
-    import vistok  # noqa: F401  (registers the vistok model types)
-
-    path = Path(tokenizer).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        model = AutoModel.from_pretrained(path)
-        if not isinstance(model, LlamaGenVQModel):
-            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not a LlamaGen VQ tokenizer")
+    model = load_model_folder(tokenizer, LlamaGenVQModel, "not a LlamaGen VQ tokenizer")
+    if model is not None:
         return model
     vq_release = VQ_RELEASES.get(release.tokenizer) if release is not None and release.tokenizer else None
     return build_vq(read_checkpoint(tokenizer, vq_release), image_size)
@@ -271,10 +233,7 @@ def convert_gpt(source: str, output: str, *, tokenizer: str, preset: str | None 
     size = _image_size(image_size, release, "generator")
     state = read_checkpoint(source, release)
     vq = _load_tokenizer(tokenizer, release, size)
-    factor = vq.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_gpt(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    transformer = build_gpt(state, grid_num_tokens(size, vq), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != vq.config.codebook_size:
         raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {vq.config.codebook_size}")
     # the pipeline's tokenizer (and its image processor) work at the generator's image size
@@ -307,15 +266,10 @@ GPT_CLI_OPTIONS = (
 
 
 # -- cards -----------------------------------------------------------------------------------------
-def _hub_base(base: str) -> str | None:
-    parts = base.split("/")
-    return "/".join(parts[:2]) if len(parts) >= 2 and not Path(base).exists() else None
-
-
 def render_vq_card(cfg: LlamaGenVQConfig, release: Release | None, base: str, repo_id: str) -> str:
     grid = cfg.image_size // cfg.downsample_factor
     metadata = {"license": "mit", "library_name": "vistok", "tags": ["vistok", "image-tokenization", "llamagen", "2d-tokenizer"],
-                "base_model": _hub_base(base)}
+                "base_model": hub_base(base)}
     return render_model_card(
         "llamagen-vq", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
         description=release.description if release else "", factor=str(cfg.downsample_factor), image_size=str(cfg.image_size),
@@ -345,7 +299,7 @@ def render_gpt_card(cfg: LlamaGenConfig, vq: LlamaGenVQConfig, release: Release 
     metadata = {"license": "mit", "library_name": "vistok",
                 "pipeline_tag": "text-to-image" if text else "unconditional-image-generation",
                 "tags": ["vistok", "llamagen", "autoregressive", "text-to-image" if text else "class-conditional"],
-                "base_model": _hub_base(base)}
+                "base_model": hub_base(base)}
     grid = cfg.grid_size
     return render_model_card(
         "llamagen", metadata=metadata, model_name=Path(repo_id).name, base_model=base,

@@ -16,24 +16,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401  (diffusers finds a pipeline component's loading class in its module)
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
+from ..base import VisualTokenizerMixin
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_tokenizer import ConvTokenizerPreTrainedModel, QuantConvTokenizerMixin
 from ..layers.kv_cache import StaticKVCache
 from ..layers.norms import RMSNorm
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer
+from ..layers.llama_generator import (LlamaGeneratorPreTrainedModel, TokenEmbeddingsMixin, check_class_labels, check_token_ids,
+                                      drop_path_rates, embed_class_labels, step_attention_mask, training_condition_drop,
+                                      with_condition_mask)
 from ..layers.rope import rope_2d_cos_sin
-from ..layers.zero_init import init_zero_initialised, zero_initialised
+from ..layers.zero_init import zero_initialised
 from ..quantizers import VectorQuantizer
 from .configuration_llamagen import LlamaGenConfig, LlamaGenVQConfig
 
@@ -58,9 +60,7 @@ class LlamaGenClassEmbedder(nn.Module):
         self.embedding_table = nn.Embedding(config.num_classes + int(config.has_null_condition), config.hidden_size)
 
     def forward(self, class_labels, drop):
-        if drop is not None:
-            class_labels = torch.where(drop, torch.full_like(class_labels, self.embedding_table.num_embeddings - 1), class_labels)
-        return self.embedding_table(class_labels)[:, None]
+        return embed_class_labels(self.embedding_table, class_labels, drop)
 
 
 class LlamaGenCaptionEmbedder(nn.Module):
@@ -80,31 +80,20 @@ class LlamaGenCaptionEmbedder(nn.Module):
         return self.fc2(F.gelu(self.fc1(caption_embeds), approximate="tanh"))
 
 
-class LlamaGenPreTrainedModel(PreTrainedModel):
+class LlamaGenPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = LlamaGenConfig
     base_model_prefix = "llamagen"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": LlamaDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif init_zero_initialised(module):  # the output head, zero-initialised as the original
-            pass
-        elif isinstance(module, LlamaGenCaptionEmbedder):
+    def _init_family_weights(self, module):
+        if isinstance(module, LlamaGenCaptionEmbedder):
             init.normal_(module.uncond_embedding, std=module.uncond_embedding.shape[1] ** -0.5)
         elif isinstance(module, LlamaGenTransformer) and module.config.position_embedding == "learned":
             init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
 
 
-class LlamaGenTransformer(LlamaGenPreTrainedModel):
+class LlamaGenTransformer(TokenEmbeddingsMixin, LlamaGenPreTrainedModel):
     """``forward(input_ids [B, n], class_labels [B] | caption_embeds [B, T, C])`` -> next-token logits.
 
     Without ``cache`` the whole sequence [condition, image tokens] runs causally and the logits
@@ -124,24 +113,11 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         if config.position_embedding == "learned":  # condition positions first, then the image tokens
             self.position_embedding = nn.Parameter(torch.zeros(config.num_condition_tokens + config.num_tokens, config.hidden_size))
         self.token_dropout = nn.Dropout(config.token_dropout)
-        layers = config.num_hidden_layers  # drop-path rates rise linearly to drop_path_rate, as torch.linspace
-        rates = [config.drop_path_rate * i / (layers - 1) if layers > 1 else 0.0 for i in range(layers)]
+        rates = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
         self.layers = nn.ModuleList(LlamaDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = zero_initialised(nn.Linear(config.hidden_size, config.codebook_size, bias=False))
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
 
     def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> StaticKVCache:
         """A static cache for ``batch_size`` sequences of up to ``max_length`` (default: condition + image tokens)."""
@@ -179,9 +155,8 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         if has_condition:
             if self.training and cfg.class_dropout_prob > 0:
                 batch = (class_labels if class_labels is not None else caption_embeds).shape[0]
-                device = self.embed_tokens.weight.device
-                random_drop = torch.rand(batch, generator=generator, device=device) < cfg.class_dropout_prob
-                drop_condition = random_drop if drop_condition is None else (drop_condition | random_drop)
+                drop_condition = training_condition_drop(batch, cfg.class_dropout_prob, drop_condition, generator,
+                                                         self.embed_tokens.weight.device)
             pieces.append(self.embed_condition(class_labels, caption_embeds, drop_condition))
         if input_ids is not None:
             pieces.append(self.embed_tokens(input_ids))
@@ -190,8 +165,7 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         if attention_mask is not None and cache is None and has_condition and input_ids is not None \
                 and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
             # a mask over input_ids only (transformers' convention): the condition tokens are always attended
-            condition = attention_mask.new_ones(attention_mask.shape[0], hidden.shape[1] - input_ids.shape[1])
-            attention_mask = torch.cat([condition, attention_mask], dim=1)
+            attention_mask = with_condition_mask(attention_mask, hidden.shape[1] - input_ids.shape[1])
         logits = self._transform(hidden, attention_mask, cache, cache_position, logits_to_keep)
         if cache is None and logits_to_keep == 0 and has_condition and cfg.num_condition_tokens > 1:
             logits = logits[:, cfg.num_condition_tokens - 1:]  # only positions that predict image tokens
@@ -222,15 +196,7 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
         cos = sin = None
         if cfg.position_embedding == "rope_2d":
             cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
-        key_length = mask = None
-        if cache is not None or attention_mask is not None:
-            key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
-            keys = torch.arange(key_length, device=hidden.device)
-            # causal by position, padded keys off, and the diagonal always on (the original's eye)
-            mask = keys[None, :] <= cache_position[:, None]
-            if attention_mask is not None:
-                mask = mask[None] & attention_mask.bool()[:, None, :]
-            mask = (mask | (keys[None, :] == cache_position[:, None])).expand(hidden.shape[0], length, key_length)[:, None]
+        mask, key_length = step_attention_mask(hidden, attention_mask, cache, cache_position)
         for layer in self.layers:
             hidden = layer(hidden, cos, sin, mask, cache, cache_position, key_length)
         hidden = self.norm(hidden)
@@ -241,18 +207,12 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
     def check_inputs(self, input_ids, class_labels, caption_embeds, cache, cache_position) -> None:
         cfg = self.config
         if input_ids is not None:
-            if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.ndim != 2:
-                raise ValueError(f"input_ids must be an integer tensor [B, n] of image token ids in [0, {cfg.codebook_size - 1}]")
-            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.codebook_size):
-                raise ValueError(f"input_ids must lie in [0, {cfg.codebook_size - 1}] (codebook_size={cfg.codebook_size})")
+            check_token_ids(input_ids, cfg.codebook_size)
         if cfg.condition_type == "class":
             if caption_embeds is not None:
                 raise ValueError("this LlamaGen generator is class-conditional: pass class_labels, not caption_embeds")
             if class_labels is not None:
-                if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
-                    raise ValueError(f"class_labels must be an integer tensor [B] in [0, {cfg.num_classes - 1}]")
-                if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) >= cfg.num_classes):
-                    raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {class_labels.tolist()}")
+                check_class_labels(class_labels, cfg.num_classes)
         else:
             if class_labels is not None:
                 raise ValueError("this LlamaGen generator is text-conditional: pass caption_embeds, not class_labels")
@@ -268,14 +228,9 @@ class LlamaGenTransformer(LlamaGenPreTrainedModel):
             raise ValueError("without a cache the sequence must start with its condition (class_labels or caption_embeds)")
 
 
-class LlamaGenVQPreTrainedModel(PreTrainedModel):
+class LlamaGenVQPreTrainedModel(ConvTokenizerPreTrainedModel):
     config_class = LlamaGenVQConfig
     base_model_prefix = "llamagen_vq"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
-    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": ConvLevel}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -284,7 +239,7 @@ class LlamaGenVQPreTrainedModel(PreTrainedModel):
             init.uniform_(module.embedding.weight, -1.0 / module.codebook_size, 1.0 / module.codebook_size)
 
 
-class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
+class LlamaGenVQModel(QuantConvTokenizerMixin, VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
     """``encode(pixels [B, 3, H, H] in [-1, 1])`` -> ``token_ids [B, H/f, H/f]`` and ``latents
     [B, (H/f)^2, token_dim]`` (normalised codes, row-major); ``decode(token_ids)`` -> pixels."""
 
@@ -299,17 +254,3 @@ class LlamaGenVQModel(VisualTokenizerMixin, LlamaGenVQPreTrainedModel):
         # the original decoder has one ResNet block more per level than the encoder
         self.decoder = ConvDecoder(ch, config.decoder_channel_mult, config.num_res_blocks + 1, z, dropout=config.dropout)
         self.post_init()
-
-    def _encode(self, pixel_values):
-        z = self.quant_conv(self.encoder(pixel_values)).permute(0, 2, 3, 1)  # [B, h, w, token_dim]
-        q = self.quantizer(z)
-        return VisualTokenizerEncoderOutput(token_ids=q.indices, latents=q.quantized.flatten(1, 2), quantizer_loss=q.loss,
-                                            commitment_loss=q.commitment_loss, codebook_loss=q.codebook_loss)
-
-    def _token_ids_to_latents(self, token_ids):
-        return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
-
-    def _decode_latents(self, latents):
-        side = math.isqrt(latents.shape[1])
-        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
-        return self.decoder(self.post_quant_conv(grid))

@@ -7,11 +7,13 @@ import math
 
 from transformers import PreTrainedConfig
 
-from ..config_checks import check_positive_numbers, check_probabilities, check_size_list, check_sizes
+from ..config_checks import check_positive_numbers, check_size_list, check_sizes
+from ..layers.conv_config import SquareGridTokenizerConfigMixin, check_downsampling, check_group_norm_widths
+from ..layers.llama_config import LlamaGeneratorConfigMixin, check_llama_numbers, check_llama_shape, swiglu_hidden_size
 from ..quantizers.bits import check_bit_groups
 
 
-class OpenMagvit2Config(PreTrainedConfig):
+class OpenMagvit2Config(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """An Open-MAGVIT2 LFQ tokenizer (models/lfqgan.py ``VQModel``): a conv encoder without attention or
     biases down to ``num_bits`` channels, lookup-free quantization to ``±1`` per channel (token id
     ``Σ_i [z_i > 0]·2^i``, channel 0 least significant, over ``codebook_size = 2**num_bits``), and a conv
@@ -37,13 +39,8 @@ class OpenMagvit2Config(PreTrainedConfig):
             raise ValueError(f"num_bits must be at most 30 (codebook 2^30), got {num_bits}")
         if factorized_bits is not None:
             check_bit_groups(list(factorized_bits), num_bits)
-        for mult in channel_mult:
-            if (hidden_channels * mult) % 32:
-                raise ValueError(f"hidden_channels x channel_mult must be multiples of 32 (GroupNorm with 32 groups), "
-                                 f"got {hidden_channels} x {list(channel_mult)}")
-        factor = 2 ** (len(channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        check_group_norm_widths(hidden_channels, channel_mult)
+        factor = check_downsampling(image_size, channel_mult)
         self.image_size = image_size
         self.num_bits = num_bits
         self.codebook_size = 2**num_bits
@@ -58,16 +55,8 @@ class OpenMagvit2Config(PreTrainedConfig):
         self.entropy_temperature = entropy_temperature
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length", "codebook_size", "token_dim"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs, derived=("codebook_size", "token_dim"))
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
 
 
 # The original's sizes (configs/Open-MAGVIT2/gpu/imagenet_conditional_llama_{B,L,XL}.yaml).
@@ -82,12 +71,7 @@ AR_PRESETS = {
 DEFAULT_SAMPLING = {"guidance_scale": [1.9, 2.0], "temperature": [1.0, 1.0], "top_k": [0, 0], "top_p": [1.0, 1.0]}
 
 
-def _swiglu_hidden_size(hidden_size: int, multiple_of: int = 256) -> int:
-    hidden = int(2 * 4 * hidden_size / 3)
-    return hidden if hidden % multiple_of == 0 else hidden + multiple_of - hidden % multiple_of
-
-
-class OpenMagvit2ARConfig(PreTrainedConfig):
+class OpenMagvit2ARConfig(LlamaGeneratorConfigMixin, PreTrainedConfig):
     """The Open-MAGVIT2 factorized generator (modules/transformer/gpt.py ``GPT``): each image token is split
     into sub-tokens over ``factorized_bits`` (``[6, 12]``: ``pre`` = the id's low 6 bits, ``post`` the high 12);
     the spatial LlamaGen blocks run over ``[class, pre_emb + post_emb of tokens 0..n-2]`` and, at each
@@ -98,6 +82,7 @@ class OpenMagvit2ARConfig(PreTrainedConfig):
     """
 
     model_type = "vistok_open_magvit2_ar"
+    _presets, _preset_kind = AR_PRESETS, "Open-MAGVIT2 AR"
 
     def __init__(self, factorized_bits: list[int] | tuple[int, ...] = (6, 12), num_tokens: int = 256,
                  hidden_size: int = 1024, num_hidden_layers: int = 24, num_factorized_layers: int = 2,
@@ -109,43 +94,20 @@ class OpenMagvit2ARConfig(PreTrainedConfig):
         check_sizes(num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                     num_factorized_layers=num_factorized_layers, num_attention_heads=num_attention_heads,
                     num_key_value_heads=num_key_value_heads, intermediate_size=intermediate_size, num_classes=num_classes)
-        check_positive_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
-        check_probabilities(class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
+        check_llama_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range,
+                            class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
                             residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
         bits = check_bit_groups(list(factorized_bits))
         if len(bits) != 2:
             raise ValueError(f"factorized_bits must be two groups (pre, post), got {bits}")
         if sum(bits) > 30:
             raise ValueError(f"factorized_bits must sum to at most 30 bits, got {bits}")
-        grid = math.isqrt(num_tokens)
-        if grid * grid != num_tokens:
-            raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
-        if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
-        if (hidden_size // num_attention_heads) % 4:
-            raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {hidden_size // num_attention_heads}")
-        num_key_value_heads = num_key_value_heads or num_attention_heads
-        if num_attention_heads % num_key_value_heads:
-            raise ValueError(f"num_attention_heads {num_attention_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
+        num_key_value_heads = check_llama_shape(num_tokens, hidden_size, num_attention_heads, num_key_value_heads)
+        intermediate_size = intermediate_size or swiglu_hidden_size(hidden_size)
+        self._set_llama_fields(locals())
         self.factorized_bits = bits
         self.codebook_size = 2 ** sum(bits)
-        self.num_tokens = num_tokens
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
         self.num_factorized_layers = num_factorized_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.intermediate_size = intermediate_size or _swiglu_hidden_size(hidden_size)
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.num_classes = num_classes
-        self.class_dropout_prob = class_dropout_prob
-        self.token_dropout = token_dropout
-        self.attention_dropout = attention_dropout
-        self.residual_dropout = residual_dropout
-        self.ffn_dropout = ffn_dropout
-        self.drop_path_rate = drop_path_rate
-        self.initializer_range = initializer_range
         self.condition_type = "class"
         self.num_condition_tokens = 1
         self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling_defaults or {})}
@@ -153,27 +115,8 @@ class OpenMagvit2ARConfig(PreTrainedConfig):
             kwargs.pop(key, None)
         super().__init__(**kwargs)
 
-    @classmethod
-    def from_preset(cls, name: str, **kwargs) -> "OpenMagvit2ARConfig":
-        """A config of one of the original sizes ("AR-B", "AR-L", "AR-XL")."""
-        if name not in AR_PRESETS:
-            raise ValueError(f"unknown Open-MAGVIT2 AR size {name!r}; choose from {sorted(AR_PRESETS)}")
-        return cls(**{**AR_PRESETS[name], **kwargs})
 
-    @property
-    def grid_size(self) -> int:
-        return math.isqrt(self.num_tokens)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def has_null_condition(self) -> bool:
-        return self.class_dropout_prob > 0
-
-
-class IBQConfig(PreTrainedConfig):
+class IBQConfig(SquareGridTokenizerConfigMixin, PreTrainedConfig):
     """An IBQ tokenizer (src/IBQ/models/ibqgan.py ``IBQ``, same repository): the taming-transformers conv
     encoder/decoder (attention at the lowest resolution, the decoder with one ResNet block more per level)
     -> 1x1 ``quant_conv`` to ``token_dim`` -> index backpropagation quantization (dot-product argmax over
@@ -194,15 +137,10 @@ class IBQConfig(PreTrainedConfig):
                     hidden_channels=hidden_channels, num_res_blocks=num_res_blocks)
         check_positive_numbers(entropy_temperature=entropy_temperature, initializer_range=initializer_range)
         check_size_list("channel_mult", channel_mult)
-        for mult in channel_mult:
-            if (hidden_channels * mult) % 32:
-                raise ValueError(f"hidden_channels x channel_mult must be multiples of 32 (GroupNorm with 32 groups), "
-                                 f"got {hidden_channels} x {list(channel_mult)}")
+        check_group_norm_widths(hidden_channels, channel_mult)
         if attention_levels is not None and any(not 0 <= level < len(channel_mult) for level in attention_levels):
             raise ValueError(f"attention_levels must be level indices in [0, {len(channel_mult) - 1}], got {list(attention_levels)}")
-        factor = 2 ** (len(channel_mult) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(f"image_size must be a multiple of the downsampling factor {factor}, got {image_size}")
+        factor = check_downsampling(image_size, channel_mult)
         self.image_size = image_size
         self.codebook_size = codebook_size
         self.token_dim = token_dim
@@ -216,16 +154,8 @@ class IBQConfig(PreTrainedConfig):
         self.entropy_temperature = entropy_temperature
         self.pixel_range = list(pixel_range)
         self.initializer_range = initializer_range
-        self.num_tokens = (image_size // factor) ** 2
-        self.token_layout = "2d"
-        self.variable_length = False
-        for key in ("num_tokens", "token_layout", "variable_length"):
-            kwargs.pop(key, None)
+        self._set_square_grid(image_size, factor, kwargs)
         super().__init__(**kwargs)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
 
 
 # configs/IBQ/gpu/imagenet_conditional_llama_{B,L,XL,XXL}.yaml
@@ -239,7 +169,7 @@ IBQ_AR_PRESETS = {
 IBQ_DEFAULT_SAMPLING = {"guidance_scale": 2.25, "cfg_interval": -1, "temperature": 1.1, "top_k": 0, "top_p": 1.0}
 
 
-class IBQARConfig(PreTrainedConfig):
+class IBQARConfig(LlamaGeneratorConfigMixin, PreTrainedConfig):
     """The IBQ autoregressive generator (src/IBQ/modules/transformer/llama.py ``GPT``): LlamaGen's class-conditional
     next-token Llama (2D RoPE with the class position zeroed, RMSNorm, SwiGLU) whose blocks are modulated by the
     class embedding through adaptive LayerNorm: per block ``(gamma1, gamma2, scale1, scale2, shift1, shift2) =
@@ -250,6 +180,7 @@ class IBQARConfig(PreTrainedConfig):
     model_type = "vistok_ibq_ar"
     # the generator's vocabulary is the tokenizer's codebook (input embeddings and output head)
     attribute_map = {"vocab_size": "codebook_size"}
+    _presets, _preset_kind = IBQ_AR_PRESETS, "IBQ AR"
 
     def __init__(self, codebook_size: int = 16384, num_tokens: int = 256, hidden_size: int = 1024, num_hidden_layers: int = 16,
                  num_attention_heads: int = 16, num_key_value_heads: int | None = None, intermediate_size: int | None = None,
@@ -260,35 +191,17 @@ class IBQARConfig(PreTrainedConfig):
         check_sizes(codebook_size=codebook_size, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                     num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
                     intermediate_size=intermediate_size, num_classes=num_classes)
-        check_positive_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
-        check_probabilities(class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
+        check_llama_numbers(rope_theta=rope_theta, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range,
+                            class_dropout_prob=class_dropout_prob, token_dropout=token_dropout, attention_dropout=attention_dropout,
                             residual_dropout=residual_dropout, ffn_dropout=ffn_dropout, drop_path_rate=drop_path_rate)
-        grid = math.isqrt(num_tokens)
-        if grid * grid != num_tokens:
-            raise ValueError(f"num_tokens must be a perfect square (a square token grid), got {num_tokens}")
-        if hidden_size % num_attention_heads or (hidden_size // num_attention_heads) % 4:
+        # (IBQ's own message for the head split; the shared check names the grid first, as before)
+        if math.isqrt(num_tokens) ** 2 == num_tokens and (hidden_size % num_attention_heads or (hidden_size // num_attention_heads) % 4):
             raise ValueError(f"hidden_size {hidden_size} must split into num_attention_heads {num_attention_heads} heads of a size "
                              "divisible by 4 (2D RoPE)")
-        num_key_value_heads = num_key_value_heads or num_attention_heads
-        if num_attention_heads % num_key_value_heads:
-            raise ValueError(f"num_attention_heads {num_attention_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
+        num_key_value_heads = check_llama_shape(num_tokens, hidden_size, num_attention_heads, num_key_value_heads)
+        intermediate_size = intermediate_size or swiglu_hidden_size(hidden_size)
+        self._set_llama_fields(locals())
         self.codebook_size = codebook_size
-        self.num_tokens = num_tokens
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.intermediate_size = intermediate_size or _swiglu_hidden_size(hidden_size)
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.num_classes = num_classes
-        self.class_dropout_prob = class_dropout_prob
-        self.token_dropout = token_dropout
-        self.attention_dropout = attention_dropout
-        self.residual_dropout = residual_dropout
-        self.ffn_dropout = ffn_dropout
-        self.drop_path_rate = drop_path_rate
-        self.initializer_range = initializer_range
         self.adaln_gamma_init = adaln_gamma_init
         self.condition_type = "class"
         self.num_condition_tokens = 1
@@ -296,15 +209,3 @@ class IBQARConfig(PreTrainedConfig):
         for key in ("condition_type", "num_condition_tokens"):
             kwargs.pop(key, None)
         super().__init__(**kwargs)
-
-    @property
-    def grid_size(self) -> int:
-        return math.isqrt(self.num_tokens)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def has_null_condition(self) -> bool:
-        return self.class_dropout_prob > 0

@@ -23,16 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_converted,
-    read_original,
-    rename_key,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Release, card_repo_id, choose_release, converted_config, count_numbered, grid_num_tokens,
+                           hub_base, llama_block_renames, llama_heads, load_converted, load_model_folder, numbered, read_original,
+                           release_image_size, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ..layers.conv_autoencoder import taming_conv_autoencoder_key
 from .configuration_open_magvit2 import (AR_PRESETS, IBQ_AR_PRESETS, IBQ_DEFAULT_SAMPLING, IBQARConfig, IBQConfig, OpenMagvit2ARConfig,
@@ -98,15 +91,24 @@ def infer_tokenizer_config(state: dict, image_size: int, prefix: str = "") -> di
     what = "tokenizer"
     conv_in = _need(state, f"{prefix}encoder.conv_in.weight", what)
     ch = conv_in.shape[0]
-    levels = sorted({int(m[1]) for k in state if (m := re.match(rf"^{re.escape(prefix)}encoder\.down\.(\d+)\.", k))})
+    levels = numbered(state, rf"^{re.escape(prefix)}encoder\.down\.(\d+)\.")
     if not levels:
         raise ConversionError(f"no {prefix}encoder.down.* keys in the {what} checkpoint (not an Open-MAGVIT2 model?)")
     mult = [_need(state, f"{prefix}encoder.down.{i}.block.0.conv1.weight", what).shape[0] // ch for i in levels]
-    blocks = len({m[1] for k in state if (m := re.match(rf"^{re.escape(prefix)}encoder\.down\.0\.block\.(\d+)\.", k))})
+    blocks = count_numbered(state, rf"^{re.escape(prefix)}encoder\.down\.0\.block\.(\d+)\.")
     bits = _need(state, f"{prefix}encoder.conv_out.weight", what).shape[0]
     factorized = [6, 12] if bits == 18 else None  # the generators' view of the 2^18 tokenizers
     return dict(image_size=image_size, num_bits=bits, hidden_channels=ch, channel_mult=mult, num_res_blocks=blocks,
                 factorized_bits=factorized)
+
+
+def _use_ema(state: dict, ema: bool | None) -> bool:
+    """Whether a tokenizer's LitEma copies (``model_ema.*``) are converted: ``ema``, by default when the checkpoint
+    has them (as the original evaluates)."""
+    has_ema = any(k.startswith("model_ema.") for k in state)
+    if ema and not has_ema:
+        raise ConversionError("the checkpoint has no EMA weights (model_ema.*): convert without --ema")
+    return has_ema if ema is None else ema
 
 
 def tokenizer_state_dict(state: dict, config: OpenMagvit2Config, ema: bool | None, prefix: str = "") -> tuple[dict, set]:
@@ -114,10 +116,7 @@ def tokenizer_state_dict(state: dict, config: OpenMagvit2Config, ema: bool | Non
     a raw key is ``prefix + name`` and its EMA copy ``model_ema.`` + the name without dots."""
     with torch.device("meta"):
         names = list(OpenMagvit2Model(config).state_dict())
-    has_ema = any(k.startswith("model_ema.") for k in state)
-    if ema and not has_ema:
-        raise ConversionError("the checkpoint has no EMA weights (model_ema.*): convert without --ema")
-    use_ema = has_ema if ema is None else ema
+    use_ema = _use_ema(state, ema)
     converted, missing = {}, []
     for name in names:
         key = f"model_ema.{name.replace('.', '')}" if use_ema else f"{prefix}{name}"
@@ -135,22 +134,13 @@ def tokenizer_state_dict(state: dict, config: OpenMagvit2Config, ema: bool | Non
 
 
 def build_tokenizer(state: dict, image_size: int, ema: bool | None = None, prefix: str = "", strict: bool = True) -> OpenMagvit2Model:
-    try:
-        config = OpenMagvit2Config(**infer_tokenizer_config(state, image_size, prefix))
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(OpenMagvit2Config, **infer_tokenizer_config(state, image_size, prefix))
     converted, leftover = tokenizer_state_dict(state, config, ema, prefix)
     return load_converted(OpenMagvit2Model, config, converted, leftover if strict else (), original=state)
 
 
 def _image_size(image_size, release, kind) -> int:
-    if image_size is None:
-        if release is None:
-            raise ConversionError(f"the {kind} does not record its image size: pass --image-size (e.g. 256 or 128) or --preset")
-        return release.settings["image_size"]
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConversionError(f"--image-size must be a positive int, got {image_size!r}")
-    return image_size
+    return release_image_size(image_size, release, kind, "256 or 128")
 
 
 def convert_tokenizer(source: str, output: str, *, preset: str | None = None, image_size: int | None = None,
@@ -171,13 +161,7 @@ _AR_RENAMES = [
     (r"^pre_emb\.", "pre_embed."),
     (r"^post_emb\.", "post_embed."),
     (r"^class_emb\.embedding_table\.", "class_embed."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.attention\.wqkv\.", r"\1_layers.\2.self_attn.wqkv."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.attention\.wo\.", r"\1_layers.\2.self_attn.o_proj."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.feed_forward\.w1\.", r"\1_layers.\2.mlp.gate_proj."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.feed_forward\.w3\.", r"\1_layers.\2.mlp.up_proj."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.feed_forward\.w2\.", r"\1_layers.\2.mlp.down_proj."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.attention_norm\.", r"\1_layers.\2.input_layernorm."),
-    (r"^(spatial|factorized)_blocks\.(\d+)\.ffn_norm\.", r"\1_layers.\2.post_attention_layernorm."),
+    *llama_block_renames(r"(spatial|factorized)_blocks\.(\d+)", r"\1_layers.\2"),
     (r"^head\.(\d+)\.", r"heads.\1."),
 ]
 
@@ -204,17 +188,9 @@ def infer_ar_config(state: dict, num_tokens: int, num_heads: int | None) -> dict
     bits = [int(pre).bit_length() - 1, int(post).bit_length() - 1]
     if 2 ** bits[0] != pre or 2 ** bits[1] != post:
         raise ConversionError(f"sub-token vocabularies must be powers of two, got {pre} and {post}")
-    spatial = len({m[1] for k in state if (m := re.match(r"^spatial_layers\.(\d+)\.", k))})
-    factorized = len({m[1] for k in state if (m := re.match(r"^factorized_layers\.(\d+)\.", k))})
-    if num_heads is None:
-        sizes = [n for n, p in AR_PRESETS.items() if p["hidden_size"] == dim and p["num_hidden_layers"] == spatial]
-        if not sizes:
-            raise ConversionError(f"width {dim} x {spatial} layers is none of the original sizes {sorted(AR_PRESETS)}: pass --num-heads")
-        num_heads = AR_PRESETS[sizes[0]]["num_attention_heads"]
-    if dim % num_heads:
-        raise ConversionError(f"--num-heads {num_heads} does not divide the width {dim}")
-    head_dim = dim // num_heads
-    kv_heads = (state["spatial_layers.0.self_attn.wqkv.weight"].shape[0] // head_dim - num_heads) // 2
+    spatial = count_numbered(state, r"^spatial_layers\.(\d+)\.")
+    factorized = count_numbered(state, r"^factorized_layers\.(\d+)\.")
+    num_heads, kv_heads = llama_heads(AR_PRESETS, dim, spatial, num_heads, state["spatial_layers.0.self_attn.wqkv.weight"].shape[0])
     rows = state["class_embed.weight"].shape[0]
     # LabelEmbedder always has the null-class row (dropout_prob 0.1): num_classes = rows - 1
     return dict(factorized_bits=bits, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=spatial,
@@ -224,26 +200,30 @@ def infer_ar_config(state: dict, num_tokens: int, num_heads: int | None) -> dict
 
 def build_ar(state: dict, num_tokens: int, num_heads: int | None = None, sampling: dict | None = None) -> OpenMagvit2ARTransformer:
     converted = convert_ar_state_dict(state)
-    try:
-        config = OpenMagvit2ARConfig(**infer_ar_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(OpenMagvit2ARConfig, **infer_ar_config(converted, num_tokens, num_heads), sampling_defaults=sampling)
     return load_converted(OpenMagvit2ARTransformer, config, converted, original=state)
 
 
 def _external_tokenizer(tokenizer: str, release: Release | None, image_size: int, ema: bool | None) -> OpenMagvit2Model:
-    from transformers import AutoModel
-
-    import vistok  # noqa: F401  (registers the vistok model types)
-
-    path = Path(tokenizer).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        model = AutoModel.from_pretrained(path)
-        if not isinstance(model, OpenMagvit2Model):
-            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, not an Open-MAGVIT2 tokenizer")
+    model = load_model_folder(tokenizer, OpenMagvit2Model, "not an Open-MAGVIT2 tokenizer")
+    if model is not None:
         return model
     tok_release = TOKENIZER_RELEASES.get(release.tokenizer) if release is not None and release.tokenizer else None
     return build_tokenizer(read_original(tokenizer, tok_release), image_size, ema)
+
+
+def _choose_tokenizer(given, embedded, tokenizer: str | None, source: str):
+    """The tokenizer a generator is converted with: the one ``--tokenizer`` gave (a warning when its weights differ
+    from the checkpoint's own copy), else the checkpoint's ``first_stage_model`` copy."""
+    if given is not None:
+        if embedded is not None:
+            ours, theirs = given.state_dict(), embedded.state_dict()
+            if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k]) for k in ours):
+                logger.warning("--tokenizer %s differs from the tokenizer copy inside %s; using --tokenizer", tokenizer, source)
+        return given
+    if embedded is None:
+        raise ConversionError(f"{source} holds no tokenizer (first_stage_model.*): pass --tokenizer")
+    return embedded
 
 
 def convert_ar(source: str, output: str, *, tokenizer: str | None = None, preset: str | None = None,
@@ -260,20 +240,9 @@ def convert_ar(source: str, output: str, *, tokenizer: str | None = None, preset
     embedded = None
     if any(k.startswith("first_stage_model.encoder.") for k in state):
         embedded = build_tokenizer(state, size, ema=False, prefix="first_stage_model.", strict=False)
-    if tokenizer is not None:
-        tok = _external_tokenizer(tokenizer, release, size, ema)
-        if embedded is not None:
-            ours, theirs = tok.state_dict(), embedded.state_dict()
-            if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k]) for k in ours):
-                logger.warning("--tokenizer %s differs from the tokenizer copy inside %s; using --tokenizer", tokenizer, source)
-    elif embedded is None:
-        raise ConversionError(f"{source} holds no tokenizer (first_stage_model.*): pass --tokenizer")
-    else:
-        tok = embedded
-    factor = tok.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_ar(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+    given = _external_tokenizer(tokenizer, release, size, ema) if tokenizer is not None else None
+    tok = _choose_tokenizer(given, embedded, tokenizer, source)
+    transformer = build_ar(state, grid_num_tokens(size, tok), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != tok.config.codebook_size:
         raise ConversionError(f"the generator's sub-tokens {transformer.config.factorized_bits} make {transformer.config.codebook_size} "
                               f"codes but the tokenizer has {tok.config.codebook_size}")
@@ -335,10 +304,7 @@ def ibq_weights(state: dict, ema: bool | None) -> dict:
     names = [k for k in state if k.startswith(_IBQ_PARTS)]
     if not names:
         raise ConversionError("no encoder.* / decoder.* / quantize.embedding.* keys in the checkpoint (not an IBQ tokenizer?)")
-    has_ema = any(k.startswith("model_ema.") for k in state)
-    if ema and not has_ema:
-        raise ConversionError("the checkpoint has no EMA weights (model_ema.*): convert without --ema")
-    if not (has_ema if ema is None else ema):
+    if not _use_ema(state, ema):
         return {k: state[k] for k in names}
     missing = [f"model_ema.{k.replace('.', '')}" for k in names if f"model_ema.{k.replace('.', '')}" not in state]
     if missing:
@@ -371,10 +337,10 @@ def convert_ibq_state_dict(weights: dict, num_levels: int) -> dict:
 def infer_ibq_config(weights: dict, image_size: int) -> dict:
     what = "IBQ tokenizer"
     ch = _need(weights, "encoder.conv_in.weight", what).shape[0]
-    levels = sorted({int(m[1]) for k in weights if (m := re.match(r"^encoder\.down\.(\d+)\.", k))})
+    levels = numbered(weights, r"^encoder\.down\.(\d+)\.")
     mult = [_need(weights, f"encoder.down.{i}.block.0.conv1.weight", what).shape[0] // ch for i in levels]
-    blocks = len({m[1] for k in weights if (m := re.match(r"^encoder\.down\.0\.block\.(\d+)\.", k))})
-    attention = sorted({int(m[1]) for k in weights if (m := re.match(r"^encoder\.down\.(\d+)\.attn\.", k))})
+    blocks = count_numbered(weights, r"^encoder\.down\.0\.block\.(\d+)\.")
+    attention = numbered(weights, r"^encoder\.down\.(\d+)\.attn\.")
     codebook = _need(weights, "quantize.embedding.weight", what)
     return dict(image_size=image_size, codebook_size=codebook.shape[0], token_dim=codebook.shape[1],
                 z_channels=_need(weights, "encoder.conv_out.weight", what).shape[0], hidden_channels=ch, channel_mult=mult,
@@ -383,10 +349,7 @@ def infer_ibq_config(weights: dict, image_size: int) -> dict:
 
 def build_ibq(state: dict, image_size: int, ema: bool | None = None) -> IBQModel:
     weights = ibq_weights(state, ema)
-    try:
-        config = IBQConfig(**infer_ibq_config(weights, image_size))
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    config = converted_config(IBQConfig, **infer_ibq_config(weights, image_size))
     converted = convert_ibq_state_dict(weights, len(config.channel_mult))
     return load_converted(IBQModel, config, converted, original=state)
 
@@ -402,7 +365,7 @@ def convert_ibq(source: str, output: str, *, preset: str | None = None, image_si
     cfg = model.config
     grid = cfg.image_size // cfg.downsample_factor
     metadata = {"license": "apache-2.0", "library_name": "vistok", "tags": ["vistok", "image-tokenization", "ibq", "2d-tokenizer"],
-                "base_model": _hub_base(base)}
+                "base_model": hub_base(base)}
     repo_id = card_repo_id(output, push_to_hub)
     card = render_model_card(
         "ibq", metadata=metadata, model_name=Path(repo_id).name, base_model=base, description=release.description if release else "",
@@ -428,13 +391,7 @@ IBQ_AR_RELEASES = {
 _IBQ_AR_RENAMES = [
     (r"^tok_emb\.", "embed_tokens."),
     (r"^class_emb\.embedding_table\.", "class_embed."),
-    (r"^blocks\.(\d+)\.attention\.wqkv\.", r"layers.\1.self_attn.wqkv."),
-    (r"^blocks\.(\d+)\.attention\.wo\.", r"layers.\1.self_attn.o_proj."),
-    (r"^blocks\.(\d+)\.feed_forward\.w1\.", r"layers.\1.mlp.gate_proj."),
-    (r"^blocks\.(\d+)\.feed_forward\.w3\.", r"layers.\1.mlp.up_proj."),
-    (r"^blocks\.(\d+)\.feed_forward\.w2\.", r"layers.\1.mlp.down_proj."),
-    (r"^blocks\.(\d+)\.attention_norm\.", r"layers.\1.input_layernorm."),
-    (r"^blocks\.(\d+)\.ffn_norm\.", r"layers.\1.post_attention_layernorm."),
+    *llama_block_renames(r"blocks\.(\d+)", r"layers.\1"),
     (r"^blocks\.(\d+)\.ada_lin\.1\.", r"layers.\1.adaln."),
     (r"^head_nm\.rmsnorm\.", "head_norm."),
     (r"^head_nm\.ada_lin\.1\.", "head_adaln."),
@@ -462,22 +419,12 @@ def build_ibq_ar(state: dict, num_tokens: int, num_heads: int | None = None, sam
             raise ConversionError("missing key 'transformer.tok_emb.weight' / 'transformer.class_emb.embedding_table.weight' / "
                                   "'transformer.blocks.0.attention.wqkv.weight' (not an IBQ AR checkpoint?)")
     codebook, dim = converted["embed_tokens.weight"].shape
-    layers = len({m[1] for k in converted if (m := re.match(r"^layers\.(\d+)\.", k))})
-    if num_heads is None:
-        sizes = [n for n, p in IBQ_AR_PRESETS.items() if p["hidden_size"] == dim and p["num_hidden_layers"] == layers]
-        if not sizes:
-            raise ConversionError(f"width {dim} x {layers} layers is none of the original sizes {sorted(IBQ_AR_PRESETS)}: pass --num-heads")
-        num_heads = IBQ_AR_PRESETS[sizes[0]]["num_attention_heads"]
-    if dim % num_heads:
-        raise ConversionError(f"--num-heads {num_heads} does not divide the width {dim}")
-    kv_heads = (converted["layers.0.self_attn.wqkv.weight"].shape[0] // (dim // num_heads) - num_heads) // 2
-    try:
-        config = IBQARConfig(codebook_size=codebook, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
-                             num_attention_heads=num_heads, num_key_value_heads=kv_heads,
-                             intermediate_size=converted["layers.0.mlp.gate_proj.weight"].shape[0],
-                             num_classes=converted["class_embed.weight"].shape[0] - 1, sampling_defaults=sampling)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    layers = count_numbered(converted, r"^layers\.(\d+)\.")
+    num_heads, kv_heads = llama_heads(IBQ_AR_PRESETS, dim, layers, num_heads, converted["layers.0.self_attn.wqkv.weight"].shape[0])
+    config = converted_config(IBQARConfig, codebook_size=codebook, num_tokens=num_tokens, hidden_size=dim, num_hidden_layers=layers,
+                              num_attention_heads=num_heads, num_key_value_heads=kv_heads,
+                              intermediate_size=converted["layers.0.mlp.gate_proj.weight"].shape[0],
+                              num_classes=converted["class_embed.weight"].shape[0] - 1, sampling_defaults=sampling)
     return load_converted(IBQARTransformer, config, converted, original=state)
 
 
@@ -494,29 +441,14 @@ def convert_ibq_ar(source: str, output: str, *, tokenizer: str | None = None, pr
     embedded = None
     if any(k.startswith(prefix + "encoder.") for k in state):
         embedded = build_ibq({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, size, ema=False)
+    given = None
     if tokenizer is not None:
-        path = Path(tokenizer).expanduser()
-        if path.is_dir() and (path / "config.json").is_file():
-            from transformers import AutoModel
-
-            tok = AutoModel.from_pretrained(path)
-            if not isinstance(tok, IBQModel):
-                raise ConversionError(f"--tokenizer {tokenizer} is a {type(tok).__name__}, not an IBQ tokenizer")
-        else:
+        given = load_model_folder(tokenizer, IBQModel, "not an IBQ tokenizer")
+        if given is None:
             tok_release = IBQ_RELEASES.get(release.tokenizer) if release is not None else None
-            tok = build_ibq(read_original(tokenizer, tok_release), size, ema)
-        if embedded is not None:
-            ours, theirs = tok.state_dict(), embedded.state_dict()
-            if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k]) for k in ours):
-                logger.warning("--tokenizer %s differs from the tokenizer copy inside %s; using --tokenizer", tokenizer, source)
-    elif embedded is None:
-        raise ConversionError(f"{source} holds no tokenizer (first_stage_model.*): pass --tokenizer")
-    else:
-        tok = embedded
-    factor = tok.config.downsample_factor
-    if size % factor:
-        raise ConversionError(f"--image-size {size} is not a multiple of the tokenizer's downsampling factor {factor}")
-    transformer = build_ibq_ar(state, (size // factor) ** 2, num_heads, release.sampling if release else None)
+            given = build_ibq(read_original(tokenizer, tok_release), size, ema)
+    tok = _choose_tokenizer(given, embedded, tokenizer, source)
+    transformer = build_ibq_ar(state, grid_num_tokens(size, tok), num_heads, release.sampling if release else None)
     if transformer.config.codebook_size != tok.config.codebook_size:
         raise ConversionError(f"the generator predicts {transformer.config.codebook_size} codes but the tokenizer has {tok.config.codebook_size}")
     tok.config.image_size, tok.config.num_tokens = size, transformer.config.num_tokens
@@ -525,7 +457,7 @@ def convert_ibq_ar(source: str, output: str, *, tokenizer: str | None = None, pr
     cfg = transformer.config
     repo_id = card_repo_id(output, push_to_hub)
     metadata = {"license": "apache-2.0", "library_name": "vistok", "pipeline_tag": "unconditional-image-generation",
-                "tags": ["vistok", "ibq", "autoregressive", "class-conditional"], "base_model": _hub_base(base)}
+                "tags": ["vistok", "ibq", "autoregressive", "class-conditional"], "base_model": hub_base(base)}
     card = render_model_card(
         "ibq-ar", metadata=metadata, model_name=Path(repo_id).name, base_model=base, description=release.description if release else "",
         hidden_size=str(cfg.hidden_size), num_hidden_layers=str(cfg.num_hidden_layers), num_heads=str(cfg.num_attention_heads),
@@ -546,15 +478,10 @@ IBQ_AR_CLI_OPTIONS = (
 
 
 # -- cards -----------------------------------------------------------------------------------------
-def _hub_base(base: str) -> str | None:
-    parts = base.split("/")
-    return "/".join(parts[:2]) if len(parts) >= 2 and not Path(base).exists() else None
-
-
 def render_tokenizer_card(cfg: OpenMagvit2Config, release: Release | None, base: str, repo_id: str) -> str:
     grid = cfg.image_size // cfg.downsample_factor
     metadata = {"license": "apache-2.0", "library_name": "vistok", "tags": ["vistok", "image-tokenization", "open-magvit2", "lfq",
-                                                                          "2d-tokenizer"], "base_model": _hub_base(base)}
+                                                                          "2d-tokenizer"], "base_model": hub_base(base)}
     return render_model_card(
         "open-magvit2", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
         description=release.description if release else "", factor=str(cfg.downsample_factor), image_size=str(cfg.image_size),
@@ -566,7 +493,7 @@ def render_tokenizer_card(cfg: OpenMagvit2Config, release: Release | None, base:
 def render_ar_card(cfg: OpenMagvit2ARConfig, tok: OpenMagvit2Config, release: Release | None, base: str, repo_id: str) -> str:
     sampling = "\n".join(f"| `{k}` | {v} |" for k, v in cfg.sampling_defaults.items())
     metadata = {"license": "apache-2.0", "library_name": "vistok", "pipeline_tag": "unconditional-image-generation",
-                "tags": ["vistok", "open-magvit2", "autoregressive", "class-conditional"], "base_model": _hub_base(base)}
+                "tags": ["vistok", "open-magvit2", "autoregressive", "class-conditional"], "base_model": hub_base(base)}
     return render_model_card(
         "open-magvit2-ar", metadata=metadata, model_name=Path(repo_id).name, base_model=base,
         description=release.description if release else "", hidden_size=str(cfg.hidden_size),

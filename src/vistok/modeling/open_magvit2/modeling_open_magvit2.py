@@ -15,7 +15,6 @@ table: zero, then grid cell (0, 0)), a shared final RMSNorm and one head per sub
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -30,13 +29,17 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..base import VisualTokenizerEncoderOutput, VisualTokenizerMixin
 from ..layers.adaptive_norm import AdaptiveGroupNorm, DepthToSpaceUpsample
-from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder, ConvLevel
+from ..layers.conv_autoencoder import ConvDecoder, ConvEncoder
+from ..layers.conv_tokenizer import ConvTokenizerPreTrainedModel, QuantConvTokenizerMixin, latents_to_grid
 from ..layers.kv_cache import StaticKVCache
 from ..layers.drop_path import drop_path
 from ..layers.llama import LlamaAttention, LlamaDecoderLayer, LlamaMLP
+from ..layers.llama_generator import (LlamaGeneratorPreTrainedModel, TokenEmbeddingsMixin, check_class_labels, check_token_ids,
+                                      drop_path_rates, embed_class_labels, step_attention_mask, training_condition_drop,
+                                      with_condition_mask)
 from ..layers.norms import RMSNorm
 from ..layers.rope import rope_2d_cos_sin
-from ..layers.zero_init import init_zero_initialised, zero_initialised
+from ..layers.zero_init import zero_initialised
 from ..quantizers import LFQ, IndexPropagationQuantizer, merge_indices, split_indices
 from .configuration_open_magvit2 import IBQARConfig, IBQConfig, OpenMagvit2ARConfig, OpenMagvit2Config
 
@@ -167,9 +170,7 @@ class OpenMagvit2Model(VisualTokenizerMixin, OpenMagvit2PreTrainedModel):
         return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
 
     def _decode_latents(self, latents):
-        side = math.isqrt(latents.shape[1])
-        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
-        return self.decoder(grid)
+        return self.decoder(latents_to_grid(latents, self.dtype))
 
     def _bits(self, factorized_bits):
         bits = factorized_bits if factorized_bits is not None else self.config.factorized_bits
@@ -190,17 +191,12 @@ class OpenMagvit2Model(VisualTokenizerMixin, OpenMagvit2PreTrainedModel):
 
 
 # -- IBQ tokenizer ---------------------------------------------------------------------------------
-class IBQPreTrainedModel(PreTrainedModel):
+class IBQPreTrainedModel(ConvTokenizerPreTrainedModel):
     config_class = IBQConfig
     base_model_prefix = "ibq"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["ConvLevel", "ConvMidBlock"]
-    # the output of every resolution level, encoder then decoder: feature maps [B, C, h, w]
-    _can_record_outputs = {"hidden_states": ConvLevel}
 
 
-class IBQModel(VisualTokenizerMixin, IBQPreTrainedModel):
+class IBQModel(QuantConvTokenizerMixin, VisualTokenizerMixin, IBQPreTrainedModel):
     """``encode(pixels [B, 3, H, H] in [-1, 1])`` -> ``token_ids [B, H/f, H/f]`` and ``latents [B, (H/f)^2,
     token_dim]`` (the chosen codes, row-major); ``decode(token_ids)`` -> pixels. The shared taming-style
     ``ConvEncoder``/``ConvDecoder`` and the quantizer library's ``IndexPropagationQuantizer``."""
@@ -215,20 +211,6 @@ class IBQModel(VisualTokenizerMixin, IBQPreTrainedModel):
         self.post_quant_conv = nn.Conv2d(config.token_dim, z, 1)
         self.decoder = ConvDecoder(ch, mult, n + 1, z, attention_levels=config.attention_levels)
         self.post_init()
-
-    def _encode(self, pixel_values):
-        z = self.quant_conv(self.encoder(pixel_values)).permute(0, 2, 3, 1)  # [B, h, w, token_dim]
-        q = self.quantizer(z)
-        return VisualTokenizerEncoderOutput(token_ids=q.indices, latents=q.quantized.flatten(1, 2), quantizer_loss=q.loss,
-                                            commitment_loss=q.commitment_loss, codebook_loss=q.codebook_loss)
-
-    def _token_ids_to_latents(self, token_ids):
-        return self.quantizer.indices_to_codes(token_ids.long()).flatten(1, 2)
-
-    def _decode_latents(self, latents):
-        side = math.isqrt(latents.shape[1])
-        grid = latents.reshape(latents.shape[0], side, side, -1).permute(0, 3, 1, 2).to(self.dtype)
-        return self.decoder(self.post_quant_conv(grid))
 
 
 # -- generator -------------------------------------------------------------------------------------
@@ -245,26 +227,13 @@ class OpenMagvit2AROutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class OpenMagvit2ARPreTrainedModel(PreTrainedModel):
+class OpenMagvit2ARPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = OpenMagvit2ARConfig
     base_model_prefix = "open_magvit2_ar"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     # the spatial layers (the factorized layers run per position over two sub-tokens)
     _can_record_outputs = {"hidden_states": OutputRecorder(LlamaDecoderLayer, layer_name="spatial_layers"),
                            "attentions": OutputRecorder(LlamaAttention, index=1, layer_name="spatial_layers")}
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        else:
-            init_zero_initialised(module)  # the heads are zero-initialised, as the original
 
 
 class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
@@ -278,11 +247,8 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         self.post_embed = nn.Embedding(2**post_bits, config.hidden_size)
         self.class_embed = nn.Embedding(config.num_classes + int(config.has_null_condition), config.hidden_size)
         self.token_dropout = nn.Dropout(config.token_dropout)
-
-        def rates(n):  # torch.linspace(0, drop_path_rate, n)
-            return [config.drop_path_rate * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-
-        spatial, factorized = rates(config.num_hidden_layers), rates(config.num_factorized_layers)
+        spatial = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
+        factorized = drop_path_rates(config.drop_path_rate, config.num_factorized_layers)
         self.spatial_layers = nn.ModuleList(LlamaDecoderLayer(config, i, spatial[i]) for i in range(config.num_hidden_layers))
         self.factorized_layers = nn.ModuleList(LlamaDecoderLayer(config, i, factorized[i])
                                                for i in range(config.num_factorized_layers))
@@ -299,9 +265,7 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
 
     # -- pieces -----------------------------------------------------------------------------------
     def embed_class(self, class_labels, drop_condition=None):
-        if drop_condition is not None:
-            class_labels = torch.where(drop_condition, torch.full_like(class_labels, self.class_embed.num_embeddings - 1), class_labels)
-        return self.class_embed(class_labels)[:, None]
+        return embed_class_labels(self.class_embed, class_labels, drop_condition)
 
     def _rope(self, positions):
         cfg = self.config
@@ -366,8 +330,8 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         pre_ids, post_ids = self.check_inputs(input_ids, pre_ids, post_ids, class_labels)
         batch, length = pre_ids.shape
         if self.training and cfg.class_dropout_prob > 0:
-            random_drop = torch.rand(batch, generator=generator, device=self.class_embed.weight.device) < cfg.class_dropout_prob
-            drop_condition = random_drop if drop_condition is None else (drop_condition | random_drop)
+            drop_condition = training_condition_drop(batch, cfg.class_dropout_prob, drop_condition, generator,
+                                                     self.class_embed.weight.device)
         pre_emb = self.pre_embed(pre_ids)
         tokens = pre_emb + self.post_embed(post_ids)
         hidden = self.token_dropout(torch.cat([self.embed_class(class_labels, drop_condition), tokens[:, :-1]], dim=1))
@@ -388,10 +352,7 @@ class OpenMagvit2ARTransformer(OpenMagvit2ARPreTrainedModel):
         cfg = self.config
         if class_labels is None:
             raise ValueError("pass class_labels: the sequence starts with its class token")
-        if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
-            raise ValueError(f"class_labels must be an integer tensor [B] in [0, {cfg.num_classes - 1}]")
-        if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) >= cfg.num_classes):
-            raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {class_labels.tolist()}")
+        check_class_labels(class_labels, cfg.num_classes)
         if (input_ids is None) == (pre_ids is None and post_ids is None):
             raise ValueError("pass either input_ids (full code ids [B, n]) or pre_ids and post_ids (sub-token ids [B, n])")
         if input_ids is not None:
@@ -455,25 +416,14 @@ class IBQARDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + drop_path(mlp * gamma2, self.drop_path_rate, self.training)
 
 
-class IBQARPreTrainedModel(PreTrainedModel):
+class IBQARPreTrainedModel(LlamaGeneratorPreTrainedModel):
     config_class = IBQARConfig
     base_model_prefix = "ibq_ar"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["IBQARDecoderLayer"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": IBQARDecoderLayer, "attentions": OutputRecorder(LlamaAttention, index=1)}
 
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif init_zero_initialised(module):
-            pass
-        elif getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
+    def _init_family_weights(self, module):
+        if getattr(module, "_adaln", None) == "block":  # the original's adaLN init: gammas tiny, the rest halved
             c = module.weight.shape[1]
             init.copy_(module.weight, torch.cat([module.weight[: 2 * c] * self.config.adaln_gamma_init, module.weight[2 * c:] * 0.5]))
             init.zeros_(module.bias)
@@ -482,7 +432,7 @@ class IBQARPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-class IBQARTransformer(IBQARPreTrainedModel):
+class IBQARTransformer(TokenEmbeddingsMixin, IBQARPreTrainedModel):
     """``forward(input_ids [B, n], class_labels [B])`` -> next-token logits ``[B, n + 1, codebook_size]`` (teacher-forced),
     or one cached sampling step with a :class:`ConditionedKVCache` (``new_cache``), as
     :class:`vistok.pipelines.AutoregressiveImagePipeline` calls it."""
@@ -492,26 +442,13 @@ class IBQARTransformer(IBQARPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.codebook_size, config.hidden_size)
         self.class_embed = nn.Embedding(config.num_classes + int(config.has_null_condition), config.hidden_size)
         self.token_dropout = nn.Dropout(config.token_dropout)
-        n = config.num_hidden_layers
-        rates = [config.drop_path_rate * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-        self.layers = nn.ModuleList(IBQARDecoderLayer(config, i, rates[i]) for i in range(n))
+        rates = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
+        self.layers = nn.ModuleList(IBQARDecoderLayer(config, i, rates[i]) for i in range(config.num_hidden_layers))
         self.head_norm = RMSNorm(config.hidden_size)  # AdaLNBeforeHead's RMSNorm: eps 1e-5 always
         self.head_adaln = nn.Linear(config.hidden_size, 2 * config.hidden_size)
         self.head_adaln._adaln = "head"
         self.lm_head = zero_initialised(nn.Linear(config.hidden_size, config.codebook_size, bias=False))
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embed_tokens = value
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, value):
-        self.lm_head = value
 
     def new_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> ConditionedKVCache:
         cfg = self.config
@@ -519,9 +456,7 @@ class IBQARTransformer(IBQARPreTrainedModel):
                                   cfg.head_dim, dtype=dtype or self.dtype, device=device or self.device)
 
     def embed_class(self, class_labels, drop_condition=None):
-        if drop_condition is not None:
-            class_labels = torch.where(drop_condition, torch.full_like(class_labels, self.class_embed.num_embeddings - 1), class_labels)
-        return self.class_embed(class_labels)[:, None]
+        return embed_class_labels(self.class_embed, class_labels, drop_condition)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers' older name for the cache
     @capture_outputs
@@ -544,9 +479,8 @@ class IBQARTransformer(IBQARPreTrainedModel):
         condition = None
         if class_labels is not None:
             if self.training and cfg.class_dropout_prob > 0:
-                random_drop = torch.rand(class_labels.shape[0], generator=generator, device=self.class_embed.weight.device) \
-                    < cfg.class_dropout_prob
-                drop_condition = random_drop if drop_condition is None else (drop_condition | random_drop)
+                drop_condition = training_condition_drop(class_labels.shape[0], cfg.class_dropout_prob, drop_condition, generator,
+                                                         self.class_embed.weight.device)
             condition = self.embed_class(class_labels, drop_condition)
             pieces.append(condition)
             if cache is not None:
@@ -559,7 +493,7 @@ class IBQARTransformer(IBQARPreTrainedModel):
         if attention_mask is not None and cache is None and class_labels is not None and input_ids is not None \
                 and attention_mask.shape[-1] == input_ids.shape[1] != hidden.shape[1]:
             # a mask over input_ids only (transformers' convention): the class token is always attended
-            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], 1), attention_mask], dim=1)
+            attention_mask = with_condition_mask(attention_mask, 1)
         logits = self._transform(hidden, condition, attention_mask, cache, cache_position, logits_to_keep)
         loss = None
         if labels is not None:
@@ -576,14 +510,7 @@ class IBQARTransformer(IBQARPreTrainedModel):
         if cache_position is None:
             cache_position = torch.arange(length, device=hidden.device)
         cos, sin = rope_2d_cos_sin(cache_position, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_condition_tokens)
-        key_length = mask = None
-        if cache is not None or attention_mask is not None:
-            key_length = attention_mask.shape[1] if attention_mask is not None else (cache.max_length if cache is not None else length)
-            keys = torch.arange(key_length, device=hidden.device)
-            mask = keys[None, :] <= cache_position[:, None]
-            if attention_mask is not None:
-                mask = mask[None] & attention_mask.bool()[:, None, :]
-            mask = (mask | (keys[None, :] == cache_position[:, None])).expand(hidden.shape[0], length, key_length)[:, None]
+        mask, key_length = step_attention_mask(hidden, attention_mask, cache, cache_position)
         for layer in self.layers:
             hidden = layer(hidden, condition, cos, sin, mask, cache, cache_position, key_length)
         if logits_to_keep > 0:
@@ -594,15 +521,9 @@ class IBQARTransformer(IBQARPreTrainedModel):
     def check_inputs(self, input_ids, class_labels, cache) -> None:
         cfg = self.config
         if input_ids is not None:
-            if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.ndim != 2:
-                raise ValueError(f"input_ids must be an integer tensor [B, n] of image token ids in [0, {cfg.codebook_size - 1}]")
-            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.codebook_size):
-                raise ValueError(f"input_ids must lie in [0, {cfg.codebook_size - 1}] (codebook_size={cfg.codebook_size})")
+            check_token_ids(input_ids, cfg.codebook_size)
         if class_labels is not None:
-            if not isinstance(class_labels, torch.Tensor) or class_labels.is_floating_point() or class_labels.ndim != 1:
-                raise ValueError(f"class_labels must be an integer tensor [B] in [0, {cfg.num_classes - 1}]")
-            if class_labels.numel() and (int(class_labels.min()) < 0 or int(class_labels.max()) >= cfg.num_classes):
-                raise ValueError(f"class_labels must lie in [0, {cfg.num_classes - 1}], got {class_labels.tolist()}")
+            check_class_labels(class_labels, cfg.num_classes)
         elif cache is None or getattr(cache, "condition", None) is None:
             raise ValueError("pass class_labels: every position is modulated by the class embedding (a sampling step after the "
                              "first reads it from the cache its class step filled)")

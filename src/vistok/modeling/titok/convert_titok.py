@@ -13,18 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_config_file,
-    load_converted,
-    load_state_dict,
-    read_original,
-    rename_key,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Release, card_repo_id, choose_release, load_config_file, load_converted, load_state_dict,
+                           read_original, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from .configuration_titok import TiTokConfig
 from .modeling_titok import TiTokModel

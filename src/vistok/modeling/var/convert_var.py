@@ -17,16 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ...conversion import (
-    ConversionError,
-    Release,
-    card_repo_id,
-    choose_release,
-    load_converted,
-    read_original,
-    rename_key,
-    write_model_folder,
-)
+from ...conversion import (ConversionError, Release, card_repo_id, choose_release, count_numbered, load_converted, load_model_folder,
+                           numbered, read_original, rename_key, write_model_folder)
 from ...hub.cards import metrics_table, render_model_card
 from ..layers.conv_autoencoder import taming_conv_autoencoder_key
 from ..quantizers.multiscale import DEFAULT_PATCH_NUMS, convert_var_quantizer_state_dict
@@ -87,14 +79,14 @@ def infer_vae_config(original: dict[str, torch.Tensor], patch_nums) -> dict:
     """VARVQVAEConfig kwargs from the original VQVAE state dict's shapes."""
     embedding = _need(original, "quantize.embedding.weight")
     channels = _need(original, "encoder.conv_in.weight").shape[0]
-    levels = sorted({int(m[1]) for k in original if (m := re.match(r"^encoder\.down\.(\d+)\.", k))})
+    levels = numbered(original, r"^encoder\.down\.(\d+)\.")
     mult = []
     for level in levels:
         width = _need(original, f"encoder.down.{level}.block.0.conv1.weight").shape[0]
         if width % channels:
             raise ConversionError(f"encoder.down.{level} has {width} channels, not a multiple of conv_in's {channels}")
         mult.append(width // channels)
-    blocks = len({m[1] for k in original if (m := re.match(r"^encoder\.down\.0\.block\.(\d+)\.", k))})
+    blocks = count_numbered(original, r"^encoder\.down\.0\.block\.(\d+)\.")
     phis = {m[1] for k in original if (m := re.match(r"^quantize\.quant_resi\.qresi_ls\.(\d+)\.", k))}
     if phis:
         share = len(phis)
@@ -191,7 +183,7 @@ def infer_var_config(original: dict[str, torch.Tensor]) -> dict:
     """VARConfig kwargs from the original VAR state dict's shapes (heads = depth as ``build_vae_var``
     when the checkpoint has no per-head scale)."""
     width = _need(original, "pos_start").shape[-1]
-    depth = len({m[1] for k in original if (m := re.match(r"^blocks\.(\d+)\.", k))})
+    depth = count_numbered(original, r"^blocks\.(\d+)\.")
     if depth == 0:
         raise ConversionError("no blocks.N.* keys: not a VAR transformer checkpoint")
     scale = original.get("blocks.0.attn.scale_mul_1H11")
@@ -216,15 +208,8 @@ def build_transformer(original: dict[str, torch.Tensor], sampling: dict | None =
 
 def _load_tokenizer(tokenizer: str, patch_nums) -> VARVQVAE:
     """A converted vistok VARVQVAE folder, or the original VQVAE release converted with the generator's scales."""
-    from transformers import AutoModel
-
-    import vistok  # noqa: F401  (registers the vistok model types)
-
-    path = Path(tokenizer).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        model = AutoModel.from_pretrained(path)
-        if not isinstance(model, VARVQVAE):
-            raise ConversionError(f"--tokenizer {tokenizer} is a {type(model).__name__}, expected a VAR VQVAE (vistok_var_vqvae)")
+    model = load_model_folder(tokenizer, VARVQVAE, "expected a VAR VQVAE (vistok_var_vqvae)")
+    if model is not None:
         return model
     return build_vae(read_original(tokenizer, VAE_PRESETS["vae-ch160v4096z32"], several_per_repo=True), patch_nums)
 
