@@ -424,6 +424,7 @@ def main() -> None:
     parser.add_argument("--ar-tokens", type=int, default=128, help="tokens sampled (the release: 128)")
     parser.add_argument("--text-length", type=int, default=32, help="text positions (the prompt's tokens; at most 128)")
     parser.add_argument("--quick", action="store_true", help=f"AR with {QUICK_AR_LAYERS} of the 16 blocks (same width)")
+    parser.add_argument("--tag", help="store this run's parts under '<part>_<tag>' (an extra figure beside the main one)")
     parser.add_argument("--note", help="a note stored in the JSON (e.g. that the machine was shared)")
     parser.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,19 +451,25 @@ def main() -> None:
 
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = report.get("results", {})
+    suffix = f"_{args.tag}" if args.tag else ""
     for part in ("tokenizer", "ar"):
         if part in args.parts:
-            results[part] = {"settings": _settings(args, part), **child(part)}
+            results[part + suffix] = {"settings": _settings(args, part), **child(part)}
     if "memory" in args.parts:
-        results["memory"] = {part: {"settings": _settings(args, part), **{impl: child("memory", part, impl)
+        results["memory" + suffix] = {part: {"settings": _settings(args, part), **{impl: child("memory", part, impl)
                                                                           for impl in ("original", "vistok")}}
                              for part in ("tokenizer", "ar")}
 
     def goal(part):
         res = results.get(part, {})
         ratio = res.get("speedup_vs_original", {}).get("median")
-        return {"target_speedup": GOALS[part], "median_speedup": ratio, "bits_identical_every_call": "error" not in res and bool(res),
-                "met": ratio is not None and ratio >= GOALS[part] and "error" not in res}
+        line = {"target_speedup": GOALS[part], "median_speedup": ratio, "bits_identical_every_call": "error" not in res and bool(res),
+                "met": ratio is not None and ratio >= GOALS[part] and "error" not in res,
+                "settings": {k: res.get("settings", {}).get(k) for k in ("threads", "pairs", "image_size", "layers", "tokens")
+                             if k in res.get("settings", {})}}
+        extra = {k: v.get("speedup_vs_original", {}).get("median", v.get("error")) for k, v in results.items()
+                 if k.startswith(part + "_")}
+        return {**line, "extra_runs_median_speedup": extra} if extra else line
 
     report.update({
         "benchmark": "Instella-T2I on CPU, vistok vs the original AMD-AGI/Instella-T2I code on the same random weights: "
