@@ -39,7 +39,7 @@ repository: the checkout is imported from ``--upstream`` (``fetch github:AMD-AGI
 
 Usage (from the repository root; each run merges its parts into --out, written atomically):
 
-    python benchmarks/bench_instella.py --upstream /tmp/instella [--parts tokenizer ar memory] [--threads 2] [--pairs 5]
+    python benchmarks/bench_instella.py --upstream /tmp/instella [--upstream-commit SHA] [--parts tokenizer ar memory] [--threads 2] [--pairs 5]
     python benchmarks/bench_instella.py --upstream /tmp/instella --threads 1 --quick   # shared / slow machine
 
 Timing uses a short warm-up (a 256 px image / 4 tokens) before the pairs. On 2 cores under load at one thread a 1024 px
@@ -414,6 +414,7 @@ def _settings(args, part: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", type=Path, required=True, help="a checkout of AMD-AGI/Instella-T2I")
+    parser.add_argument("--upstream-commit", help="the checkout's commit when it is not a git work tree (an exported archive)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--parts", nargs="+", choices=("tokenizer", "ar", "memory"), default=["tokenizer", "ar", "memory"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides (1 on a shared machine)")
@@ -475,7 +476,7 @@ def main() -> None:
         "benchmark": "Instella-T2I on CPU, vistok vs the original AMD-AGI/Instella-T2I code on the same random weights: "
                      "the binary tokenizer's encode + decode, and AR sampling with guidance (vistok: static KV cache; "
                      "the original: the whole text + image sequence recomputed per token)",
-        "upstream": {"repo": UPSTREAM_REPO, "commit": _upstream_commit(args.upstream),
+        "upstream": {"repo": UPSTREAM_REPO, "commit": args.upstream_commit or _upstream_commit(args.upstream),
                      "flash_attn": "replaced by torch SDPA (flash-attn's varlen semantics for the AR call)"},
         "device": "cpu",
         "machine": machine_info(),
