@@ -44,7 +44,7 @@ Usage (from the repository root; each run merges its parts into --out, written a
 
 Timing uses a short warm-up (a 256 px image / 4 tokens) before the pairs. On 2 cores under load at one thread a 1024 px
 encode + decode takes about a minute per side (the tokenizer part about 10 minutes); the original's AR sampling at the
-full 16 blocks about ten minutes per call. ``--quick`` therefore runs the AR figure with 2 of the 16 blocks (same width,
+full 16 blocks about six minutes per call (vistok: under a minute). ``--quick`` therefore runs the AR figure with 2 of the 16 blocks (same width,
 all 128 tokens; per block the original's and vistok's work scale alike, so the ratio is that of the full depth up to
 the small per-step work outside the blocks); the JSON records what was run.
 """
