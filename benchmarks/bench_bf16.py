@@ -9,7 +9,8 @@ tokenizer decode. bf16 is the whole pipeline cast with ``pipe.to(torch.bfloat16)
 samplers keep their probabilities in float32). ``--pairs`` interleaved same-seed pairs (fp32, bf16), alternating
 which goes first; reported: the median of the per-pair wall ratios fp32/bf16 with their spread, and the share of
 token ids equal between the two (bf16 rounding changes some logits, so some samples differ: the deviation is
-bounded per model in tests/test_low_precision.py, not here). ``torch.set_num_threads(2)``, ``torch.inference_mode()``.
+bounded per model in tests/test_low_precision.py, not here). ``torch.set_num_threads(--threads)`` (2; 1 on a shared
+machine, recorded in the JSON), ``torch.inference_mode()``.
 
 Usage (from the repository root; under ``flock /tmp/vistok-bench.lock`` on a shared machine):
 
@@ -91,12 +92,13 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=256, help="llamagen-gpt-b: tokens per image (at most 256)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--threads", type=int, default=NUM_THREADS, help="torch threads (1 on a shared machine)")
     args = parser.parse_args(argv)
     if not 1 <= args.tokens <= 256:
         parser.error("--tokens must be in [1, 256]")
     import torch
 
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     pipe32, run, settings = build_maskgit() if args.model == "maskgit-l32" else build_llamagen(args.tokens)
     pipe16 = copy.deepcopy(pipe32).to(torch.bfloat16)
@@ -121,14 +123,15 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ratios = [r["wall_ratio"] for r in rows]
     median = statistics.median(ratios)
-    result = {"batch": args.batch, "pairs": args.pairs, "settings": settings,
+    result = {"batch": args.batch, "pairs": args.pairs, "threads": args.threads, "settings": settings,
+              "load_average_1min_before": round(os.getloadavg()[0], 2),
               "median_wall_ratio_float32_over_bfloat16": round(median, 3), "wall_ratio_range": [min(ratios), max(ratios)],
               "median_s": {d: round(statistics.median(r[f"{d}_s"] for r in rows), 3) for d in pipes},
               "goal": {"statement": f"bf16 sampling >= {GOAL_RATIO}x fp32 on this CPU", "met": median >= GOAL_RATIO},
               "total_s": round(time.perf_counter() - start, 1), "rows": rows}
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out.update({"benchmark": "bfloat16 vs float32 token sampling (vistok pipelines, release widths, random weights)",
-                "machine": machine_info(), "device": "cpu", "threads": NUM_THREADS,
+                "machine": machine_info(), "device": "cpu",
                 "versions": versions("torch", "transformers", "diffusers")})
     out[f"{args.model}_batch_{args.batch}"] = result
     scratch = args.out.with_name(args.out.name + ".tmp")
