@@ -1,9 +1,14 @@
-"""Copy the two training runs of the default model into the package (src/vistok/demo/default) with cards.
+"""Copy the three training runs of the default model into the package (src/vistok/demo/default: MaskGIT,
+src/vistok/demo/default_ar: LlamaGen) with cards.
 
     python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer \
-        --generator-run runs/demo-generator --photos data/demo-photos
+        --generator-run runs/demo-generator --ar-generator-run runs/demo-ar-generator --photos data/demo-photos
 
-The pipeline folder is the generator run's export (model_index.json, image_tokenizer/, transformer/);
+    python scripts/package_default_model.py --ar-only --ar-generator-run runs/demo-ar-generator --photos data/demo-photos
+
+packages only the autoregressive run, trained over the tokenizer already shipped in the package.
+
+Each pipeline folder is a generator run's export (model_index.json, image_tokenizer/, transformer/);
 its image_tokenizer must hold exactly the tokenizer run's exported weights. Each card gets the data
 recipe and every command, the held-out evaluation (all images, and per photograph against JPEG), and the
 tokenizer card the same evaluation (vistok eval) as metadata. Nothing in the package changes unless every step
@@ -17,6 +22,7 @@ re-evaluates the shipped model on today's held-out images and rewrites only the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import shutil
@@ -28,7 +34,8 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from vistok.utils.io import atomic_output_dir
-from vistok.demo import (DEFAULT_PIPELINE, DEMO_GRID_IMAGES, DEMO_RD_IMAGES, HELDOUT_IMAGES, evaluate_per_photograph,
+from vistok.demo import (DEFAULT_AR_PIPELINE, DEFAULT_PIPELINE, DEFAULT_TOKENIZER, DEMO_GRID_IMAGES, DEMO_RD_IMAGES,
+                         HELDOUT_IMAGES, evaluate_per_photograph,
                          per_photograph_table)
 from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, WHOLE_SIZE, build_photo_dataset
 from vistok.evaluation import run_eval
@@ -44,6 +51,8 @@ import vistok.demo
 tokenizer = vistok.demo.load_default_tokenizer()     # AutoModel.from_pretrained(vistok.demo.DEFAULT_TOKENIZER)
 pipe = vistok.demo.load_default_pipeline()           # MaskGITPipeline.from_pretrained(vistok.demo.DEFAULT_PIPELINE)
 images = pipe(class_labels=pipe.get_label_ids(["astronaut", "china"])).images
+ar = vistok.demo.load_default_ar_pipeline()          # AutoregressiveImagePipeline.from_pretrained(vistok.demo.DEFAULT_AR_PIPELINE)
+images = ar(class_labels=ar.get_label_ids(["astronaut"]), decoding="sjd").images
 ```
 
 ### How it was made
@@ -70,8 +79,10 @@ vistok train tokenizer --config configs/demo_tokenizer.yaml --data.dataset data/
     --training.output_dir=runs/demo-tokenizer
 vistok train generator --config configs/demo_generator.yaml --data.dataset data/demo-photos/train \\
     --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-generator
+vistok train generator --config configs/demo_ar_generator.yaml --data.dataset data/demo-photos/train \\
+    --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-ar-generator
 python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer --generator-run runs/demo-generator \\
-    --photos data/demo-photos
+    --ar-generator-run runs/demo-ar-generator --photos data/demo-photos
 ```
 
 Evaluation on the held-out images (`vistok demo` runs the same, and the per-photograph comparison below):
@@ -85,7 +96,7 @@ vistok eval {tokenizer_path} --images {heldout_path} --rd-images {rd} --no-fid -
 {per_photograph}
 
 This is a demonstration model: {n_train} photographs are far too few to generalise like an ImageNet tokenizer,
-and the generator's samples are textures of its training photographs, not new scenes.
+and the generators' samples are textures of its training photographs, not new scenes.
 """
 
 
@@ -133,29 +144,65 @@ def evaluate(tokenizer_folder: Path) -> tuple[dict, dict]:
     return report, per_photograph
 
 
-def refresh_cards(dest: Path, crops_per_class: int) -> None:
-    """Rewrite the cards' evaluation sections (and the tokenizer card's metadata) for the shipped weights."""
-    with atomic_output_dir(dest, overwrite=True) as scratch:
-        for item in dest.iterdir():
-            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
-        report, per_photograph = evaluate(scratch / "image_tokenizer")
-        section = card_section(report, per_photograph, crops_per_class)
-        tokenizer_card = scratch / "image_tokenizer" / "README.md"
-        for card_path in (tokenizer_card, scratch / "README.md"):
-            text = card_path.read_text()
-            if SECTION_START not in text:
-                raise SystemExit(f"{card_path} has no section {SECTION_START.strip()!r} to refresh")
-            card_path.write_text(text[:text.index(SECTION_START)].rstrip() + "\n" + section)
-        write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
+def refresh_cards(dests: tuple[Path, ...], crops_per_class: int) -> None:
+    """Rewrite the cards' evaluation sections (and the tokenizer cards' metadata) for the shipped weights."""
+    with contextlib.ExitStack() as stack:
+        for dest in dests:
+            scratch = stack.enter_context(atomic_output_dir(dest, overwrite=True))
+            for item in dest.iterdir():
+                (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
+            report, per_photograph = evaluate(scratch / "image_tokenizer")
+            section = card_section(report, per_photograph, crops_per_class)
+            tokenizer_card = scratch / "image_tokenizer" / "README.md"
+            for card_path in (tokenizer_card, scratch / "README.md"):
+                text = card_path.read_text()
+                if SECTION_START not in text:
+                    raise SystemExit(f"{card_path} has no section {SECTION_START.strip()!r} to refresh")
+                card_path.write_text(text[:text.index(SECTION_START)].rstrip() + "\n" + section)
+            write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
+
+
+def package_run(scratch: Path, generator_run: Path, tokenizer: Path, photos: Path, section: str, report: dict) -> None:
+    """Fill ``scratch`` with one generator run's pipeline export, the tokenizer's processor and card (``tokenizer``:
+    a tokenizer run's ``final`` export, or the shipped tokenizer folder), and the cards' default-model section."""
+    exported = generator_run / "final"
+    tokenizer_weights = load_file(str(tokenizer / "model.safetensors"))
+    shipped = load_file(str(exported / "image_tokenizer" / "model.safetensors"))
+    if tokenizer_weights.keys() != shipped.keys() or any(not torch.equal(tokenizer_weights[k], shipped[k]) for k in shipped):
+        raise SystemExit(f"{exported}/image_tokenizer is not the tokenizer {tokenizer}")
+    for item in exported.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
+    # the pipeline export carries no image processor: ship the tokenizer run's, for AutoImageProcessor
+    shutil.copyfile(tokenizer / "preprocessor_config.json", scratch / "image_tokenizer" / "preprocessor_config.json")
+    tokenizer_card = scratch / "image_tokenizer" / "README.md"
+    shutil.copyfile(tokenizer / "README.md", tokenizer_card)
+    # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
+    tokenizer_run = tokenizer.parent if tokenizer.name == "final" else tokenizer
+    relative = {str(photos.resolve()): "data/demo-photos", str(tokenizer_run.resolve()): "runs/demo-tokenizer",
+                str(generator_run.resolve()): f"runs/{generator_run.name}"}
+    for card_path in (tokenizer_card, scratch / "README.md"):
+        card = ModelCard.load(card_path)
+        card.data.datasets = None
+        text = str(card)
+        for absolute, short in relative.items():
+            text = text.replace(absolute, short)
+        if SECTION_START in text:  # the shipped tokenizer's card already has one: replace it
+            text = text[:text.index(SECTION_START)]
+        card_path.write_text(text.rstrip() + "\n" + section)
+    write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokenizer-run", type=Path)
     parser.add_argument("--generator-run", type=Path)
+    parser.add_argument("--ar-generator-run", type=Path)
     parser.add_argument("--photos", type=Path, help="the folder python -m vistok.demo.photos wrote (its recipe.json; "
                         "--cards-only without it assumes the recipe's default crops per class)")
     parser.add_argument("--dest", type=Path, default=DEFAULT_PIPELINE)
+    parser.add_argument("--ar-dest", type=Path, default=DEFAULT_AR_PIPELINE)
+    parser.add_argument("--ar-only", action="store_true",
+                        help="package only --ar-generator-run, trained over the tokenizer already shipped in the package")
     parser.add_argument("--cards-only", action="store_true",
                         help="keep the shipped weights; re-evaluate them and rewrite the cards' evaluation sections")
     args = parser.parse_args(argv)
@@ -166,38 +213,27 @@ def main(argv=None) -> None:
     else:
         parser.error("--photos is required to package new runs")
     if args.cards_only:
-        refresh_cards(args.dest, crops_per_class)
-        print(f"refreshed the cards in {args.dest}")
+        refresh_cards((args.dest, args.ar_dest), crops_per_class)
+        print(f"refreshed the cards in {args.dest} and {args.ar_dest}")
         return
-    if args.tokenizer_run is None or args.generator_run is None:
-        parser.error("--tokenizer-run and --generator-run are required (or --cards-only)")
-    exported = args.generator_run / "final"
-    tokenizer_weights = load_file(str(args.tokenizer_run / "final" / "model.safetensors"))
-    shipped = load_file(str(exported / "image_tokenizer" / "model.safetensors"))
-    if tokenizer_weights.keys() != shipped.keys() or any(not torch.equal(tokenizer_weights[k], shipped[k]) for k in shipped):
-        raise SystemExit(f"{exported}/image_tokenizer is not the tokenizer run's export {args.tokenizer_run}/final")
-    with atomic_output_dir(args.dest, overwrite=True) as scratch:
-        for item in exported.iterdir():
-            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
-        # the pipeline export carries no image processor: ship the tokenizer run's, for AutoImageProcessor
-        shutil.copyfile(args.tokenizer_run / "final" / "preprocessor_config.json",
-                        scratch / "image_tokenizer" / "preprocessor_config.json")
-        report, per_photograph = evaluate(scratch / "image_tokenizer")
+    if args.ar_only:
+        if args.ar_generator_run is None:
+            parser.error("--ar-only needs --ar-generator-run")
+        report, per_photograph = evaluate(DEFAULT_TOKENIZER)
         section = card_section(report, per_photograph, crops_per_class)
-        tokenizer_card = scratch / "image_tokenizer" / "README.md"
-        shutil.copyfile(args.tokenizer_run / "final" / "README.md", tokenizer_card)
-        # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
-        relative = {str(args.photos.resolve()): "data/demo-photos", str(args.tokenizer_run.resolve()): "runs/demo-tokenizer",
-                    str(args.generator_run.resolve()): "runs/demo-generator"}
-        for card_path in (tokenizer_card, scratch / "README.md"):
-            card = ModelCard.load(card_path)
-            card.data.datasets = None
-            text = str(card)
-            for absolute, short in relative.items():
-                text = text.replace(absolute, short)
-            card_path.write_text(text.rstrip() + "\n" + section)
-        write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
-    print(f"wrote {args.dest}")
+        with atomic_output_dir(args.ar_dest, overwrite=True) as scratch:
+            package_run(scratch, args.ar_generator_run, DEFAULT_TOKENIZER, args.photos, section, report)
+        print(f"wrote {args.ar_dest}")
+        return
+    if args.tokenizer_run is None or args.generator_run is None or args.ar_generator_run is None:
+        parser.error("--tokenizer-run, --generator-run and --ar-generator-run are required (or --cards-only)")
+    report, per_photograph = evaluate(args.tokenizer_run / "final")
+    section = card_section(report, per_photograph, crops_per_class)
+    with contextlib.ExitStack() as stack:  # neither folder changes unless both are complete
+        for dest, run in ((args.dest, args.generator_run), (args.ar_dest, args.ar_generator_run)):
+            package_run(stack.enter_context(atomic_output_dir(dest, overwrite=True)), run, args.tokenizer_run / "final",
+                        args.photos, section, report)
+    print(f"wrote {args.dest} and {args.ar_dest}")
 
 
 if __name__ == "__main__":

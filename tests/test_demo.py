@@ -37,7 +37,7 @@ def test_the_shipped_tokenizer_is_a_small_variable_length_1d_tokenizer():
     config = tokenizer.config
     assert config.model_type == "vistok_one_d_piece" and config.variable_length and config.token_layout == "1d"
     assert (demo.DEFAULT_TOKENIZER / "model.safetensors").stat().st_size <= 16 * 2**20
-    for folder in (demo.DEFAULT_TOKENIZER, demo.DEFAULT_PIPELINE):
+    for folder in (demo.DEFAULT_TOKENIZER, demo.DEFAULT_PIPELINE, demo.DEFAULT_AR_PIPELINE):
         card = (folder / "README.md").read_text()
         assert "vistok train" in card and "vistok.demo.photos" in card, folder
     pipe = demo.load_default_pipeline()
@@ -89,18 +89,19 @@ def test_heldout_images_are_reproduced_by_the_recipe(tmp_path):
 
 def test_demo_writes_every_output(demo_run):
     out, summary = demo_run
-    for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "demo.json", "tokenizer/results.json",
-                 "pipeline/results.json"):
+    for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "samples_ar.png", "demo.json",
+                 "tokenizer/results.json", "pipeline/results.json", "ar_pipeline/results.json"):
         assert (out / name).is_file(), name
     assert len(list((out / "heldout").glob("*.png"))) == summary["heldout_images"] == HELDOUT_COUNT
     counts = [row["num_tokens"] for row in summary["reconstruction"]]
     assert counts == [2**i for i in range(len(counts))] and counts[-1] == demo.load_default_tokenizer().config.num_tokens
     with PIL.Image.open(out / "reconstructions.png") as grid:  # original + one column per token count
         assert grid.size[0] > (len(counts) + 1) * 96 and grid.size[1] > demo.DEMO_GRID_IMAGES * 96
-    with PIL.Image.open(out / "samples.png") as grid:
-        assert grid.size[0] > 4 * 96 and grid.size[1] > 4 * 96
-    assert len(summary["samples"]["class_labels"]) == demo.DEMO_SAMPLES
-    assert set(summary["samples"]["class_labels"]) == set(demo.photos.TRAIN_PHOTOS)
+    for samples, key in (("samples.png", "samples"), ("samples_ar.png", "ar_samples")):
+        with PIL.Image.open(out / samples) as grid:
+            assert grid.size[0] > 4 * 96 and grid.size[1] > 4 * 96
+        assert len(summary[key]["class_labels"]) == demo.DEMO_SAMPLES
+        assert set(summary[key]["class_labels"]) == set(demo.photos.TRAIN_PHOTOS)
     with PIL.Image.open(out / "rate_distortion.png") as plot:
         assert plot.size[0] > 500
 
@@ -110,12 +111,13 @@ def test_demo_prints_where_each_picture_is_and_what_it_shows(demo_run):
     printed = summary["_printed"]
     assert printed == demo.format_summary({k: v for k, v in summary.items() if k != "_printed"}, out) + \
         f"\nwrote {out} in {summary['seconds']['total']:.1f} s\n"
-    for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "demo.json", "tokenizer/results.json",
-                 "pipeline/results.json", "heldout"):
+    for name in ("reconstructions.png", "rate_distortion.png", "samples.png", "samples_ar.png", "demo.json",
+                 "tokenizer/results.json", "pipeline/results.json", "ar_pipeline/results.json", "heldout"):
         assert str(out / name) in printed, name
         assert (out / name).exists(), name
     for words in ("'original' column", "PSNR in dB", "labelled with their token count", "captioned with its class",
-                  "bytes per image", "1 token ", "32 tokens"):
+                  "bytes per image", "1 token ", f"{demo.load_default_tokenizer().config.num_tokens} tokens",
+                  "autoregressive generator"):
         assert words in printed, words
     for entry in summary["per_photograph"]["not_beaten"]:
         assert entry in printed
@@ -229,6 +231,31 @@ def test_vistok_eval_reproduces_the_demo_figures(demo_run, tmp_path):
     argv = shlex.split(commands["pipeline"].replace("EVAL_DIR", str(samples_dir)))
     assert cli_main(argv[1:]) == 0
     assert (samples_dir / "samples.png").read_bytes() == (out / "samples.png").read_bytes()
+    ar_dir = tmp_path / "ar_pipeline"
+    assert cli_main(shlex.split(commands["ar_pipeline"].replace("EVAL_DIR", str(ar_dir)))[1:]) == 0
+    assert (ar_dir / "samples.png").read_bytes() == (out / "samples_ar.png").read_bytes()
+
+
+def test_default_ar_pipeline_shares_the_tokenizer_and_decodes_with_each_strategy():
+    """The shipped LlamaGen generator runs over the very tokenizer of the MaskGIT pipeline, and every decoding
+    strategy that applies to 1D tokens generates from it (ZipAR, rows of a 2D grid, is refused)."""
+    import torch
+
+    ar_tokenizer = demo.DEFAULT_AR_PIPELINE / "image_tokenizer" / "model.safetensors"
+    assert ar_tokenizer.read_bytes() == (demo.DEFAULT_TOKENIZER / "model.safetensors").read_bytes()
+    pipe = demo.load_default_ar_pipeline()
+    assert sorted(pipe.transformer.config.id2label.values()) == sorted(demo.photos.TRAIN_PHOTOS)
+    labels = pipe.get_label_ids(["astronaut", "china"])
+    num_tokens = pipe.image_tokenizer.config.num_tokens
+    forwards = {}
+    for decoding in ("standard", "sjd", "gsd"):
+        out = pipe(class_labels=labels, decoding=decoding, generator=torch.Generator().manual_seed(0), output_type="pt")
+        assert out.images.shape == (2, 3, 32, 32) and torch.isfinite(out.images).all()
+        forwards[decoding] = pipe.decoding_stats["model_forwards"]
+    assert forwards["standard"] == num_tokens
+    assert forwards["sjd"] < num_tokens and forwards["gsd"] < num_tokens, forwards
+    with pytest.raises(ValueError, match="1D"):
+        pipe(class_labels=labels, decoding="zipar")
 
 
 def test_demo_refuses_a_non_empty_output_and_keeps_it(tmp_path):

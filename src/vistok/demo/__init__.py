@@ -3,10 +3,14 @@
 ``DEFAULT_PIPELINE`` is a MaskGIT pipeline folder (``model_index.json``, ``image_tokenizer/``,
 ``transformer/``, each with its card) trained with ``vistok train`` on crops of real photographs
 (``vistok.demo.photos``); ``DEFAULT_TOKENIZER`` is its 1D variable-length tokenizer, a plain
-transformers model folder. ``HELDOUT_IMAGES`` holds the crops of the photographs kept out of training.
+transformers model folder. ``DEFAULT_AR_PIPELINE`` is the autoregressive counterpart (an
+``AutoregressiveImagePipeline`` folder: a small LlamaGen GPT over the same tokenizer's tokens), the model the
+decoding strategies (``decoding="sjd"`` ...) are measured on. ``HELDOUT_IMAGES`` holds the photographs kept out
+of training, whole and cropped.
 
 ``vistok demo`` reconstructs the held-out images at 1, 2, 4, ... tokens, scores them against JPEG and
-WebP (all together, and per photograph: whole and cropped apart), samples every class, and writes the figures
+WebP (all together, and per photograph: whole and cropped apart), samples every class with both generators, and
+writes the figures
 and one JSON. The figures are ``vistok eval`` underneath, so they can be reproduced with the commands the JSON
 records.
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent
 DEFAULT_PIPELINE = ASSETS / "default"
 DEFAULT_TOKENIZER = DEFAULT_PIPELINE / "image_tokenizer"
+DEFAULT_AR_PIPELINE = ASSETS / "default_ar"
 HELDOUT_IMAGES = ASSETS / "heldout"
 DEMO_GRID_IMAGES = 10  # reconstruction rows: the whole held-out photographs (their files sort first)
 LOWEST_JPEG_QUALITIES = (1, 2, 3)  # JPEG's lowest-rate settings, compared per photograph
@@ -45,9 +50,19 @@ def load_default_pipeline(**kwargs):
     return MaskGITPipeline.from_pretrained(str(DEFAULT_PIPELINE), **kwargs)
 
 
+def load_default_ar_pipeline(**kwargs):
+    """The shipped class-conditional ``AutoregressiveImagePipeline`` (same tokenizer, a LlamaGen GPT)."""
+    from ..pipelines import AutoregressiveImagePipeline
+
+    _check_assets()
+    return AutoregressiveImagePipeline.from_pretrained(str(DEFAULT_AR_PIPELINE), **kwargs)
+
+
 def _check_assets() -> None:
     missing = [str(p) for p in (DEFAULT_PIPELINE / "model_index.json", DEFAULT_TOKENIZER / "model.safetensors",
-                                DEFAULT_PIPELINE / "transformer" / "model.safetensors", HELDOUT_IMAGES) if not p.exists()]
+                                DEFAULT_PIPELINE / "transformer" / "model.safetensors",
+                                DEFAULT_AR_PIPELINE / "model_index.json",
+                                DEFAULT_AR_PIPELINE / "transformer" / "model.safetensors", HELDOUT_IMAGES) if not p.exists()]
     if missing:
         raise FileNotFoundError(f"the default model's files are missing from this installation: {missing}; "
                                 "reinstall vistok (they ship as package data)")
@@ -61,12 +76,15 @@ def eval_commands(output: Path) -> dict[str, str]:
                      f"--grid-images {DEMO_GRID_IMAGES} --output EVAL_DIR",
         "pipeline": f'vistok eval "{DEFAULT_PIPELINE}" --num-images {DEMO_SAMPLES} --grid-images {DEMO_SAMPLES} '
                     "--seed 0 --no-fid --output EVAL_DIR",
+        "ar_pipeline": f'vistok eval "{DEFAULT_AR_PIPELINE}" --num-images {DEMO_SAMPLES} --grid-images {DEMO_SAMPLES} '
+                       "--seed 0 --no-fid --output EVAL_DIR",
     }
 
 
 def run_demo(output: str | os.PathLike = "vistok-demo", *, overwrite: bool = False, progress: bool = True) -> dict:
     """Write into ``output``: ``heldout/`` (the images), ``reconstructions.png``, ``rate_distortion.png``,
-    ``samples.png``, ``demo.json`` (all figures) and the full ``tokenizer/`` and ``pipeline/`` eval reports.
+    ``samples.png`` (MaskGIT), ``samples_ar.png`` (the autoregressive generator), ``demo.json`` (all figures) and the
+    full ``tokenizer/``, ``pipeline/`` and ``ar_pipeline/`` eval reports.
 
     Nothing is written unless the whole demo succeeds."""
     from ..utils.io import atomic_output_dir
@@ -83,10 +101,14 @@ def run_demo(output: str | os.PathLike = "vistok-demo", *, overwrite: bool = Fal
         tokenizer_seconds = time.perf_counter() - start
         pipeline_report = run_eval(DEFAULT_PIPELINE, scratch / "pipeline", num_images=DEMO_SAMPLES, seed=0, fid=False,
                                    grid_images=DEMO_SAMPLES, progress=progress)
-        for name, folder in (("reconstructions.png", "tokenizer"), ("rate_distortion.png", "tokenizer"),
-                             ("samples.png", "pipeline")):
-            shutil.copyfile(scratch / folder / name, scratch / name)
-        summary = _summary(tokenizer_report, pipeline_report)
+        ar_report = run_eval(DEFAULT_AR_PIPELINE, scratch / "ar_pipeline", num_images=DEMO_SAMPLES, seed=0, fid=False,
+                             grid_images=DEMO_SAMPLES, progress=progress)
+        for name, folder, target in (("reconstructions.png", "tokenizer", "reconstructions.png"),
+                                     ("rate_distortion.png", "tokenizer", "rate_distortion.png"),
+                                     ("samples.png", "pipeline", "samples.png"),
+                                     ("samples.png", "ar_pipeline", "samples_ar.png")):
+            shutil.copyfile(scratch / folder / name, scratch / target)
+        summary = _summary(tokenizer_report, pipeline_report, ar_report)
         summary.update(evaluate_per_photograph(heldout))
         summary["seconds"] = {"tokenizer_eval": round(tokenizer_seconds, 2),
                               "total": round(time.perf_counter() - start, 2)}
@@ -95,16 +117,22 @@ def run_demo(output: str | os.PathLike = "vistok-demo", *, overwrite: bool = Fal
     return summary
 
 
-def _summary(tokenizer_report: dict, pipeline_report: dict) -> dict:
+def _samples_summary(folder: Path, report: dict) -> dict:
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    names = config.get("id2label") or {}
+    classes = [names.get(str(c), str(c)) for c in range(int(config["num_classes"]))]
+    return {"pipeline": str(folder), "num_images": report["num_images"],
+            "class_labels": [classes[i % len(classes)] for i in range(report["num_images"])],
+            "images_per_s": report["images_per_s"]}
+
+
+def _summary(tokenizer_report: dict, pipeline_report: dict, ar_report: dict) -> dict:
     rd = tokenizer_report["rate_distortion"]
     by_count = {p["num_tokens"]: p for p in rd["tokenizer"]}
     tokenizer = [{"num_tokens": r["num_tokens"], "bytes_per_image": r["bytes_per_image"], "psnr": r["psnr"],
                   "ssim": r["ssim"], "codebook_usage": r.get("codebook_usage")}
                  for r in tokenizer_report["results"] if r["num_tokens"] in by_count]
     jpeg = rd["dominance"]["jpeg"]
-    pipe = json.loads((DEFAULT_PIPELINE / "transformer" / "config.json").read_text())
-    names = pipe.get("id2label") or {}
-    classes = [names.get(str(c), str(c)) for c in range(int(pipe["num_classes"]))]
     return {
         "tokenizer": str(DEFAULT_TOKENIZER),
         "heldout_images": tokenizer_report["num_images"],
@@ -121,13 +149,13 @@ def _summary(tokenizer_report: dict, pipeline_report: dict) -> dict:
             "by_quality": {p["quality"]: p["beaten_by_num_tokens"] for p in jpeg["points"] if p["beaten_by_num_tokens"]},
         },
         "beats_webp": {"webp_qualities_beaten": rd["dominance"]["webp"]["beaten_qualities"]},
-        "samples": {"pipeline": str(DEFAULT_PIPELINE), "num_images": pipeline_report["num_images"],
-                    "class_labels": [classes[i % len(classes)] for i in range(pipeline_report["num_images"])],
-                    "images_per_s": pipeline_report["images_per_s"]},
+        "samples": _samples_summary(DEFAULT_PIPELINE, pipeline_report),
+        "ar_samples": _samples_summary(DEFAULT_AR_PIPELINE, ar_report),
         "conventions": tokenizer_report["conventions"],
         "files": {"reconstructions": "reconstructions.png", "rate_distortion": "rate_distortion.png",
-                  "samples": "samples.png", "tokenizer_eval": "tokenizer/results.json",
-                  "pipeline_eval": "pipeline/results.json", "heldout_images": "heldout/"},
+                  "samples": "samples.png", "ar_samples": "samples_ar.png", "tokenizer_eval": "tokenizer/results.json",
+                  "pipeline_eval": "pipeline/results.json", "ar_pipeline_eval": "ar_pipeline/results.json",
+                  "heldout_images": "heldout/"},
     }
 
 
@@ -226,7 +254,7 @@ def format_summary(summary: dict, output: str | os.PathLike) -> str:
     photos = sorted({e["photo"] for e in per_photo["photographs"]})
     lines = [f"vistok demo: the default tokenizer ({summary['image_size']} px images, up to {counts[-1]} tokens of "
              f"{summary['codebook_size']} codes) on {summary['heldout_images']} held-out images of {len(photos)} "
-             "photographs it never saw in training, and the generator trained with it", "",
+             "photographs it never saw in training, and the two generators trained with it", "",
              f"{out / files['reconstructions']}",
              f"    each row a whole held-out photograph: 'original' column, then its reconstruction from "
              f"{', '.join(map(str, counts))} tokens (column headings), PSNR in dB on each tile",
@@ -235,11 +263,15 @@ def format_summary(summary: dict, output: str | os.PathLike) -> str:
              "the tokenizer's points are labelled with their token count, JPEG's and WebP's with their quality (q1 = "
              "smallest file)",
              f"{out / files['samples']}",
-             f"    {summary['samples']['num_images']} samples of the class-conditional generator, each captioned with "
-             "its class (a training photograph)",
+             f"    {summary['samples']['num_images']} samples of the class-conditional masked generator (MaskGIT), each "
+             "captioned with its class (a training photograph)",
+             f"{out / files['ar_samples']}",
+             f"    {summary['ar_samples']['num_images']} samples of the class-conditional autoregressive generator "
+             "(LlamaGen), same classes and captions",
              f"{out / 'demo.json'}",
              "    every number: the curves, the per-photograph comparison with JPEG, the `vistok eval` commands that "
-             f"redraw the figures; full reports in {out / files['tokenizer_eval']} and {out / files['pipeline_eval']}",
+             f"redraw the figures; full reports in {out / files['tokenizer_eval']}, {out / files['pipeline_eval']} and "
+             f"{out / files['ar_pipeline_eval']}",
              f"{out / files['heldout_images']}",
              "    the held-out images themselves", ""]
     for row in summary["reconstruction"]:

@@ -3,7 +3,9 @@
 Every photograph ships inside a package on PyPI (scikit-image, scikit-learn, matplotlib), so the
 recipe runs offline once those are installed. The split is by photograph: the held-out photographs
 (ten: a cat, a still life, faces, text, a page, a clock, a cell) never appear in training, in any crop. Training classes are the source
-photographs, which is what the class-conditional generator is conditioned on.
+photographs, which is what the class-conditional generators are conditioned on. ``--whole-fraction`` makes a share of
+each photograph's training crops the whole photograph (the shipped model was trained with none; see the README for
+what a retrain with a quarter of whole photographs measured).
 
     pip install scikit-image scikit-learn matplotlib
     python -m vistok.demo.photos --output data/demo-photos
@@ -146,22 +148,27 @@ def write_heldout(folder: str | os.PathLike, size: int = 64, whole_size: int = W
 
 
 def random_crops(image: PIL.Image.Image, count: int, size: int, rng: np.random.Generator,
-                 min_side: int) -> list[PIL.Image.Image]:
-    """``count`` square crops with side log-uniform in [min_side, shorter edge], resized to ``size``."""
+                 min_side: int, whole_fraction: float = 0.0) -> list[PIL.Image.Image]:
+    """``count`` square crops resized to ``size``: the first ``round(count * whole_fraction)`` span the shorter edge
+    (the whole photograph as the image processor's centre square sees it, at a random offset along the longer
+    edge), the rest have side log-uniform in [min_side, shorter edge]."""
     width, height = image.size
     short = min(width, height)
+    wholes = int(round(count * whole_fraction))
     crops = []
-    for _ in range(count):
-        side = int(round(math.exp(rng.uniform(math.log(min(min_side, short)), math.log(short)))))
+    for i in range(count):
+        side = short if i < wholes else int(round(math.exp(rng.uniform(math.log(min(min_side, short)), math.log(short)))))
         left, top = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
         crops.append(image.crop((left, top, left + side, top + side)).resize((size, size), PIL.Image.BICUBIC))
     return crops
 
 
 def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320, train_size: int = 80,
-                        heldout_size: int = 64, min_side: int = 48, seed: int = 0, overwrite: bool = False) -> dict:
+                        heldout_size: int = 64, min_side: int = 48, whole_fraction: float = 0.0, seed: int = 0,
+                        overwrite: bool = False) -> dict:
     """Write ``output/train/<class>/*.png`` (an imagefolder: labels are the class folders) and
-    ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``."""
+    ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``. ``whole_fraction`` of
+    each photograph's crops are whole photographs (its full shorter edge)."""
     from ..utils.io import atomic_output_dir
 
     rng = np.random.default_rng(seed)
@@ -173,13 +180,13 @@ def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320
             per_photo = [crops_per_class // len(sources) + (i < crops_per_class % len(sources)) for i in range(len(sources))]
             index = 0
             for (package, photo), count in zip(sources, per_photo):
-                for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side):
+                for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side, whole_fraction):
                     crop.save(folder / f"{index:04d}.png")
                     index += 1
             counts[name] = index
         write_heldout(scratch / "heldout", heldout_size)
         recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
-                  "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_whole_size": WHOLE_SIZE,
+                  "whole_fraction": whole_fraction, "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_whole_size": WHOLE_SIZE,
                   "heldout_crop_grids": {name: list(grids) for name, grids in HELDOUT_CROP_GRIDS.items()}}
         (scratch / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
@@ -189,11 +196,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--crops-per-class", type=int, default=320)
+    parser.add_argument("--whole-fraction", type=float, default=0.0,
+                        help="share of each photograph's crops that are the whole photograph (default 0, the shipped model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
     try:
-        recipe = build_photo_dataset(args.output, crops_per_class=args.crops_per_class, seed=args.seed,
+        recipe = build_photo_dataset(args.output, crops_per_class=args.crops_per_class,
+                                     whole_fraction=args.whole_fraction, seed=args.seed,
                                      overwrite=args.overwrite)
     except (ValueError, ImportError) as err:
         raise SystemExit(f"vistok.demo.photos: error: {err}") from err
