@@ -97,6 +97,22 @@ class MaskGenTextMixin:
         return embeds.to(device), pooled.to(device), last
 
 
+    def _prompt_conditions(self, prompt, prompt_embeds, pooled_prompt_embeds, negative_prompt, negative_prompt_embeds,
+                           negative_pooled_prompt_embeds, num_images_per_prompt):
+        """(cond, pooled, uncond, uncond_pooled, last) for every image: the prompts' and negative prompts' text
+        features, each repeated ``num_images_per_prompt`` times."""
+        cond, pooled, last = self._text(prompt, prompt_embeds, pooled_prompt_embeds, "prompt")
+        prompts = cond.shape[0]
+        uncond, uncond_pooled, _ = self._text(negative_prompt, negative_prompt_embeds, negative_pooled_prompt_embeds,
+                                              "negative_prompt", batch=prompts)
+        if uncond.shape[1] != cond.shape[1]:
+            raise ValueError(f"negative_prompt_embeds has {uncond.shape[1]} positions but prompt_embeds {cond.shape[1]}")
+        if num_images_per_prompt > 1:
+            cond, pooled, uncond, uncond_pooled = (t.repeat_interleave(num_images_per_prompt, dim=0)
+                                                   for t in (cond, pooled, uncond, uncond_pooled))
+            last = None if last is None else last.repeat_interleave(num_images_per_prompt, dim=0)
+        return cond, pooled, uncond, uncond_pooled, last
+
 class MaskGenPipeline(MaskGenTextMixin, VistokPipeline):
     """Components: ``image_tokenizer`` (a 1D VQ tokenizer; TA-TiTok decodes with the prompt's CLIP features),
     ``transformer`` (``MaskGenVQTransformer``) and optionally ``text_encoder`` (a transformers
@@ -151,16 +167,9 @@ class MaskGenPipeline(MaskGenTextMixin, VistokPipeline):
         if schedule not in cfg.guidance_schedules:
             raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
 
-        cond, pooled, last = self._text(prompt, prompt_embeds, pooled_prompt_embeds, "prompt")
-        prompts = cond.shape[0]
-        uncond, uncond_pooled, _ = self._text(negative_prompt, negative_prompt_embeds, negative_pooled_prompt_embeds,
-                                              "negative_prompt", batch=prompts)
-        if uncond.shape[1] != cond.shape[1]:
-            raise ValueError(f"negative_prompt_embeds has {uncond.shape[1]} positions but prompt_embeds {cond.shape[1]}")
-        if num_images_per_prompt > 1:
-            cond, pooled, uncond, uncond_pooled = (t.repeat_interleave(num_images_per_prompt, dim=0)
-                                                   for t in (cond, pooled, uncond, uncond_pooled))
-            last = None if last is None else last.repeat_interleave(num_images_per_prompt, dim=0)
+        cond, pooled, uncond, uncond_pooled, last = self._prompt_conditions(
+            prompt, prompt_embeds, pooled_prompt_embeds, negative_prompt, negative_prompt_embeds,
+            negative_pooled_prompt_embeds, num_images_per_prompt)
         device, batch, mask_id = cond.device, cond.shape[0], cfg.mask_token_id
         generator = self.check_generator(generator, batch)
         tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
@@ -305,16 +314,9 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         if schedule not in cfg.guidance_schedules:
             raise ValueError(f"guidance_schedule must be one of {cfg.guidance_schedules}, got {schedule!r}")
 
-        cond, pooled, last = self._text(prompt, prompt_embeds, pooled_prompt_embeds, "prompt")
-        prompts = cond.shape[0]
-        uncond, uncond_pooled, _ = self._text(negative_prompt, negative_prompt_embeds, negative_pooled_prompt_embeds,
-                                              "negative_prompt", batch=prompts)
-        if uncond.shape[1] != cond.shape[1]:
-            raise ValueError(f"negative_prompt_embeds has {uncond.shape[1]} positions but prompt_embeds {cond.shape[1]}")
-        if num_images_per_prompt > 1:
-            cond, pooled, uncond, uncond_pooled = (t.repeat_interleave(num_images_per_prompt, dim=0)
-                                                   for t in (cond, pooled, uncond, uncond_pooled))
-            last = None if last is None else last.repeat_interleave(num_images_per_prompt, dim=0)
+        cond, pooled, uncond, uncond_pooled, last = self._prompt_conditions(
+            prompt, prompt_embeds, pooled_prompt_embeds, negative_prompt, negative_prompt_embeds,
+            negative_pooled_prompt_embeds, num_images_per_prompt)
         device, batch = cond.device, cond.shape[0]
         generator = self.check_generator(generator, batch)
         tensor_inputs = self.check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)

@@ -31,6 +31,26 @@ from ..layers.modulated_transformer import modulate
 from .configuration_maskgen import MaskGenKLConfig, MaskGenVQConfig
 
 
+
+def check_text_condition(cfg, batch: int, encoder_hidden_states, pooled_projections, aesthetic_score, name: str):
+    """The CLIP text condition both MaskGen generators take (checked alike); returns ``pooled_projections`` as
+    ``[B, D]`` (the original passes ``[B, 1, D]``)."""
+    if (not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3
+            or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[2] != cfg.text_hidden_size):
+        raise ValueError(f"encoder_hidden_states must be [{batch}, L, {cfg.text_hidden_size}] (the CLIP text model's "
+                         "penultimate hidden states)")
+    if isinstance(pooled_projections, torch.Tensor) and pooled_projections.ndim == 3 and pooled_projections.shape[1] == 1:
+        pooled_projections = pooled_projections[:, 0]
+    if not isinstance(pooled_projections, torch.Tensor) or tuple(pooled_projections.shape) != (batch, cfg.text_hidden_size):
+        raise ValueError(f"pooled_projections must be [{batch}, {cfg.text_hidden_size}] (the projected pooled CLIP text feature)")
+    if aesthetic_score is not None:
+        if not cfg.micro_condition:
+            raise ValueError(f"this {name} has no aesthetic-score micro-conditioning: aesthetic_score must be None")
+        score = torch.as_tensor(aesthetic_score)
+        if score.ndim > 1 or (score.ndim == 1 and score.shape[0] != batch) or not torch.isfinite(score.float()).all():
+            raise ValueError(f"aesthetic_score must be a finite number or a tensor of shape [{batch}]")
+    return pooled_projections
+
 class MaskGenPreTrainedModel(PreTrainedModel):
     config_class = MaskGenVQConfig
     base_model_prefix = "maskgen"
@@ -147,22 +167,8 @@ class MaskGenVQTransformer(MaskGenPreTrainedModel):
             raise ValueError(f"input_ids must hold 1..{cfg.num_tokens} tokens, got {input_ids.shape[1]}")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) > cfg.mask_token_id):
             raise ValueError(f"input_ids must lie in [0, {cfg.mask_token_id}] (codes and the mask token {cfg.mask_token_id})")
-        batch = input_ids.shape[0]
-        if (not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3
-                or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[2] != cfg.text_hidden_size):
-            raise ValueError(f"encoder_hidden_states must be [{batch}, L, {cfg.text_hidden_size}] (the CLIP text model's "
-                             "penultimate hidden states)")
-        if isinstance(pooled_projections, torch.Tensor) and pooled_projections.ndim == 3 and pooled_projections.shape[1] == 1:
-            pooled_projections = pooled_projections[:, 0]  # the original's [B, 1, D]
-        if not isinstance(pooled_projections, torch.Tensor) or tuple(pooled_projections.shape) != (batch, cfg.text_hidden_size):
-            raise ValueError(f"pooled_projections must be [{batch}, {cfg.text_hidden_size}] (the projected pooled CLIP text feature)")
-        if aesthetic_score is not None:
-            if not cfg.micro_condition:
-                raise ValueError("this MaskGen has no aesthetic-score micro-conditioning: aesthetic_score must be None")
-            score = torch.as_tensor(aesthetic_score)
-            if score.ndim > 1 or (score.ndim == 1 and score.shape[0] != batch) or not torch.isfinite(score.float()).all():
-                raise ValueError(f"aesthetic_score must be a finite number or a tensor of shape [{batch}]")
-        return pooled_projections
+        return check_text_condition(cfg, input_ids.shape[0], encoder_hidden_states, pooled_projections, aesthetic_score,
+                                    "MaskGen")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -556,19 +562,5 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
     def check_inputs(self, latents, mask, encoder_hidden_states, pooled_projections, aesthetic_score):
         cfg = self.config
         mask = self.check_latents(latents, mask)
-        batch = latents.shape[0]
-        if (not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3
-                or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[2] != cfg.text_hidden_size):
-            raise ValueError(f"encoder_hidden_states must be [{batch}, L, {cfg.text_hidden_size}] (the CLIP text model's "
-                             "penultimate hidden states)")
-        if isinstance(pooled_projections, torch.Tensor) and pooled_projections.ndim == 3 and pooled_projections.shape[1] == 1:
-            pooled_projections = pooled_projections[:, 0]  # the original's [B, 1, D]
-        if not isinstance(pooled_projections, torch.Tensor) or tuple(pooled_projections.shape) != (batch, cfg.text_hidden_size):
-            raise ValueError(f"pooled_projections must be [{batch}, {cfg.text_hidden_size}] (the projected pooled CLIP text feature)")
-        if aesthetic_score is not None:
-            if not cfg.micro_condition:
-                raise ValueError("this MaskGen-KL has no aesthetic-score micro-conditioning: aesthetic_score must be None")
-            score = torch.as_tensor(aesthetic_score)
-            if score.ndim > 1 or (score.ndim == 1 and score.shape[0] != batch) or not torch.isfinite(score.float()).all():
-                raise ValueError(f"aesthetic_score must be a finite number or a tensor of shape [{batch}]")
-        return mask, pooled_projections
+        return mask, check_text_condition(cfg, latents.shape[0], encoder_hidden_states, pooled_projections,
+                                          aesthetic_score, "MaskGen-KL")
