@@ -64,3 +64,16 @@ def run_child(script: str, args: list[str], timeout: float, env: dict | None = N
         reason = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
         return {"error": f"{reason}: {' | '.join(tail)[-400:]}"}
     return json.loads(lines[-1])
+
+
+def fused_kernels_active(model) -> dict:
+    """Which of VAR's optional fused kernels (flash-attn, xformers, fused add+LayerNorm, fused MLP) a VAR-style
+    original (VAR, STAR) actually uses: how many modules hold each. Its constructor turns them on only when the
+    package imports; flash-attn also only runs on non-fp32 inputs (the original's own condition)."""
+    counts = {"flash_attn": 0, "xformers": 0, "fused_add_norm": 0, "fused_mlp": 0}
+    for module in model.modules():
+        counts["flash_attn"] += bool(getattr(module, "using_flash", False))
+        counts["xformers"] += bool(getattr(module, "using_xform", False))
+        counts["fused_add_norm"] += getattr(module, "fused_add_norm_fn", None) is not None
+        counts["fused_mlp"] += getattr(module, "fused_mlp_func", None) is not None
+    return counts

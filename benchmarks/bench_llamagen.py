@@ -15,9 +15,12 @@ called). Every timed call of both uses the same seed (vistok: ``generator=``; or
 
 * throughput: one process builds both, warms each up, then times ``--repeats`` calls with the two
   interleaved (alternating which goes first); median -> tokens/s and images/s;
-* compile: a second process does the same with ``sample_tokens(compile=True)`` (vistok's decode step
-  through ``torch.compile(dynamic=False)``) against the eager original; the first call (compilation)
-  is reported separately from the steady state;
+* ``--precision bf16``: both in bfloat16 the way sample_c2i.py's ``--precision bf16`` runs the original (the model
+  cast to bf16; its KV cache takes the weights' dtype); vistok's transformer cast the same way. Token ids then differ
+  between the two by rounding, so the JSON reports their agreement instead of requiring equality;
+* ``--part compile`` compiles BOTH: vistok's decode step (``sample_tokens(compile=True)``) against the original
+  compiled the way sample_c2i.py ``--compile`` does (``torch.compile(model, mode="reduce-overhead",
+  fullgraph=True)``); the first call (compilation) is reported separately from the steady state;
 * peak memory: a fresh process per implementation builds only it, runs one short warm-up call,
   resets the kernel's RSS high-water mark and reports the peak above the RSS before one full call
   (KV cache, activations and workspace; weights excluded).
@@ -53,7 +56,7 @@ SETTINGS = dict(guidance_scale=4.0, cfg_interval=-1, temperature=1.0, top_k=2000
 WEIGHTS_SEED = 256
 
 
-def _build(upstream: Path, impls: tuple[str, ...], device: str = "cpu"):
+def _build(upstream: Path, impls: tuple[str, ...], device: str = "cpu", dtype=None):
     """(original or None, vistok pipeline or None) on the same random weights."""
     import warnings
 
@@ -77,9 +80,11 @@ def _build(upstream: Path, impls: tuple[str, ...], device: str = "cpu"):
         tokenizer = LlamaGenVQModel(LlamaGenVQConfig(image_size=32, codebook_size=16384, hidden_channels=32,
                                                      encoder_channel_mult=[1, 1], z_channels=32)).eval()
         pipe = AutoregressiveImagePipeline(image_tokenizer=tokenizer, transformer=transformer).to(device)
+        if dtype is not None:
+            pipe.transformer.to(dtype)
         pipe.set_progress_bar_config(disable=True)
     if "original" in impls:
-        original = original.to(device)
+        original = original.to(device=device, dtype=dtype)  # sample_c2i.py: .to(device=device, dtype=precision)
     else:
         original = None
     import gc
@@ -107,7 +112,7 @@ def _run(impl: str, original, pipe, batch: int, seed: int, num_tokens: int = 256
                             temperature=SETTINGS["temperature"], top_k=SETTINGS["top_k"], top_p=SETTINGS["top_p"],
                             sample_logits=True).long()
         gen = torch.Generator(device=device).manual_seed(seed)
-        if num_tokens < 256:  # a short call (warm-up): stop after num_tokens tokens
+        if num_tokens < 256:  # a short call (warm-up, --tokens): stop after num_tokens tokens
             return pipe._generate({"class_labels": labels}, labels.shape[0], None, pipe._settings(**SETTINGS), gen, True,
                                   compile, num_tokens=num_tokens)
         return pipe.sample_tokens(labels.tolist(), generator=gen, compile=compile, **SETTINGS).flatten(1)
@@ -129,43 +134,56 @@ def _timed(fn, device="cpu"):
     return time.perf_counter() - start, time.process_time() - start_cpu, out
 
 
-def worker_time(upstream: Path, batch: int, repeats: int, compiled: bool, device: str = "cpu") -> dict:
+def worker_time(upstream: Path, batch: int, repeats: int, compiled: bool, device: str = "cpu", dtype=None,
+                tokens: int = 256) -> dict:
     import torch
 
     if device == "cpu":
         torch.set_num_threads(NUM_THREADS)
     t0 = time.perf_counter()
-    original, pipe = _build(upstream, ("original", "vistok"), device)
+    original, pipe = _build(upstream, ("original", "vistok"), device, dtype)
     out = {"build_s": round(time.perf_counter() - t0, 1)}
     name = "vistok-compile" if compiled else "vistok"
-    # warm-up (oneDNN primitive caches, allocator; compilation of the decode step): 8 tokens each
-    wall, _, _ = _timed(lambda: _run("vistok", original, pipe, batch, 0, num_tokens=8, compile=compiled, device=device), device)
-    out["warmup_s (8 tokens" + (", compilation included)" if compiled else ")")] = round(wall, 2)
-    _run("original", original, pipe, batch, 0, num_tokens=8, device=device)
-    times = {name: [], "original": []}
-    cpu = {name: [], "original": []}
-    equal, loads = [], []
+    original_name = "original-compile" if compiled else "original"
+    if compiled:  # as sample_c2i.py --compile
+        original = torch.compile(original, mode="reduce-overhead", fullgraph=True)
+    # warm-up (oneDNN primitive caches, allocator; compilation of the decode step and the prefill)
+    warm = min(tokens, 8) if not compiled else tokens
+    wall, _, _ = _timed(lambda: _run("vistok", original, pipe, batch, 0, num_tokens=warm, compile=compiled, device=device), device)
+    out[f"warmup_s ({warm} tokens" + (", compilation included)" if compiled else ")")] = {"vistok": round(wall, 2)}
+    wall, _, _ = _timed(lambda: _run("original", original, pipe, batch, 0, num_tokens=warm, device=device), device)
+    out[f"warmup_s ({warm} tokens" + (", compilation included)" if compiled else ")")]["original"] = round(wall, 2)
+    times = {name: [], original_name: []}
+    cpu = {name: [], original_name: []}
+    equal, agreement, loads = [], [], []
     for r in range(repeats):
-        order = ("original", name) if r % 2 == 0 else (name, "original")
+        order = (original_name, name) if r % 2 == 0 else (name, original_name)
         ids = {}
         for impl in order:
-            wall, load, ids[impl] = _timed(lambda impl=impl: _run("original" if impl == "original" else "vistok", original, pipe,
-                                                                   batch, 100 + r, compile=compiled, device=device), device)
+            wall, load, ids[impl] = _timed(lambda impl=impl: _run("original" if impl == original_name else "vistok", original, pipe,
+                                                                   batch, 100 + r, num_tokens=tokens, compile=compiled,
+                                                                   device=device), device)
             times[impl].append(round(wall, 3))
             cpu[impl].append(round(load, 2))
-        equal.append(bool(torch.equal(ids[name].cpu(), ids["original"].cpu())))
+        a, b = ids[name].cpu().reshape(batch, -1), ids[original_name].cpu().reshape(batch, -1)
+        equal.append(bool(torch.equal(a, b)))
+        agreement.append(round(float((a == b).float().mean()), 4))
         loads.append(round(os.getloadavg()[0], 2))
     medians = {k: statistics.median(v) for k, v in times.items()}
+    # the ratio per interleaved pair, then its median (the issue's like-with-like rule)
+    pair_ratios = [round(o / v, 3) for o, v in zip(times[original_name], times[name])]
     out.update({
-        "batch": batch, "tokens_per_image": 256, "seconds": times, "cpu_seconds": cpu,
+        "batch": batch, "tokens_per_image": tokens, "dtype": str(dtype or torch.float32).replace("torch.", ""),
+        "pair_ratios_original_over_vistok": pair_ratios, "median_pair_ratio": statistics.median(pair_ratios),
+        "token_agreement_every_call": agreement, "seconds": times, "cpu_seconds": cpu,
         "cpu_seconds_per_wall_second": {k: [round(c / w, 2) for c, w in zip(cpu[k], times[k])] for k in times},
         "token_ids_equal_every_call": all(equal), "load_average_1min_after_each_pair": loads,
         "median_s": {k: round(v, 3) for k, v in medians.items()},
         "images_per_s": {k: round(batch / v, 3) for k, v in medians.items()},
-        "tokens_per_s": {k: round(batch * 256 / v, 1) for k, v in medians.items()},
-        "speedup_vs_original": round(medians["original"] / medians[name], 3),
+        "tokens_per_s": {k: round(batch * tokens / v, 1) for k, v in medians.items()},
+        "speedup_vs_original": round(medians[original_name] / medians[name], 3),
         # on a shared machine the CPU time a call consumed is steadier than its wall time
-        "cpu_time_ratio_original_over_vistok": round(statistics.median(cpu["original"]) / statistics.median(cpu[name]), 3),
+        "cpu_time_ratio_original_over_vistok": round(statistics.median(cpu[original_name]) / statistics.median(cpu[name]), 3),
     })
     return out
 
@@ -208,40 +226,49 @@ def main() -> None:
     parser.add_argument("--part", choices=["eager", "memory", "compile"], default="eager",
                         help="what to measure in this run (each merges into --out)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: both cast to bfloat16 as sample_c2i.py --precision bf16 (results under <part>_bf16)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per timed call (a smoke run: fewer than 256)")
     parser.add_argument("--out", type=Path, help=f"default {DEFAULT_OUT} (llamagen_cuda.json with --device cuda)")
     parser.add_argument("--worker", choices=["time", "time-compile", "memory-vistok", "memory-original"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out = args.out or (DEFAULT_OUT if args.device == "cpu" else DEFAULT_OUT.with_name("llamagen_cuda.json"))
     if args.worker:
         if args.worker.startswith("time"):
-            result = worker_time(args.upstream, args.batch, args.repeats, args.worker == "time-compile", args.device)
+            import torch
+
+            dtype = torch.bfloat16 if args.precision == "bf16" else None
+            result = worker_time(args.upstream, args.batch, args.repeats, args.worker == "time-compile", args.device, dtype,
+                                 args.tokens)
         else:
             result = worker_memory(args.upstream, args.worker.split("-")[1], args.batch, args.device)
         print(json.dumps(result))
         return
 
-    common = ["--upstream", str(args.upstream), "--batch", str(args.batch), "--repeats", str(args.repeats), "--device", args.device]
+    common = ["--upstream", str(args.upstream), "--batch", str(args.batch), "--repeats", str(args.repeats), "--device", args.device,
+              "--precision", args.precision, "--tokens", str(args.tokens)]
+    key = args.part if args.precision == "fp32" else f"{args.part}_{args.precision}"
     env = {"PYTHONPATH": str(REPO_ROOT / "src")}
     # each part is one run of a few minutes; parts merge into the same JSON
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({
         "benchmark": "LlamaGen GPT-B c2i 256 px token sampling, vistok AutoregressiveImagePipeline.sample_tokens vs original generate",
         "machine": machine_info(), "device": args.device, "versions": versions("torch", "transformers", "diffusers"), "threads": NUM_THREADS if args.device == "cpu" else None,
-        "dtype": "float32", "settings": SETTINGS, "goal": f"vistok eager >= {GOAL_RATIO}x the original's images/s",
+        "dtype": "float32 unless a part's key ends in _bf16", "settings": SETTINGS, "goal": f"vistok eager >= {GOAL_RATIO}x the original's images/s",
     })
     if args.part == "eager":
         # every eager run is kept (runs on a shared machine vary); "eager" is the latest
-        runs = result.setdefault("eager_runs", [result["eager"]] if "eager" in result else [])
-        result["eager"] = run_child(__file__, [*common, "--worker", "time"], timeout=1800, env=env)
-        runs.append(result["eager"])
-        print(json.dumps(result["eager"]), flush=True)
+        runs = result.setdefault(f"{key}_runs", [result[key]] if key in result else [])
+        result[key] = run_child(__file__, [*common, "--worker", "time"], timeout=1800, env=env)
+        runs.append(result[key])
+        print(json.dumps(result[key]), flush=True)
     elif args.part == "memory":
-        result["memory"] = [run_child(__file__, [*common, "--worker", f"memory-{impl}"], timeout=900, env=env)
-                            for impl in ("vistok", "original")]
-        print(json.dumps(result["memory"]), flush=True)
+        result[key] = [run_child(__file__, [*common, "--worker", f"memory-{impl}"], timeout=900, env=env)
+                       for impl in ("vistok", "original")]
+        print(json.dumps(result[key]), flush=True)
     else:
-        result["compile"] = run_child(__file__, [*common, "--worker", "time-compile"], timeout=1800, env=env)
-        print(json.dumps(result["compile"]), flush=True)
+        result[key] = run_child(__file__, [*common, "--worker", "time-compile"], timeout=1800, env=env)
+        print(json.dumps(result[key]), flush=True)
     speedup = result.get("eager", {}).get("speedup_vs_original")
     result["goal_met"] = bool(speedup is not None and speedup >= GOAL_RATIO and result["eager"].get("token_ids_equal_every_call"))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import fused_kernels_active, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "star_cpu.json"
@@ -91,7 +91,7 @@ def _build(upstream: Path, impls: tuple[str, ...]):
         vae = models.VQVAE(vocab_size=4096, z_channels=32, ch=160, test_mode=True, share_quant_resi=4, v_patch_nums=PATCH_NUMS)
         var = models.VAR(vae_local=vae, depth=DEPTH, embed_dim=64 * DEPTH, num_heads=DEPTH, drop_path_rate=0.1 * DEPTH / 24,
                          norm_eps=1e-6, shared_aln=False, attn_l2_norm=True, enable_cross=True, in_dim_cross=1024,
-                         patch_nums=PATCH_NUMS, flash_if_available=False, fused_if_available=False, rotary_pos_emb=True,
+                         patch_nums=PATCH_NUMS, flash_if_available=DEVICE != "cpu", fused_if_available=DEVICE != "cpu", rotary_pos_emb=True,
                          absolute_lvl_emb=True, rope_theta=10000, rope_norm=64.0, enable_logit_norm=True,
                          enable_adaptive_norm=False, train_mode="none")
         var.init_weights(init_adaln=0.5, init_adaln_gamma=5e-5, init_head=0.02, init_std=-1)
@@ -184,6 +184,8 @@ def _worker_time(upstream: Path, batch: int, repeats: int) -> dict:
     t0 = time.perf_counter()
     original, pipe, recorded, codebook = _build(upstream, ("original", "vistok"))
     out = {"build_s": round(time.perf_counter() - t0, 1), "batch": batch}
+    # the original runs with the fused kernels its constructor finds (requested on CUDA, as its own scripts do)
+    out["original_fused_kernels_active"] = fused_kernels_active(original)
     for impl in ("original", "vistok"):
         _run(impl, original, pipe, recorded, codebook, batch, seed=999)
     impls = ("original", "vistok")

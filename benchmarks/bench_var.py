@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import fused_kernels_active, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "var_cpu.json"
@@ -91,7 +91,7 @@ def _build(upstream: Path, impls: tuple[str, ...]):
     with contextlib.redirect_stdout(io.StringIO()):  # the constructor and init_weights print
         var = models.VAR(vae_local=vae, num_classes=1000, depth=DEPTH, embed_dim=64 * DEPTH, num_heads=DEPTH,
                          drop_path_rate=0.1 * DEPTH / 24, norm_eps=1e-6, shared_aln=False, cond_drop_rate=0.1,
-                         attn_l2_norm=True, flash_if_available=False, fused_if_available=False)
+                         attn_l2_norm=True, flash_if_available=DEVICE != "cpu", fused_if_available=DEVICE != "cpu")
         var.init_weights(init_adaln=0.5, init_adaln_gamma=1e-5, init_head=0.02, init_std=-1)
     vae.to(DEVICE).eval(), var.to(DEVICE).eval()
     pipe = None
@@ -162,6 +162,8 @@ def _worker_time(upstream: Path, batch: int, repeats: int, compiled: bool) -> di
     t0 = time.perf_counter()
     original, pipe, recorded = _build(upstream, ("original", "vistok"))
     out = {"build_s": round(time.perf_counter() - t0, 1), "batch": batch}
+    # the original runs with the fused kernels its constructor finds (requested on CUDA, as its own scripts do)
+    out["original_fused_kernels_active"] = fused_kernels_active(original)
     name = "vistok-compile" if compiled else "vistok"
     if compiled:
         try:

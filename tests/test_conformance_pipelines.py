@@ -32,6 +32,9 @@ CALLBACK_TENSORS = {"maskgen_kl": ("latents", "mask")}
 CONTINUOUS = {"maskgen_kl"}
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_checks.sh)")
+
+
 def same(name: str, a: torch.Tensor, b: torch.Tensor) -> bool:
     if name not in CONTINUOUS:
         return torch.equal(a, b)
@@ -359,6 +362,52 @@ class TestPipelineConformance:
         g = lambda: torch.Generator().manual_seed(12)  # noqa: E731
         assert same(name, pipe(**inputs(1), generator=g(), output_type="latent").images,
                            again(**inputs(1), generator=g(), output_type="latent").images)
+
+    # diffusers' accelerator checks (test_to_device, test_float16_inference, test_model_cpu_offload_forward_pass): they
+    # run where CUDA is (benchmarks/gpu_checks.sh runs them on a lent GPU) and are skipped elsewhere
+    @CUDA
+    def test_to_cuda_generates_on_the_device(self, case):
+        """``pipe.to("cuda")`` moves every component; inputs given on the CPU are moved by the pipeline; images come
+        back as fp32 in [0, 1] with the CPU run's shape; the same CUDA generator seed gives the same sample."""
+        import copy
+
+        name, pipe, inputs = case
+        cuda = copy.deepcopy(pipe).to("cuda")
+        modules = [c for c in cuda.components.values() if isinstance(c, torch.nn.Module)]
+        assert all(p.device.type == "cuda" for m in modules for p in m.parameters())
+        g = lambda: torch.Generator("cuda").manual_seed(4)  # noqa: E731
+        images = cuda(**inputs(2), generator=g(), output_type="pt").images
+        expected = pipe(**inputs(2), generator=torch.Generator().manual_seed(4), output_type="pt").images
+        assert images.shape == expected.shape and images.dtype == torch.float32 and torch.isfinite(images).all()
+        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+        assert same(name, cuda(**inputs(2), generator=g(), output_type="latent").images,
+                    cuda(**inputs(2), generator=g(), output_type="latent").images)
+
+    @CUDA
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_half_precision_on_cuda(self, case, dtype):
+        """``pipe.to("cuda", dtype)`` (diffusers' test_float16_inference): every component follows and the images are
+        finite fp32 in [0, 1]. (Token samples of a random model differ from fp32's by rounding, so they are not compared.)"""
+        import copy
+
+        _, pipe, inputs = case
+        low = copy.deepcopy(pipe).to("cuda", dtype)
+        assert all(c.dtype == dtype for c in low.components.values() if isinstance(c, torch.nn.Module))
+        images = low(**inputs(2), generator=torch.Generator("cuda").manual_seed(0), output_type="pt").images
+        assert images.dtype == torch.float32 and torch.isfinite(images).all()
+        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+    @CUDA
+    def test_model_cpu_offload_to_cuda_gives_the_same_samples(self, case):
+        """``enable_model_cpu_offload(device="cuda")`` computes on the GPU what ``pipe.to("cuda")`` computes."""
+        import copy
+
+        name, pipe, inputs = case
+        offloaded, cuda = copy.deepcopy(pipe), copy.deepcopy(pipe).to("cuda")
+        offloaded.enable_model_cpu_offload(device="cuda")
+        g = lambda: torch.Generator("cuda").manual_seed(8)  # noqa: E731
+        assert same(name, cuda(**inputs(1), generator=g(), output_type="latent").images.cpu(),
+                    offloaded(**inputs(1), generator=g(), output_type="latent").images.cpu())
 
 
 def test_every_pipeline_class_is_checked():

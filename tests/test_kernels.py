@@ -101,3 +101,40 @@ def test_bad_shapes():
         nearest_code(torch.zeros(3, 4), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="empty"):
         nearest_code(torch.zeros(3, 4), torch.zeros(0, 4))
+
+
+# The Triton kernels compiled for a real GPU (benchmarks/gpu_checks.sh runs these on a lent one with
+# TRITON_INTERPRET=0); skipped where there is no CUDA.
+CUDA = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1" or not triton_available(),
+                          reason="needs a CUDA GPU, triton and TRITON_INTERPRET=0 (benchmarks/gpu_checks.sh)")
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m,k,d", [(0, 5, 8), (1, 1, 1), (1000, 4096, 8), (2048, 16384, 12), (777, 1000, 64), (5000, 300, 17)])
+def test_triton_nearest_code_on_cuda(m, k, d, dtype):
+    g = torch.Generator().manual_seed(m + k + d)
+    z, codebook = torch.randn(m, d, generator=g).to(dtype), torch.randn(k, d, generator=g).to(dtype)
+    assert kernel_backend(z.cuda()) == "triton"
+    indices = nearest_code(z.cuda(), codebook.cuda(), backend="triton")
+    assert indices.device.type == "cuda" and indices.dtype == torch.long and indices.shape == (m,)
+    assert_nearest(z.float(), codebook.float(), indices.cpu())
+
+
+@CUDA
+def test_triton_ties_and_ema_on_cuda():
+    codebook = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).repeat(40, 1).cuda()
+    z = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]).cuda()
+    assert nearest_code(z, codebook, backend="triton").tolist() == [0, 1, 0]
+    g = torch.Generator().manual_seed(0)
+    m, k, d = 3000, 500, 16
+    z, indices = torch.randn(m, d, generator=g), torch.randint(0, k, (m,), generator=g)
+    cluster, sums = torch.rand(k, generator=g), torch.randn(k, d, generator=g)
+    one_hot = torch.nn.functional.one_hot(indices, k).double()
+    expected_cluster = cluster.double() * 0.9 + 0.1 * one_hot.sum(0)
+    expected_sums = sums.double() * 0.9 + 0.1 * (one_hot.T @ z.double())
+    cluster, sums = cluster.cuda(), sums.cuda()
+    ema_codebook_update(cluster, sums, z.cuda(), indices.cuda(), 0.9, backend="triton")
+    # fp32 atomics add in any order: a sum of at most m terms of |z| <~ 5 rounds within m * 2^-24 * 5 relative
+    torch.testing.assert_close(cluster.cpu().double(), expected_cluster, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(sums.cpu().double(), expected_sums, atol=m * 2**-24 * 5, rtol=1e-6)
