@@ -2,7 +2,9 @@
 "maskgen/", ``maskgen_kl.*``): the original checkpoint is rebuilt from the fixture's seed and key list, converted with
 ``vistok convert maskgen-kl`` beside a tiny TA-TiTok KL tokenizer, and compared with what the original computed on
 CPU: the transformer's per-token conditions, the diffusion head and its training loss within the float32
-tolerances, and seeded ``sample_tokens`` runs equal given the same generation orders and torch seed."""
+tolerances, seeded ``sample_tokens`` runs equal given the same generation orders and torch seed, and one original
+training step (loss and gradients) equal to ``vistok train generator``'s objective; then a tiny training run that
+exports, samples and resumes."""
 
 from __future__ import annotations
 
@@ -355,7 +357,8 @@ def test_maskgen_kl_trains_on_captions_exports_and_resumes(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     images = pipe(prompt=["a red car"], generator=torch.Generator().manual_seed(0), output_type="np").images
     assert images.shape == (1, 16, 16, 3) and np.isfinite(images).all()
-    assert "vistok train generator" in (final / "README.md").read_text()
+    card = (final / "README.md").read_text()
+    assert "vistok train generator" in card and 'pipe(prompt=["a red car"]' in card and "MaskGenKLPipeline" in card
 
     AcceleratorState._reset_state(True)
     GeneratorTrainer(config(tmp_path / "cut", 2)).train()
