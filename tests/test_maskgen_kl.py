@@ -2,7 +2,9 @@
 "maskgen/", ``maskgen_kl.*``): the original checkpoint is rebuilt from the fixture's seed and key list, converted with
 ``vistok convert maskgen-kl`` beside a tiny TA-TiTok KL tokenizer, and compared with what the original computed on
 CPU: the transformer's per-token conditions, the diffusion head and its training loss within the float32
-tolerances, and seeded ``sample_tokens`` runs equal given the same generation orders and torch seed."""
+tolerances, seeded ``sample_tokens`` runs equal given the same generation orders and torch seed, and one original
+training step (loss and gradients) equal to ``vistok train generator``'s objective; then a tiny training run that
+exports, samples and resumes."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from vistok.modeling.maskgen.modeling_maskgen import respaced_timesteps
 from vistok.modeling.titok import TiTokConfig, TiTokModel
 from vistok.pipelines import MaskGenKLPipeline
 from _random_weights import random_state_dict
-from _tolerances import assert_matches_original
+from _tolerances import assert_close_to_fp32_fixture, assert_matches_original, float64_copy, rounding_error
 from test_maskgen import TEXT_DIM, TEXT_LENGTH, tiny_clip
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgen"
@@ -244,3 +246,135 @@ def test_release_checkpoint_layout_converts():
     with torch.device("meta"):
         ours = {k: tuple(v.shape) for k, v in MaskGenKLTransformer(cfg).state_dict().items()}
     assert ours == {k: tuple(v.shape) for k, v in state.items()}
+
+
+class RecordedText:
+    """The text side of a MaskGenKLPipeline for the training objective: ``encode_prompt`` returns the fixture's CLIP
+    features per caption ("" -> the empty prompt's), as the fixture script's lookup stands in for the original's
+    ``open_clip_text_encoding`` (no CLIP model on either side)."""
+
+    def __init__(self, captions, e):
+        text, pooled = e["train_encoder_hidden_states"], e["train_pooled_projections"][:, 0]
+        self.rows = {c: (text[i], pooled[i]) for i, c in enumerate(captions)}
+        self.rows[""] = (e["null_encoder_hidden_states"][0], e["null_pooled_projections"][0, 0])
+
+    def encode_prompt(self, prompts):
+        from vistok.modeling.layers.clip_text import CLIPTextFeatures
+
+        rows = [self.rows[p] for p in prompts]
+        return CLIPTextFeatures(last_hidden_state=None, penultimate_hidden_state=torch.stack([r[0] for r in rows]),
+                                pooled=torch.stack([r[1] for r in rows]))
+
+
+def test_training_step_loss_and_gradients_match_original(converted, monkeypatch):
+    """The objective ``vistok train generator`` runs for MaskGen-KL against one original training step
+    (``preprocess_condition`` + ``MaskGen_KL.forward`` in train mode, fixture ``training_step``): the same posterior
+    parameters, captions (one dropped for guidance under the seed), generation orders and torch seed give the same
+    mask, the same diffusion loss and the same gradients."""
+    from vistok.modeling.maskgen import training_maskgen
+
+    step, e = META["training_step"], EXPECTED
+    model = AutoModel.from_pretrained(converted[2] / "pipe" / "transformer")
+    model.config.text_drop_prob = step["text_drop_prob"]
+    assert model.config.sampling_defaults["aesthetic_score"] == step["aesthetic_score"]  # the micro-condition used
+    model.train()
+    n, c = model.config.num_tokens, model.config.token_dim
+    # the original's pretokenized rows are [2C, 1, n] (mean channels, then log-variance); vistok's posterior is
+    # tokens-first [B, n, 2C], as TiTokModel.encode gives latent_mean / latent_logvar
+    posterior = e["train_posterior"].reshape(step["batch"], 2 * c, n).transpose(1, 2)
+    text = RecordedText(step["captions"], e)
+    masks = []
+    batch_random_mask = training_maskgen.batch_random_mask
+    monkeypatch.setattr(training_maskgen, "batch_random_mask", lambda *a: masks.append(batch_random_mask(*a)) or masks[-1])
+    drawn = []
+    monkeypatch.setattr(text, "encode_prompt", lambda p, f=text.encode_prompt: drawn.append(list(p)) or f(p))
+
+    def loss_of(m):
+        torch.manual_seed(step["torch_seed"])
+        return training_maskgen.diffusion_text_objective(m, None, posterior, text, step["captions"], None,
+                                                         orders=e["train_orders"]).reshape(1)
+
+    assert_matches_original(model, loss_of, e["train_loss"], "training-step loss")
+    assert torch.equal(masks[0], e["train_mask"].bool()) and int(masks[0].sum(1)[0]) < n
+    assert drawn[0] == ["", *step["captions"][1:]]  # the seeded caption dropout
+    loss = loss_of(model)
+    loss.backward()
+    grads = {"z_proj": (model.z_proj.weight.grad, e["train_z_proj_grad"]),
+             "diffusion head output": (model.diffusion_head.final_layer.linear.weight.grad, e["train_head_out_grad"])}
+    reference = float64_copy(model)
+    loss_of(reference).backward()
+    for what, (ours, expected) in grads.items():
+        ref = reference.z_proj.weight.grad if what == "z_proj" else reference.diffusion_head.final_layer.linear.weight.grad
+        assert_close_to_fp32_fixture(ours, expected, rounding_error(ours, ref), f"{what} gradient")
+
+
+def test_maskgen_kl_trains_on_captions_exports_and_resumes(tmp_path):
+    """``vistok train generator`` with ``model.family: maskgen-kl`` on a tiny caption dataset through the frozen TA-TiTok
+    KL tokenizer and CLIP text tower: the exported folder loads as a MaskGenKLPipeline that samples from a prompt,
+    and a run stopped at step 2 and resumed from its checkpoint ends with the weights of the uninterrupted run."""
+    import numpy as np
+    import PIL.Image
+    from accelerate.state import AcceleratorState
+
+    from vistok import VistokImageProcessor
+    from vistok.training import load_train_config
+    from vistok.training.generator import GeneratorTrainer
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "captioned"
+    data.mkdir()
+    lines = []
+    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
+        PIL.Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
+    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    tokenizer = tiny_ta_titok_kl(tmp_path / "tatitok")
+    VistokImageProcessor.from_model_config(TiTokConfig.from_pretrained(tokenizer)).save_pretrained(tokenizer)
+    clip = tiny_clip(tmp_path / "clip")
+
+    def config(out, max_steps, **training):
+        return load_train_config("generator", overrides={
+            "model": {"family": "maskgen-kl", "config": dict(
+                hidden_size=32, num_hidden_layers=2, num_attention_heads=2, text_hidden_size=TEXT_DIM,
+                micro_condition_embed_dim=8, diffusion_head_width=16, diffusion_head_depth=1, text_drop_prob=0.5,
+                sampling_defaults={"num_inference_steps": 2, "num_diffusion_steps": 3})},
+            "data": {"dataset": str(data), "label_column": None, "caption_column": "text"},
+            "training": {"output_dir": str(out), "batch_size": 2, "max_steps": max_steps, "log_every": 1,
+                         "image_every": 3, "learning_rate": 1e-3, **training},
+            "loss": {"tokenizer": str(tokenizer), "text_encoder": str(clip)}})
+
+    AcceleratorState._reset_state(True)
+    trainer = GeneratorTrainer(config(tmp_path / "kl", 3))
+    summary = trainer.train()
+    cfg = trainer.accelerator.unwrap_model(trainer.model).config
+    assert (cfg.token_dim, cfg.num_tokens) == (4, 8) and summary["step"] == 3
+    records = [json.loads(line) for line in (tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in records)
+    assert "token_accuracy" not in records[0]  # a diffusion loss: no logits
+    assert (tmp_path / "kl" / "images" / "step-0000003.png").is_file()
+    final = tmp_path / "kl" / "final"
+    pipe = MaskGenKLPipeline.from_pretrained(final)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(prompt=["a red car"], generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (1, 16, 16, 3) and np.isfinite(images).all()
+    card = (final / "README.md").read_text()
+    assert "vistok train generator" in card and 'pipe(prompt=["a red car"]' in card and "MaskGenKLPipeline" in card
+
+    AcceleratorState._reset_state(True)
+    GeneratorTrainer(config(tmp_path / "cut", 2)).train()
+    AcceleratorState._reset_state(True)
+    resumed = GeneratorTrainer(config(tmp_path / "cut", 3, resume_from_checkpoint="latest")).train()
+    assert resumed["start_step"] == 2 and resumed["step"] == 3
+    a = load_file(str(final / "transformer" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "final" / "transformer" / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    AcceleratorState._reset_state(True)
+
+    # a data.token_column of ids is refused (vistok tokenize writes ids; this generator reads the KL posterior)
+    refused = config(tmp_path / "ids", 1)
+    refused.data.token_column = "token_ids"
+    trainer = GeneratorTrainer(refused)
+    trainer.dataset = None
+    with pytest.raises(ValueError, match="continuous tokens: it trains on images through loss.tokenizer"):
+        trainer.build_models()
+    AcceleratorState._reset_state(True)

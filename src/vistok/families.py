@@ -50,7 +50,9 @@ class GeneratorSpec:
     takes_token_prefix: bool = False  # trains on a prefix of a longer (variable-length 1D) token sequence
     needs_tokenizer: bool = False  # the objective itself uses the tokenizer (not only to make tokens)
     # text-conditional training: ``text_objective(model, tokenizer, tokens, text_pipeline, captions, loss_config) ->
-    # (logits [n, V], targets [n])`` (None: the next-token objective on left-padded T5 features, LlamaGen t2i), and
+    # (logits [n, V], targets [n])``, or the loss itself for a continuous-token generator (token_layouts
+    # ("continuous",): ``tokens`` are then the KL tokenizer's posterior [B, n, 2C]) (None: the next-token objective
+    # on left-padded T5 features, LlamaGen t2i), and
     # the transformers class of the frozen text encoder that ``loss.text_encoder`` names
     text_objective: Callable | None = None
     text_encoder_class: str = "T5EncoderModel"

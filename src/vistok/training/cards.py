@@ -52,11 +52,17 @@ def render_training_card(trainer, model_config) -> str:
         processes=acc.num_processes,
         accumulation=config.training.gradient_accumulation_steps,
         final_loss=f"{last['loss']:.4f} (step {last['step']})" if "loss" in last else "not logged",
-        usage=_USAGE[trainer.kind].replace("PATH", str(trainer.output_dir / "final")).replace(
-            "PIPELINE", _pipeline_name(trainer)),
+        usage=_usage(trainer),
         command=" ".join(shlex.quote(a) for a in ["vistok", "train", trainer.kind, *getattr(trainer, "argv", sys.argv[1:])]),
         config=_dump_config(config).strip(),
     )
+
+
+def _usage(trainer) -> str:
+    usage = _USAGE[trainer.kind].replace("PATH", str(trainer.output_dir / "final")).replace("PIPELINE", _pipeline_name(trainer))
+    if getattr(trainer, "text_pipeline", None) is not None:  # a text-to-image generator takes prompts, not class labels
+        usage = usage.replace("class_labels=[0, 1]", 'prompt=["a red car"]')
+    return usage
 
 
 def _pipeline_name(trainer) -> str:

@@ -7,7 +7,10 @@ frozen text-encoder features of a caption column, left-padded with their mask.
 
 Class labels (captions) are dropped for classifier-free guidance with the model config's dropout probability.
 Tokens come from a frozen tokenizer applied on the fly (``loss.tokenizer``) or from a dataset column
-written by ``vistok tokenize`` (``data.token_column``).
+written by ``vistok tokenize`` (``data.token_column``). A generator of continuous tokens (a spec whose
+``token_layouts`` are ``("continuous",)``: MaskGen-KL) trains on the frozen KL tokenizer's posterior parameters
+``[B, n, 2C]`` (mean, log-variance) computed on the fly, and its objective returns the loss itself (a diffusion
+loss: no logits, no token accuracy).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class GeneratorTrainer(Trainer):
 
         loss, data = self.config.loss, self.config.data
         self.spec = model_spec(self.config.model, self.kind)
+        self.continuous = self.spec.token_layouts == ("continuous",)
+        if self.continuous and data.token_column is not None:
+            raise ValueError(f"{self.spec.name} generates continuous tokens: it trains on images through loss.tokenizer "
+                             "(the KL tokenizer's posterior), not on a data.token_column of token ids")
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
@@ -53,7 +60,7 @@ class GeneratorTrainer(Trainer):
             overrides = {}
         self.model = build_model(self.config.model, self.kind, **overrides)
         cfg = self.model.config
-        if self.tokenizer is not None and cfg.codebook_size != self.tokenizer.config.codebook_size:
+        if self.tokenizer is not None and not self.continuous and cfg.codebook_size != self.tokenizer.config.codebook_size:
             raise ValueError(f"model.config.codebook_size={cfg.codebook_size} but the tokenizer's codebook has "
                              f"{self.tokenizer.config.codebook_size} codes")
         self.text_pipeline = None
@@ -82,6 +89,8 @@ class GeneratorTrainer(Trainer):
 
     def _tokens(self, batch: dict) -> torch.LongTensor:
         column = self.config.data.token_column
+        if self.continuous:
+            return self._posterior(batch)
         if column is not None:
             tokens = torch.as_tensor(batch[column], device=self.accelerator.device).long()
         else:
@@ -98,24 +107,40 @@ class GeneratorTrainer(Trainer):
                              f"{' (or a longer 1D sequence)' if prefix else ''}, got {tuple(tokens.shape)}")
         return tokens[:, :num_tokens]  # a variable-length 1D tokenizer's prefix
 
+    def _posterior(self, batch: dict) -> torch.Tensor:
+        """``[B, num_tokens, 2C]``: the frozen continuous tokenizer's posterior (mean, log-variance) of the images."""
+        with torch.no_grad():
+            out = self.tokenizer.encode(batch["pixel_values"].to(self.accelerator.device))
+        posterior = torch.cat([out.latent_mean, out.latent_logvar], dim=-1)
+        model_config = self.accelerator.unwrap_model(self.model).config
+        expected = (model_config.num_tokens, 2 * model_config.token_dim)
+        if tuple(posterior.shape[1:]) != expected:
+            raise ValueError(f"the tokenizer's posterior has shape {tuple(posterior.shape)}; the generator takes "
+                             f"[B, {expected[0]}, {expected[1]}] (num_tokens, mean and log-variance of token_dim channels)")
+        return posterior
+
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         model_config = self.accelerator.unwrap_model(self.model).config
         tokens = self._tokens(batch)
         if self.text_pipeline is not None:
             if not hasattr(self, "_fixed_captions"):
                 self._fixed_captions = list(batch["captions"])[:8]
-            logits, targets = self._text_logits(tokens, batch["captions"])
+            result = self._text_logits(tokens, batch["captions"])
         else:
-            logits, targets = self._class_logits(tokens, batch["labels"].to(tokens.device), model_config)
-        smoothing = self.config.loss.label_smoothing
-        if smoothing is None:
-            smoothing = self.spec.label_smoothing
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+            result = self._class_logits(tokens, batch["labels"].to(tokens.device), model_config)
+        if self.continuous:  # the objective's own loss (continuous tokens: no logits)
+            loss, terms = result, {}
+        else:
+            logits, targets = result
+            smoothing = self.config.loss.label_smoothing
+            if smoothing is None:
+                smoothing = self.spec.label_smoothing
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+            with torch.no_grad():
+                terms = {"token_accuracy": (logits.argmax(-1) == targets).float().mean()}
         self.accelerator.backward(loss)
         self.step_optimizer(0)
-        with torch.no_grad():
-            accuracy = (logits.argmax(-1) == targets).float().mean()
-        return {"loss": loss.detach(), "token_accuracy": accuracy}
+        return {"loss": loss.detach(), **terms}
 
     def _class_logits(self, tokens, labels, model_config):
         """(logits [n, V], targets [n]) of the family's objective for class-conditional models."""
@@ -124,7 +149,8 @@ class GeneratorTrainer(Trainer):
         return self.spec.objective(self.model, model_config, self.tokenizer, tokens, labels, self.config.loss)
 
     def _text_logits(self, tokens, captions):
-        """Next-token logits after the left-padded T5 features of the captions (LlamaGen t2i)."""
+        """The family's text objective: (logits, targets), or the loss of a continuous-token generator; by default
+        next-token logits after the left-padded T5 features of the captions (LlamaGen t2i)."""
         pipe = self.text_pipeline
         if self.spec.text_objective is not None:
             return self.spec.text_objective(self.model, self.tokenizer, tokens, pipe, list(captions), self.config.loss)

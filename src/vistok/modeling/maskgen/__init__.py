@@ -14,7 +14,7 @@ from .modeling_maskgen import (
     MaskGenPreTrainedModel,
     MaskGenVQTransformer,
 )
-from .training_maskgen import masked_text_objective, unsupported_class_objective, unsupported_kl_objective
+from .training_maskgen import diffusion_text_objective, masked_text_objective, unsupported_class_objective
 
 FAMILY = Family(
     name="maskgen",
@@ -29,7 +29,7 @@ FAMILY = Family(
             "maskgen-kl", MaskGenKLConfig, MaskGenKLTransformer, "MaskGenKLPipeline", unsupported_class_objective,
             token_layouts=("continuous",),
             config_from_tokenizer=lambda tok: {"token_dim": tok.token_dim, "num_tokens": tok.num_tokens},
-            text_pipeline="MaskGenKLPipeline", text_objective=unsupported_kl_objective,
+            text_pipeline="MaskGenKLPipeline", text_objective=diffusion_text_objective,
             text_encoder_class="CLIPTextModelWithProjection"),),
     converters=(ConverterSpec("maskgen-vq", GENERATOR, convert_maskgen.convert, convert_maskgen.RELEASES, convert_maskgen.CLI_OPTIONS,
                               "a MaskGen-VQ generator and its TA-TiTok tokenizer -> a MaskGenPipeline folder"),

@@ -512,7 +512,9 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
         cond = z.reshape(-1, z.shape[-1]).repeat(mul, 1)
         weight = mask.reshape(-1).to(z.dtype).repeat(mul)
         t = torch.randint(0, cfg.num_train_timesteps, (target.shape[0],), device=z.device, generator=generator)
-        noise = torch.randn(target.shape, device=z.device, dtype=target.dtype, generator=generator)
+        # float32 draws whatever the model's dtype (upstream's randn_like of its float32 latents): the same noise in
+        # bf16/fp16 or a float64 copy
+        noise = torch.randn(target.shape, device=z.device, generator=generator).to(target.dtype)
         loss = self.diffusion_head_losses(target, cond, t, noise)
         return (loss * weight).sum() / weight.sum().clamp(min=1)
 
