@@ -250,10 +250,14 @@ def test_t2i_logits_match_the_original(t2i_pipeline):
 
 @pytest.mark.parametrize("setting", list(T2I_META["sampling"]))
 def test_t2i_seeded_samples_match_the_original(t2i_pipeline, setting):
+    """One loop (the release default) and the multi-step refinement (the original's loop 2 and 3, top_k / top_p
+    lists): the pipeline's cached refinement draws the original's tokens."""
     s = T2I_META["sampling"][setting]
     prompts = [_text(p) for p in T2I_META["prompts"]]
     kwargs = dict(prompt=prompts, negative_prompt=_text(T2I_META["negative"]), guidance_scale=s["cfg"], top_k=s["top_k"],
                   top_p=s["top_p"])
+    if isinstance(s["top_k"], list):
+        kwargs["num_loops"] = len(s["top_k"])
     ids = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="latent").images
     assert torch.equal(ids, T2I[f"sample.{setting}.token_ids"])
     pixels = t2i_pipeline(**kwargs, generator=torch.Generator().manual_seed(s["g_seed"]), output_type="pt").images
@@ -263,6 +267,26 @@ def test_t2i_seeded_samples_match_the_original(t2i_pipeline, setting):
     original = T2I[f"sample.{setting}.images"].permute(0, 3, 1, 2).int()
     ours = torch.clamp(raw * 127.5 + 128.0, 0, 255).to(torch.uint8).int()  # the original's conversion
     assert (ours - original).abs().max() <= 1
+
+
+def test_t2i_sampling_loop_settings(t2i_pipeline):
+    """num_loops / per-loop top_k and top_p: the release's strategies when unset, clear errors when they disagree."""
+    settings = t2i_pipeline._loop_settings
+    assert settings(None, None, None) == ([600], [0.6])  # one loop: the config's sampling_defaults
+    assert settings(2, None, None) == ([1200, 1], [0.8, 0.0])  # run_llava_samples.py --loop 2
+    assert settings(3, None, None) == ([1200, 100, 1], [0.8, 0.8, 0.0])  # --loop 3
+    assert settings(None, [40, 1], [0.8, 0.0]) == ([40, 1], [0.8, 0.0])  # lists set the loop count
+    assert settings(2, 30, None) == ([30, 30], [0.8, 0.0])  # a number holds for every loop
+    kwargs = dict(prompt="w5 w6", generator=torch.Generator().manual_seed(0), output_type="latent")
+    for bad, match in ((dict(num_loops=4), "no released strategy"), (dict(num_loops=0), "num_loops"),
+                       (dict(top_k=[40, 1], top_p=[0.8]), "different loop counts"),
+                       (dict(num_loops=3, top_k=[40, 1]), "top_k has 2 values for num_loops=3"),
+                       (dict(top_k=[]), "non-empty list"), (dict(top_k=[40, -1], top_p=0.5), r"top_k\[1\]"),
+                       (dict(top_k=[40, 1], top_p=[0.8, 1.5]), r"top_p\[1\] must be in \[0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            t2i_pipeline(**kwargs, **bad)
+    ids = t2i_pipeline(**kwargs, num_loops=4, top_k=[40, 20, 10, 1], top_p=0.9).images  # any loop count with lists
+    assert ids.shape == (1, T2I["codes"].shape[1]) and 0 <= ids.min() and ids.max() < t2i_pipeline.transformer.config.codebook_size
 
 
 # -- training --------------------------------------------------------------------------------------------------
