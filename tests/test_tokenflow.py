@@ -289,6 +289,69 @@ def test_t2i_sampling_loop_settings(t2i_pipeline):
     assert ids.shape == (1, T2I["codes"].shape[1]) and 0 <= ids.min() and ids.max() < t2i_pipeline.transformer.config.codebook_size
 
 
+TEXT_TOKENIZER = json.loads((FIXTURES / "tokenflow_t2i_text_tokenizer.json").read_text())
+
+
+def _train_sentencepiece(path: Path) -> list:
+    """The fixture's tiny SentencePiece model (Llama's trainer settings), trained again here; returns its pieces."""
+    import io
+
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(TEXT_TOKENIZER["lines"]), model_writer=buffer,
+                                   **TEXT_TOKENIZER["options"])
+    path.write_bytes(buffer.getvalue())
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    return [[sp.id_to_piece(i), sp.get_score(i)] for i in range(sp.get_piece_size())]
+
+
+@pytest.mark.parametrize("variant", list(TEXT_TOKENIZER["tokenizers"]))
+def test_t2i_sentencepiece_tokenizer_encodes_prompts_as_the_original(tokenflow_converted, tmp_path, variant):
+    """A release folder with a real SentencePiece Llama tokenizer (tokenizer.model trained here, the tokenizer files
+    as the original's training saved them with transformers 4.43.4, legacy and non-legacy): `vistok convert
+    tokenflow-t2i` copies it into the pipeline folder, which loads offline without the release folder, and the
+    pipeline's prompt ids equal the original's crop_and_encode_text_and_img ids (prompts stripped as
+    run_llava_samples.py does)."""
+    import shutil
+
+    from safetensors.torch import save_file
+    from vistok import TokenFlowTextToImagePipeline
+
+    recorded = TEXT_TOKENIZER["tokenizers"][variant]
+    original = tmp_path / "original"
+    original.mkdir()
+    assert _train_sentencepiece(original / "tokenizer.model") == TEXT_TOKENIZER["pieces"], \
+        f"sentencepiece {TEXT_TOKENIZER['sentencepiece']} trained a different model (another sentencepiece version?)"
+    for name, content in recorded["files"].items():
+        (original / name).write_text(json.dumps(content))
+    vocab, added = recorded["vocab_size"], recorded["files"]["added_tokens.json"]
+    shapes = dict(T2I_META["state_dict_shapes"])
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        shapes[key] = [vocab, shapes[key][1]]
+    config = {"model_type": "llava_llama", "architectures": ["LlavaLlamaForCausalLM"], "vocab_size": vocab,
+              "mm_hidden_size": 12, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": added["[PAD]"], **T2I_META["llm"]}
+    (original / "config.json").write_text(json.dumps(config))
+    save_file(random_state_dict(shapes, 7171), str(original / "model.safetensors"))
+    folder = tmp_path / "pipeline"
+    assert cli_main(["convert", "tokenflow-t2i", "--original", str(original), "--tokenizer", str(tokenflow_converted["clip"][2]),
+                     "--prompt-length", str(TEXT_TOKENIZER["prompt_length"]), "--output", str(folder)]) == 0
+    shutil.rmtree(original)
+    pipe = TokenFlowTextToImagePipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.tokenizer is not None and (folder / "tokenizer" / "tokenizer.json").is_file()  # no sentencepiece needed
+    cfg = pipe.transformer.config
+    assert (cfg.pad_token_id, cfg.image_start_token_id, cfg.image_token_start) == (
+        added["[PAD]"], added["<img>"], added["<vq_token_0>"])
+    prompts = TEXT_TOKENIZER["prompts"]
+    if variant == "non_legacy":  # see the fixture script: the legacy original differs after special-token text
+        prompts = prompts + [TEXT_TOKENIZER["special_text_prompt"]]
+    assert [pipe.encode_prompt_ids(ids) for ids in pipe.prompt_ids(prompts)] == recorded["prompt_ids"]
+    # and it generates from text (the released negative prompt tokenized by the same tokenizer)
+    ids = pipe(prompt=prompts[:2], generator=torch.Generator().manual_seed(0), output_type="latent").images
+    assert ids.shape == (2, T2I["codes"].shape[1]) and 0 <= ids.min() and ids.max() < cfg.codebook_size
+
+
 # -- training --------------------------------------------------------------------------------------------------
 TINY = dict(image_size=32, codebook_size=16, semantic_code_dim=4, pixel_code_dim=4, patch_nums=[1, 2, 4],
             semantic_encoder_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,

@@ -57,9 +57,12 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
 
     # -- text ---------------------------------------------------------------------------------
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """The text tokenizer's ids of each prompt (BOS first), stripped of surrounding whitespace first as the
+        original's ``run_llava_samples.py`` strips its prompts (transformers' Llama tokenizer, unlike the original's
+        sentencepiece one, would also not put a second dummy-prefix piece before a leading space)."""
         if self.tokenizer is None:
             raise ValueError("this pipeline has no tokenizer: pass prompt_ids (and negative_prompt_ids) instead of text")
-        return [list(self.tokenizer(p).input_ids) for p in prompts]
+        return [list(self.tokenizer(p.strip()).input_ids) for p in prompts]
 
     def encode_prompt_ids(self, ids: list[int]) -> list[int]:
         """The original ``crop_and_encode_text_and_img``: BOS first, truncated to ``prompt_length`` or left-padded
