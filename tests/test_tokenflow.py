@@ -112,17 +112,22 @@ def test_quantizer_training_terms_match_the_original(tokenflow_converted, name):
     assert torch.allclose(q.loss, exp["vq_loss"] + exp["commit_loss"], rtol=1e-5, atol=1e-7)
 
 
-def _clip_teacher():
-    """The fixture's frozen training teacher (the original's clip.load("ViT-B/16") at a tiny size: OpenAI CLIP
-    visual weights from the recorded seed) as a transformers CLIPModel, its visual part converted like the
-    tokenizer's tower and ``proj`` as ``visual_projection`` (the text tower is never read)."""
-    from transformers import CLIPConfig, CLIPModel
+def _training_teacher(name: str):
+    """The fixture's frozen training teacher. ``clip``: the original's clip.load("ViT-B/16") at a tiny size (OpenAI
+    CLIP visual weights from the recorded seed) as a transformers CLIPModel, its visual part converted like the
+    tokenizer's tower and ``proj`` as ``visual_projection`` (the text tower is never read); ``siglip``: the
+    SiglipVisionModel the original loads, tiny."""
+    from transformers import CLIPConfig, CLIPModel, SiglipVisionConfig, SiglipVisionModel
 
     from vistok.modeling.tokenflow.convert_tokenflow import _convert_clip
 
-    spec = META["variants"]["clip"]
+    spec = META["variants"][name]
     t = spec["training_teacher"]
     visual = random_state_dict(spec["training_teacher_state_dict_shapes"], spec["training_teacher_seed"])
+    if name == "siglip":
+        teacher = SiglipVisionModel(SiglipVisionConfig(**t))
+        teacher.load_state_dict(visual, strict=True)
+        return teacher.eval()
     proj = visual.pop("visual.proj")
     vision = {f"vision_model.{k}": v for k, v in _convert_clip({k[len("visual."):]: v for k, v in visual.items()}).items()}
     width = t["vision_width"]
@@ -140,26 +145,29 @@ def _clip_teacher():
     return teacher.eval()
 
 
-def test_semantic_distillation_matches_the_original(tokenflow_converted):
+@pytest.mark.parametrize("name", VARIANTS)
+def test_semantic_distillation_matches_the_original(tokenflow_converted, name):
     """The training objective's semantic term (tokenizer/vq_loss.py: VQLoss.get_regress_target +
-    calculate_clip_rec_loss, 1 - cos) against a frozen CLIP teacher: the teacher's target (ScalingLayerForClip,
-    position embeddings interpolated to the 64 px grid, ln_post tokens @ proj) and the loss on the original's
-    latents."""
+    calculate_clip_rec_loss, 1 - cos) against a frozen teacher: the teacher's target (CLIP: ScalingLayerForClip,
+    position embeddings interpolated to the 64 px grid, ln_post tokens @ proj; SigLIP: ScalingLayerForSigLip,
+    hidden_states[-2]) and the loss on the original's latents."""
     from transformers import Dinov2Config, Dinov2Model
 
     from vistok.modeling.tokenflow.training_tokenflow import semantic_teacher_target
 
-    model, exp, _, model64 = tokenflow_converted["clip"]
-    teacher = _clip_teacher()
+    model, exp, _, model64 = tokenflow_converted[name]
+    teacher = _training_teacher(name)
     teacher64 = float64_copy(teacher).eval()
     x, latents = exp["pixel_values"], exp["latents"]
     with torch.no_grad():
         ours, reference = semantic_teacher_target(teacher, x), semantic_teacher_target(teacher64, x.double())
-        assert_close_to_fp32_fixture(ours, exp["teacher_target"], rounding_error(ours, reference), "teacher target")
+        assert_close_to_fp32_fixture(ours, exp["teacher_target"], rounding_error(ours, reference), f"{name} teacher target")
         loss = model.semantic_distillation_loss(teacher, x, latents)
         loss64 = model64.semantic_distillation_loss(teacher64, x.double(), latents.double())
     assert_close_to_fp32_fixture(loss, exp["semantic_distillation_loss"], rounding_error(loss, loss64),
-                                 "semantic distillation loss")
+                                 f"{name} semantic distillation loss")
+    if name != "clip":
+        return
     # another teacher: no TokenFlow recipe (vistok train tokenizer then uses its generic target)
     dino = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                                     patch_size=16, image_size=64))
