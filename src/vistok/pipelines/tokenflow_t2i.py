@@ -1,8 +1,8 @@
 """TokenFlowTextToImagePipeline: TokenFlow-t2i text-to-image generation (ByteFlow-AI/TokenFlow), a Llama language
 model predicting a multi-scale tokenizer's codes scale by scale after the prompt.
 
-The sampler follows the original ``LlavaLlamaForCausalLM.autoregressive_infer_cfg`` (one refinement loop, the
-released setting) in the order of its random draws: with the same seed the sampled tokens are identical.
+The sampler follows the original ``LlavaLlamaForCausalLM.autoregressive_infer_cfg`` in the order of its random
+draws: with the same seed the sampled tokens are identical.
 Per scale ``k``: the batch ``[conditional; unconditional]`` (the unconditional prompt is the released negative
 prompt) runs through the transformer; the logits of the scale's positions are guided as
 ``(1 + t) * cond - t * uncond`` with ``t = guidance_scale * k / (K - 1)``; every text id below the image
@@ -12,6 +12,15 @@ from ``generator``. The codes' chained sum (``quantizer.next_autoregressive_inpu
 inputs. The prefix (the prompts) runs once into a KV cache (transformers' ``DynamicCache``); each scale then
 runs only its new positions (the original re-runs the whole sequence each scale: same attention, same result
 up to float rounding).
+
+Multi-step refinement (the original's ``loop``, ``num_loops`` here; 1 = the released default): every scale after
+the first is drawn ``num_loops`` times, draw ``l`` with ``top_k[l]`` / ``top_p[l]``. A refinement draw re-predicts
+the scale from inputs that already hold its own codes: the original's ``pred_for_curr_shape`` puts the running sum
+*including* the scale's last draw (at the scale's resolution, not upsampled) at the scale's positions, and
+re-runs the model; the new draw replaces the scale's codes. Only the scale's own positions change, so the
+pipeline runs just those against the cached prefix; their refinement keys/values are dropped afterwards and the
+first pass's put back, since the next scale (like the original's next full forward) sees the scale's positions
+with their first-pass inputs again.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ from transformers import DynamicCache
 
 from .base import VistokPipeline, check_number
 from .sampling import filter_top_k, filter_top_p_ascending
+
+# The release's multi-step strategies (t2i/llava_t2i/eval/run_llava_samples.py, ``--loop`` 2 and 3): one top-k and
+# one top-p per loop. One loop takes the transformer config's ``sampling_defaults`` (600 / 0.6 in the release).
+LOOP_STRATEGIES = {2: ([1200, 1], [0.8, 0.0]), 3: ([1200, 100, 1], [0.8, 0.8, 0.0])}
 
 
 class TokenFlowTextToImagePipeline(VistokPipeline):
@@ -44,9 +57,12 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
 
     # -- text ---------------------------------------------------------------------------------
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """The text tokenizer's ids of each prompt (BOS first), stripped of surrounding whitespace first as the
+        original's ``run_llava_samples.py`` strips its prompts (transformers' Llama tokenizer, unlike the original's
+        sentencepiece one, would also not put a second dummy-prefix piece before a leading space)."""
         if self.tokenizer is None:
             raise ValueError("this pipeline has no tokenizer: pass prompt_ids (and negative_prompt_ids) instead of text")
-        return [list(self.tokenizer(p).input_ids) for p in prompts]
+        return [list(self.tokenizer(p.strip()).input_ids) for p in prompts]
 
     def encode_prompt_ids(self, ids: list[int]) -> list[int]:
         """The original ``crop_and_encode_text_and_img``: BOS first, truncated to ``prompt_length`` or left-padded
@@ -88,23 +104,59 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
     def _check_settings(self, guidance_scale, temperature, top_k, top_p):
         check_number("guidance_scale", guidance_scale, minimum=0)
         check_number("temperature", temperature, above=0)
-        check_number("top_k", top_k, minimum=0, integer=True)
-        check_number("top_p", top_p, minimum=0)
-        if top_p > 1:
-            raise ValueError(f"top_p must be in [0, 1] (0: off), got {top_p}")
+        for i, (k, p) in enumerate(zip(top_k, top_p)):
+            name = "" if len(top_k) == 1 else f"[{i}]"
+            check_number(f"top_k{name}", k, minimum=0, integer=True)
+            check_number(f"top_p{name}", p, minimum=0)
+            if p > 1:
+                raise ValueError(f"top_p{name} must be in [0, 1] (0: off), got {p}")
+
+    def _loop_settings(self, num_loops, top_k, top_p) -> tuple[list[int], list[float]]:
+        """One ``(top_k, top_p)`` per sampling loop. Lists give one value per loop (their length is the loop count
+        when ``num_loops`` is unset); a single number holds for every loop; unset values take the release's
+        strategy for the loop count (``sampling_defaults`` for one loop, ``LOOP_STRATEGIES`` for 2 and 3)."""
+        lengths = {}
+        for name, value in (("top_k", top_k), ("top_p", top_p)):
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    raise ValueError(f"{name} must be a number or a non-empty list (one value per loop)")
+                lengths[name] = len(value)
+        if num_loops is None:
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"top_k and top_p give different loop counts ({lengths['top_k']} and "
+                                 f"{lengths['top_p']} values): pass one value per loop in each")
+            num_loops = next(iter(lengths.values()), 1)
+        check_number("num_loops", num_loops, minimum=1, integer=True)
+        for name, n in lengths.items():
+            if n != num_loops:
+                raise ValueError(f"{name} has {n} values for num_loops={num_loops}: pass one value per loop")
+        defaults = self.transformer.config.sampling_defaults
+        preset = ([defaults["top_k"]], [defaults["top_p"]]) if num_loops == 1 else LOOP_STRATEGIES.get(num_loops)
+
+        def resolve(name, value, index):
+            if value is None:
+                if preset is None:
+                    raise ValueError(f"num_loops={num_loops} has no released strategy (1 to 3): pass {name} as a list "
+                                     f"of {num_loops} values")
+                return list(preset[index])
+            return list(value) if isinstance(value, (list, tuple)) else [value] * num_loops
+
+        return resolve("top_k", top_k, 0), resolve("top_p", top_p, 1)
 
     @torch.no_grad()
     def sample(self, prompt=None, negative_prompt=None, prompt_ids=None, negative_prompt_ids=None,
-               guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, generator=None, num_images_per_prompt: int = 1, callback_on_step_end=None,
-               callback_on_step_end_tensor_inputs=("token_ids",)) -> torch.LongTensor:
-        """Token ids ``[B, L]`` (scales concatenated, coarse first); unset settings take the release's defaults."""
+               guidance_scale: float | None = None, temperature: float | None = None,
+               top_k: int | list[int] | None = None, top_p: float | list[float] | None = None, generator=None,
+               num_images_per_prompt: int = 1, callback_on_step_end=None,
+               callback_on_step_end_tensor_inputs=("token_ids",), num_loops: int | None = None) -> torch.LongTensor:
+        """Token ids ``[B, L]`` (scales concatenated, coarse first); unset settings take the release's defaults.
+        ``num_loops`` (the original's ``loop``): draws per scale after the first (see ``_loop_settings`` for how
+        ``top_k`` / ``top_p`` lists go with it)."""
         cfg = self.transformer.config
         defaults = cfg.sampling_defaults
         guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
         temperature = defaults.get("temperature", 1.0) if temperature is None else temperature
-        top_k = defaults["top_k"] if top_k is None else top_k
-        top_p = defaults["top_p"] if top_p is None else top_p
+        top_k, top_p = self._loop_settings(num_loops, top_k, top_p)
         self._check_settings(guidance_scale, temperature, top_k, top_p)
         check_number("num_images_per_prompt", num_images_per_prompt, minimum=1, integer=True)
         cond = self._prompts(prompt, prompt_ids, "prompt")
@@ -130,22 +182,36 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
         f_hat, token_ids = 0.0, []
         for k in self.progress_bar(range(len(nums))):
             t = guidance_scale * (k / last if last else 0.0)
-            guided = (1 + t) * logits[:batch] - t * logits[batch:]
-            guided[..., :start] = -torch.inf
-            guided[..., start + size:] = -torch.inf
-            if temperature != 1.0:
-                guided = guided / temperature
-            filter_top_k(guided, top_k)
-            filter_top_p_ascending(guided, top_p)
-            probs = guided.softmax(dim=-1)
-            if isinstance(generator, list):
-                draws = [torch.multinomial(p.view(-1, p.shape[-1]), 1, replacement=True, generator=g)
-                         for p, g in zip(probs.split(1), generator)]
-                ids = torch.cat([d.view(1, -1) for d in draws])
-            else:
-                ids = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, replacement=True,
-                                        generator=generator).view(batch, -1)
-            ids = ids - start
+            side = nums[k]
+            first_pass = None
+            # the original refines from scale 1 on (its multi_step_infer_start)
+            for loop in range(len(top_k) if k >= 1 else 1):
+                if loop:
+                    if first_pass is None:  # the first pass's keys/values of this scale, put back below
+                        first_pass = self._pop_positions(cache, side * side)
+                    h = quantizer.embed(ids).view(batch, side, side, -1).permute(0, 3, 1, 2)
+                    current = (f_hat + h).permute(0, 2, 3, 1).flatten(1, 2).repeat(2, 1, 1)
+                    logits = self._scale_logits(current, k, prompt_len, keep, cache)
+                    cache.crop(-side * side)
+                guided = (1 + t) * logits[:batch] - t * logits[batch:]
+                guided[..., :start] = -torch.inf
+                guided[..., start + size:] = -torch.inf
+                if temperature != 1.0:
+                    guided = guided / temperature
+                filter_top_k(guided, top_k[loop])
+                filter_top_p_ascending(guided, top_p[loop])
+                probs = guided.softmax(dim=-1)
+                if isinstance(generator, list):
+                    draws = [torch.multinomial(p.view(-1, p.shape[-1]), 1, replacement=True, generator=g)
+                             for p, g in zip(probs.split(1), generator)]
+                    ids = torch.cat([d.view(1, -1) for d in draws])
+                else:
+                    ids = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, replacement=True,
+                                            generator=generator).view(batch, -1)
+                ids = ids - start
+            if first_pass is not None:
+                for layer_idx, (keys, values) in enumerate(first_pass):
+                    cache.update(keys, values, layer_idx)
             if callback_on_step_end is not None:
                 res = self.run_callback(self, callback_on_step_end, k, tensor_inputs,
                                         {"token_ids": torch.cat(token_ids + [ids], dim=1), "logits": guided})
@@ -153,12 +219,18 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
             token_ids.append(ids)
             if k == last:
                 break
-            side = nums[k]
             h = quantizer.embed(ids).view(batch, side, side, -1).permute(0, 3, 1, 2)
             f_hat, nxt = quantizer.next_autoregressive_input(k, f_hat, h)
             new_inputs = nxt.permute(0, 2, 3, 1).flatten(1, 2).repeat(2, 1, 1)
             logits = self._scale_logits(new_inputs, k + 1, prompt_len, keep, cache)
         return torch.cat(token_ids, dim=1)
+
+    @staticmethod
+    def _pop_positions(cache, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Remove the last ``n`` positions from every layer of ``cache``; returns their (keys, values)."""
+        removed = [(layer.keys[..., -n:, :], layer.values[..., -n:, :]) for layer in cache.layers]
+        cache.crop(-n)
+        return removed
 
     def _scale_logits(self, new_inputs, k, prompt_len, keep, cache):
         """Logits of scale ``k``'s positions given its inputs (the cache holds the prompt and scales < k)."""
@@ -186,14 +258,19 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt=None, negative_prompt=None, prompt_ids=None, negative_prompt_ids=None,
-                 guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, height: int | None = None, width: int | None = None, generator=None,
+                 guidance_scale: float | None = None, temperature: float | None = None,
+                 top_k: int | list[int] | None = None, top_p: float | list[float] | None = None,
+                 height: int | None = None, width: int | None = None, generator=None,
                  output_type: str = "pil", return_dict: bool = True, num_images_per_prompt: int = 1,
-                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",)):
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("token_ids",),
+                 num_loops: int | None = None):
         """Generate images of ``prompt`` (a string or a list). ``negative_prompt``: the unconditional text (default:
         the released negative prompt). ``guidance_scale``: the guidance at the last scale (it ramps linearly from
         0). ``temperature`` divides the guided logits (1: the original, which has none). ``top_k`` / ``top_p``:
-        0 = off. ``height`` / ``width``: must equal the tokenizer's image size. ``generator``: the token draws.
+        0 = off; a list gives one value per sampling loop. ``num_loops`` (the original's ``loop``, default 1):
+        how many times each scale after the first is drawn, every draw after the first re-predicting the scale
+        from its own last draw; unset ``top_k`` / ``top_p`` take the release's strategy for 2 or 3 loops
+        ([1200, 1] / [0.8, 0] and [1200, 100, 1] / [0.8, 0.8, 0]). ``height`` / ``width``: must equal the tokenizer's image size. ``generator``: the token draws.
         ``callback_on_step_end(pipe, scale, scale, kwargs)`` runs per scale. ``output_type`` "latent" returns
         token ids."""
         self.check_output_type(output_type)
@@ -202,5 +279,6 @@ class TokenFlowTextToImagePipeline(VistokPipeline):
             if value is not None and value != size:
                 raise ValueError(f"{name} must be {size}: the scale schedule fixes the image size")
         ids = self.sample(prompt, negative_prompt, prompt_ids, negative_prompt_ids, guidance_scale, temperature, top_k,
-                          top_p, generator, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs)
+                          top_p, generator, num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                          num_loops=num_loops)
         return self.finish(ids, output_type, return_dict)

@@ -125,9 +125,16 @@ class TokenizerTrainer(Trainer):
     def _semantic_loss(self, pixels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of -cos(student, teacher): the tokenizer's semantic head on its quantized latents
         against the frozen teacher's ``n`` patch tokens (after its class/register tokens), teacher input
-        ImageNet-normalised then resized (the REPA-style recipe)."""
-        student = self.accelerator.unwrap_model(self.model).semantic_features(latents)
+        ImageNet-normalised then resized (the REPA-style recipe). A model with its own recipe for this teacher
+        (``semantic_distillation_loss(teacher, pixels, latents)`` returning the term, or None for a teacher it
+        does not know) computes the term itself."""
+        model = self.accelerator.unwrap_model(self.model)
         self.teacher.to(pixels.device)
+        if hasattr(model, "semantic_distillation_loss"):
+            own = model.semantic_distillation_loss(self.teacher, pixels, latents)
+            if own is not None:
+                return own
+        student = model.semantic_features(latents)
         with torch.no_grad():
             mean = torch.tensor([0.485, 0.456, 0.406], device=pixels.device)[:, None, None]
             std = torch.tensor([0.229, 0.224, 0.225], device=pixels.device)[:, None, None]

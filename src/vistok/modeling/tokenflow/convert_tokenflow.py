@@ -23,6 +23,7 @@ Key map (original -> vistok):
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from ..llamagen.convert_llamagen import convert_vq_state_dict
 from ..quantizers.shared_mapping import convert_tokenflow_quantizer_state_dict
 from .configuration_tokenflow import CLIP_PATCH_NUMS, SIGLIP_PATCH_NUMS, TokenFlowConfig
 from .modeling_tokenflow import TokenFlowModel
+
+logger = logging.getLogger(__name__)
 
 REPO = "ByteFlow-AI/TokenFlow"
 _SOURCE = "TokenFlow paper / README (ByteFlow-AI/TokenFlow)"
@@ -430,11 +433,17 @@ def build_t2i(folder: Path, image_tokenizer: TokenFlowModel, prompt_length: int 
 
 
 def _text_tokenizer(folder: Path):
+    """The release's text tokenizer (its ``tokenizer.model`` SentencePiece Llama tokenizer with the added tokens;
+    transformers reads it with ``sentencepiece`` and ``protobuf`` and the pipeline folder then stores it as
+    ``tokenizer.json``), or None (the pipeline then takes ``prompt_ids``)."""
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(folder))
-    except Exception:  # no tokenizer files, or sentencepiece missing: the pipeline then takes prompt_ids
+    except Exception as err:  # no tokenizer files, or sentencepiece / protobuf missing
+        if (folder / "tokenizer.model").is_file() or (folder / "tokenizer.json").is_file():
+            logger.warning("the text tokenizer of %s did not load (%s: %s); the converted pipeline has none and takes "
+                           "prompt_ids", folder, type(err).__name__, err)
         return None
 
 

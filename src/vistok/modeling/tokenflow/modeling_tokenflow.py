@@ -53,6 +53,31 @@ def interpolate_position_embedding(position_embedding: torch.Tensor, grid: int) 
     return torch.cat([position_embedding[:1], patch.permute(0, 2, 3, 1).reshape(grid * grid, dim)], dim=0)
 
 
+def tower_tokens(tower: nn.Module, kind: str, pixel_values: torch.Tensor) -> torch.Tensor:
+    """A transformers CLIP / SigLIP vision tower's patch tokens ``[B, N, width]`` as TokenFlow reads its towers.
+    ``clip``: OpenAI CLIP's ``VisionTransformer`` with ``return_patch_tokens`` (position embeddings interpolated to
+    the input's grid, every layer, ``ln_post``, class token dropped), on ``pixel_values`` as given; ``siglip``:
+    TokenFlow's ``ScalingLayerForSigLip`` on ``pixel_values`` in [-1, 1], then ``hidden_states[-2]`` (every layer
+    but the last). ``tower``: a CLIPVisionModel / SiglipVisionModel or a full model's ``vision_model``."""
+    if kind == "clip":
+        emb = tower.embeddings
+        patches = emb.patch_embedding(pixel_values.to(emb.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        hidden = torch.cat([emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1), patches], dim=1)
+        grid = math.isqrt(patches.shape[1])
+        hidden = hidden + interpolate_position_embedding(emb.position_embedding.weight, grid).to(hidden.dtype)
+        hidden = tower.pre_layrnorm(hidden)
+        for layer in tower.encoder.layers:
+            hidden = layer(hidden, None)
+        return tower.post_layernorm(hidden)[:, 1:]
+    if kind != "siglip":
+        raise ValueError(f"unknown semantic tower kind {kind!r} (clip or siglip)")
+    scaled = (((pixel_values + 1.0) * 127.5).clamp(0, 255.0) / 255.0 - 0.5) / 0.5
+    hidden = tower.embeddings(scaled.to(tower.embeddings.patch_embedding.weight.dtype))
+    for layer in tower.encoder.layers[:-1]:
+        hidden = layer(hidden, None)
+    return hidden
+
+
 class TokenFlowSemanticDecoder(nn.Module):
     """VQKD's decoder ViT (TokenFlow ``decoder_vqkd``): the semantic code map ``[B, C, h, w]`` -> a 1x1 conv
     patch embedding, a class token and a learned position embedding (interpolated when the grid differs),
@@ -145,24 +170,9 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
 
     # -- branches -----------------------------------------------------------------------------
     def _tower_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The semantic tower's patch tokens ``[B, N, width]`` (see :class:`TokenFlowConfig`)."""
-        tower = self.semantic_encoder
-        if self.config.semantic_encoder_type == "clip":
-            emb = tower.embeddings
-            patches = emb.patch_embedding(pixel_values.to(emb.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
-            hidden = torch.cat([emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1), patches], dim=1)
-            grid = math.isqrt(patches.shape[1])
-            hidden = hidden + interpolate_position_embedding(emb.position_embedding.weight, grid).to(hidden.dtype)
-            hidden = tower.pre_layrnorm(hidden)
-            for layer in tower.encoder.layers:
-                hidden = layer(hidden, None)
-            return tower.post_layernorm(hidden)[:, 1:]
-        # siglip: TokenFlow's ScalingLayerForSigLip, then hidden_states[-2] (every layer but the last)
-        scaled = (((pixel_values + 1.0) * 127.5).clamp(0, 255.0) / 255.0 - 0.5) / 0.5
-        hidden = tower.embeddings(scaled.to(tower.embeddings.patch_embedding.weight.dtype))
-        for layer in tower.encoder.layers[:-1]:
-            hidden = layer(hidden, None)
-        return hidden
+        """The semantic tower's patch tokens ``[B, N, width]`` (see :class:`TokenFlowConfig`; the CLIP tower reads
+        the pixels in [-1, 1] as they are, as the original's)."""
+        return tower_tokens(self.semantic_encoder, self.config.semantic_encoder_type, pixel_values)
 
     def encode_semantic(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The semantic branch before quantization: tower tokens through ``semantic_in``,
@@ -239,6 +249,15 @@ class TokenFlowModel(VisualTokenizerMixin, TokenFlowPreTrainedModel):
         against a frozen teacher's patch features): :meth:`decode_semantic` of the quantized latents, as TokenFlow
         trains its semantic decoder against its teacher (``1 - cos``)."""
         return self.decode_semantic(latents)
+
+    def semantic_distillation_loss(self, teacher: nn.Module, pixel_values: torch.Tensor,
+                                   latents: torch.Tensor) -> torch.Tensor | None:
+        """TokenFlow's semantic training term against a frozen CLIP (``CLIPModel``, with its projection) or SigLIP
+        teacher, as ``tokenizer/vq_loss.py`` computes it; None for another teacher (``vistok train tokenizer``
+        then uses its generic target). See :func:`.training_tokenflow.semantic_distillation_loss`."""
+        from .training_tokenflow import semantic_distillation_loss
+
+        return semantic_distillation_loss(self, teacher, pixel_values, latents)
 
     def split_scales(self, token_ids: torch.LongTensor) -> list[torch.LongTensor]:
         """``[B, L]`` -> one ``[B, pn, pn]`` token map per scale."""
