@@ -77,3 +77,14 @@ def fused_kernels_active(model) -> dict:
         counts["fused_add_norm"] += getattr(module, "fused_add_norm_fn", None) is not None
         counts["fused_mlp"] += getattr(module, "fused_mlp_func", None) is not None
     return counts
+
+
+def paired_speedup(original_seconds: list[float], vistok_seconds: list[float]) -> dict:
+    """The like-with-like speed figure: the ratio original/vistok of each interleaved same-seed pair, their median
+    (the headline) and spread. Pairs run back to back, so each ratio sees one machine load."""
+    import statistics
+
+    ratios = [o / v for o, v in zip(original_seconds, vistok_seconds)]
+    return {"pair_ratios_original_over_vistok": [round(r, 3) for r in ratios],
+            "median_pair_ratio": round(statistics.median(ratios), 3),
+            "pair_ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "llamagen_cpu.json"
@@ -170,11 +170,9 @@ def worker_time(upstream: Path, batch: int, repeats: int, compiled: bool, device
         agreement.append(round(float((a == b).float().mean()), 4))
         loads.append(round(os.getloadavg()[0], 2))
     medians = {k: statistics.median(v) for k, v in times.items()}
-    # the ratio per interleaved pair, then its median (the like-with-like rule)
-    pair_ratios = [round(o / v, 3) for o, v in zip(times[original_name], times[name])]
     out.update({
         "batch": batch, "tokens_per_image": tokens, "dtype": str(dtype or torch.float32).replace("torch.", ""),
-        "pair_ratios_original_over_vistok": pair_ratios, "median_pair_ratio": statistics.median(pair_ratios),
+        **paired_speedup(times[original_name], times[name]),
         "token_agreement_every_call": agreement, "seconds": times, "cpu_seconds": cpu,
         "cpu_seconds_per_wall_second": {k: [round(c / w, 2) for c, w in zip(cpu[k], times[k])] for k in times},
         "token_ids_equal_every_call": all(equal), "load_average_1min_after_each_pair": loads,
@@ -222,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", type=Path, required=True, help="a FoundationVision/LlamaGen checkout")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--part", choices=["eager", "memory", "compile"], default="eager",
                         help="what to measure in this run (each merges into --out)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

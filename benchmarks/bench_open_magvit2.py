@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "open_magvit2_cpu.json"
@@ -148,6 +148,7 @@ def _compare(times, cpu, equal, loads, batch, per_image_tokens=None) -> dict:
            "load_average_1min_after_each_pair": loads, "median_s": {k: round(v, 3) for k, v in medians.items()},
            "images_per_s": {k: round(batch / v, 3) for k, v in medians.items()},
            "speedup_vs_original": round(medians["original"] / medians["vistok"], 3),
+           **paired_speedup(times["original"], times["vistok"]),
            # on a shared machine the CPU time a call consumed is steadier than its wall time
            "cpu_time_ratio_original_over_vistok": round(statistics.median(cpu["original"]) / statistics.median(cpu["vistok"]), 3)}
     if per_image_tokens:
@@ -229,7 +230,7 @@ def main() -> None:
     parser.add_argument("--tok-batch", type=int, default=2)
     parser.add_argument("--ar-batch", type=int, default=1)
     parser.add_argument("--ar-tokens", type=int, default=256, help="tokens sampled per image in the timed AR calls (256: whole images)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -257,7 +258,7 @@ def main() -> None:
                             for part in ("tokenizer", "ar") for impl in ("vistok", "original")]
         print(json.dumps(result["memory"]), flush=True)
     parts = [result.get(p, {}) for p in ("tokenizer", "ar")]
-    result["goal_met"] = all(p.get("speedup_vs_original", 0) >= GOAL_RATIO and p.get("ids_equal_every_call") for p in parts)
+    result["goal_met"] = all(p.get("median_pair_ratio", 0) >= GOAL_RATIO and p.get("ids_equal_every_call") for p in parts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _measure import machine_info, peak_rss_since_reset_kb, reset_peak_rss, versions  # noqa: E402
+from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, versions  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "tokenflow_cpu.json"
 NUM_THREADS = 2
@@ -109,6 +109,7 @@ def _child_tokenizer(upstream: Path, repeats: int) -> dict:
             "seconds_median": {k: round(v, 3) for k, v in med.items()},
             "seconds_all": {k: [round(t, 3) for t in v] for k, v in times.items()},
             "speedup_vistok_over_original": round(med["original"] / med["vistok"], 3),
+            **paired_speedup(times["original"], times["vistok"]),
             "ids_equal_every_call": all(same), "pixels_max_abs_diff": max(diff),
             "peak_rss_mib_above_start (same process, sequential; indicative)": peaks}
 
@@ -268,7 +269,7 @@ def main(argv=None) -> int:
     parser.add_argument("--upstream", type=Path, required=True)
     parser.add_argument("--original-python", default=None, help="an interpreter with transformers 4.43.4 (for the t2i part)")
     parser.add_argument("--parts", nargs="+", default=["tokenizer", "t2i"], choices=["tokenizer", "t2i"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--t2i-width", type=int, default=512)
     parser.add_argument("--t2i-layers", type=int, default=4)
