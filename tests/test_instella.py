@@ -18,6 +18,7 @@ from vistok.cli import main as cli_main
 from vistok.conversion import ConversionError
 from vistok.modeling.instella import InstellaBAEConfig, InstellaBAEModel
 from vistok.modeling.instella.convert_instella import read_bae_config
+from _captioned import captioned_image_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "instella"
 
@@ -472,7 +473,6 @@ def test_generators_train_on_captions_and_export_a_pipeline(tmp_path, instella_b
     each image, the captions through a frozen tiny OLMo (dropped to "" for guidance), the per-bit binary cross-entropy
     of scripts/train_ar.py / train_diff.py; exported as the family's pipeline, which loads and samples from a prompt."""
     import numpy as np
-    import PIL.Image
     from accelerate.state import AcceleratorState
 
     from vistok import BinaryAutoregressiveTextToImagePipeline, BinaryDiffusionTextToImagePipeline
@@ -488,14 +488,7 @@ def test_generators_train_on_captions_and_export_a_pipeline(tmp_path, instella_b
     olmo, text_tokenizer, _ = _tiny_olmo_and_tokenizer(meta)
     olmo.save_pretrained(tmp_path / "olmo")
     text_tokenizer.save_pretrained(tmp_path / "olmo")
-    rng = np.random.default_rng(0)
-    data = tmp_path / "captioned"
-    data.mkdir()
-    lines = []
-    for i, caption in enumerate(["w5 w9 w17", "w7 w21", "w33", "w12 w40 w5"]):
-        PIL.Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
-    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = captioned_image_folder(tmp_path / "captioned", 64, ["w5 w9 w17", "w7 w21", "w33", "w12 w40 w5"])
     AcceleratorState._reset_state(True)
     config = load_train_config("generator", overrides={
         "model": {"family": family, "config": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

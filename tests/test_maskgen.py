@@ -21,6 +21,7 @@ from vistok.modeling.titok import TiTokConfig, TiTokModel
 from vistok.pipelines import MaskGenPipeline
 from _random_weights import random_state_dict
 from _tolerances import assert_matches_original
+from _captioned import captioned_image_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgen"
 META = json.loads((FIXTURES / "maskgen_vq.json").read_text())
@@ -195,20 +196,12 @@ def test_maskgen_trains_on_captions_and_exports_a_pipeline(tmp_path):
     """``vistok train generator`` with ``model.family: maskgen-vq``: the masked-token loss on a caption column through
     the frozen CLIP text tower (caption dropout for guidance), exported as a MaskGenPipeline that decodes with text."""
     import numpy as np
-    import PIL.Image
 
     from vistok import VistokImageProcessor
     from vistok.training import load_train_config
     from vistok.training.generator import GeneratorTrainer
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "captioned"
-    data.mkdir()
-    lines = []
-    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
-        PIL.Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
-    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = captioned_image_folder(tmp_path / "captioned", 16)
     tokenizer = tiny_ta_titok(tmp_path / "tatitok")
     VistokImageProcessor.from_model_config(TiTokConfig.from_pretrained(tokenizer)).save_pretrained(tokenizer)
     clip = tiny_clip(tmp_path / "clip")

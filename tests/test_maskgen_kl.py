@@ -26,6 +26,7 @@ from vistok.pipelines import MaskGenKLPipeline
 from _random_weights import random_state_dict
 from _tolerances import assert_close_to_fp32_fixture, assert_matches_original, float64_copy, rounding_error
 from test_maskgen import TEXT_DIM, TEXT_LENGTH, tiny_clip
+from _captioned import captioned_image_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgen"
 META = json.loads((FIXTURES / "maskgen_kl.json").read_text())
@@ -313,21 +314,13 @@ def test_maskgen_kl_trains_on_captions_exports_and_resumes(tmp_path):
     KL tokenizer and CLIP text tower: the exported folder loads as a MaskGenKLPipeline that samples from a prompt,
     and a run stopped at step 2 and resumed from its checkpoint ends with the weights of the uninterrupted run."""
     import numpy as np
-    import PIL.Image
     from accelerate.state import AcceleratorState
 
     from vistok import VistokImageProcessor
     from vistok.training import load_train_config
     from vistok.training.generator import GeneratorTrainer
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "captioned"
-    data.mkdir()
-    lines = []
-    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
-        PIL.Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
-    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = captioned_image_folder(tmp_path / "captioned", 16)
     tokenizer = tiny_ta_titok_kl(tmp_path / "tatitok")
     VistokImageProcessor.from_model_config(TiTokConfig.from_pretrained(tokenizer)).save_pretrained(tokenizer)
     clip = tiny_clip(tmp_path / "clip")

@@ -22,6 +22,7 @@ from vistok.modeling.star.convert_star import convert as convert_star
 from vistok.pipelines.next_scale_t2i import masking_schedule
 from _random_weights import random_state_dict
 from _tolerances import assert_close_to_fp32_fixture, float64_copy, rounding_error
+from _captioned import captioned_image_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "star"
 META = json.loads((FIXTURES / "star.json").read_text())
@@ -192,20 +193,12 @@ def test_star_trains_on_captions_and_exports_a_pipeline(tmp_path):
     import shutil
 
     import numpy as np
-    import PIL.Image
 
     from vistok import VARVQVAE, VARVQVAEConfig, VistokImageProcessor
     from vistok.training import load_train_config
     from vistok.training.generator import GeneratorTrainer
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "captioned"
-    data.mkdir()
-    lines = []
-    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
-        PIL.Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
-    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = captioned_image_folder(tmp_path / "captioned", 12)
     torch.manual_seed(0)
     vae = VARVQVAE(VARVQVAEConfig(codebook_size=16, z_channels=4, channels=32, channel_mult=[1, 2], patch_nums=[1, 2, 4]))
     vae.save_pretrained(tmp_path / "vae")

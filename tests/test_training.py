@@ -18,6 +18,7 @@ from vistok.training.config import parse_overrides
 from vistok.modeling.maskgit.training_maskgit import mask_tokens
 from vistok.training.generator import GeneratorTrainer
 from vistok.training.tokenizer import TokenizerTrainer
+from _captioned import captioned_image_folder
 
 TINY_TOKENIZER = {
     "family": "one-d-piece",
@@ -382,14 +383,7 @@ def test_text_conditional_llamagen_trains_on_captions(tmp_path):
 
     from vistok import TextToImageAutoregressivePipeline
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "captioned"
-    data.mkdir()
-    lines = []
-    for i, caption in enumerate(["a red car", "a dog", "a cat", "a red dog"]):
-        PIL.Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": caption}))
-    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = captioned_image_folder(tmp_path / "captioned", 20)
     words = ["<pad>", "</s>", "<unk>", "a", "red", "car", "dog", "cat"]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
