@@ -1,6 +1,7 @@
-"""FSDP on 2 CPU processes (gloo): `vistok train` under configs/accelerate/fsdp_cpu.yaml shards with torch's
-fully_shard (accelerate would run it as DDP), checkpoints sharded state, resumes bit for bit and exports a full
-save_pretrained folder; an FSDP or DeepSpeed launch that cannot run as such is an error."""
+"""FSDP and DeepSpeed on 2 CPU processes (gloo): `vistok train` under configs/accelerate/fsdp_cpu.yaml shards with
+torch's fully_shard (accelerate would run it as DDP), checkpoints sharded state, resumes bit for bit and exports a full
+save_pretrained folder; the same for DeepSpeed ZeRO-2 (configs/accelerate/deepspeed_cpu.yaml) where the deepspeed
+package is installed; an FSDP or DeepSpeed launch that cannot run as such is an error."""
 
 import json
 import os
@@ -19,7 +20,7 @@ from vistok.training.cli import run_training
 from vistok.training.tokenizer import TokenizerTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "accelerate" / "fsdp_cpu.yaml"
+CONFIGS = ROOT / "configs" / "accelerate"
 
 # runs `vistok train KIND` (the CLI function) three times in the same 2 processes: 4 steps straight; 2 steps;
 # a resume from that run's checkpoint to step 4
@@ -60,13 +61,15 @@ def _config(path: Path, **sections) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def fsdp_runs(tmp_path_factory, imagefolder):
-    """One `accelerate launch` of 2 CPU processes training a tokenizer and a MaskGIT generator (from images through
-    a frozen TiTok) with the FSDP config: returns the output folders and the launch's stderr."""
+@pytest.fixture(scope="module", params=["fsdp_cpu", "deepspeed_cpu"])
+def launched(request, tmp_path_factory, imagefolder):
+    """One `accelerate launch` of 2 CPU processes with configs/accelerate/<param>.yaml training a tokenizer and a MaskGIT
+    generator (from images through a frozen TiTok): returns the config name, the output root and the launch's stderr."""
     from vistok import TiTokConfig, TiTokModel
 
-    tmp = tmp_path_factory.mktemp("fsdp")
+    if request.param == "deepspeed_cpu":
+        pytest.importorskip("deepspeed", reason="DeepSpeed runs only where the deepspeed package is installed")
+    tmp = tmp_path_factory.mktemp(request.param)
     torch.manual_seed(0)
     TiTokModel(TiTokConfig(image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=4, codebook_size=32, token_dim=4,
                            encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=32,
@@ -79,16 +82,16 @@ def fsdp_runs(tmp_path_factory, imagefolder):
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         sampling_defaults={"num_inference_steps": 2})},
         data={"dataset": str(imagefolder), "label_column": "label"}, loss={"tokenizer": str(tmp / "titok")})
-    script = tmp / "fsdp_runs.py"
+    script = tmp / "runs.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    port = 29500 + (os.getpid() + 7) % 2000
-    run = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-                          "--main_process_port", str(port), str(script),
+    port = 29500 + (os.getpid() + len(request.param)) % 2000
+    run = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(CONFIGS / f"{request.param}.yaml"), "--main_process_port", str(port), str(script),
                           "tokenizer", tokenizer, str(tmp / "tokenizer"), "generator", generator, str(tmp / "generator")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
-    return tmp, run.stderr
+    return request.param, tmp, run.stderr
 
 
 def _losses(folder: Path) -> list[dict]:
@@ -114,33 +117,37 @@ def _same(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("kind, weights_file", [("tokenizer", "model.safetensors"),
                                                  ("generator", "transformer/model.safetensors")])
-def test_fsdp_cpu_shards_resumes_bit_exactly_and_exports_the_full_model(fsdp_runs, kind, weights_file):
-    tmp, stderr = fsdp_runs
-    assert "vistok train: FSDP on CPU" in stderr and "torch.distributed.fsdp.fully_shard (FSDP2)" in stderr
+def test_sharded_training_resumes_bit_exactly_and_exports_the_full_model(launched, kind, weights_file):
+    name, tmp, stderr = launched
     straight, cut = tmp / kind / "straight", tmp / kind / "cut"
-    # N steps straight == N/2, a resume, N/2 more: the same losses step by step and the same final state
+    # N steps straight == N/2, a resume, N/2 more: the same losses step by step and the same final weights
     first, second = _losses(straight), _losses(cut)
     assert [r["step"] for r in first] == [1, 2, 3, 4] == [r["step"] for r in second]
     assert [{k: v for k, v in r.items() if k != "images_per_s"} for r in first] == \
         [{k: v for k, v in r.items() if k != "images_per_s"} for r in second]
     assert first[0]["loss"] != first[-1]["loss"]
     assert (straight / "images" / "step-0000002.png").is_file()  # grids of the gathered model, mid-training
-    a = _checkpoint(straight / "checkpoints" / "checkpoint-4" / "fsdp")
-    b = _checkpoint(cut / "checkpoints" / "checkpoint-4" / "fsdp")
-    assert _same(a, b)  # model and AdamW state, bit for bit
-    assert a["optimizer"]["state"] and json.loads((straight / "checkpoints" / "checkpoint-4" / "fsdp" / "schedulers.json").read_text())
-    # the checkpoint is sharded: each weight matrix is stored as one chunk per rank
-    from torch.distributed.checkpoint import FileSystemReader
-
-    metadata = FileSystemReader(str(straight / "checkpoints" / "checkpoint-4" / "fsdp")).read_metadata()
-    chunks = {k: len(v.chunks) for k, v in metadata.state_dict_metadata.items() if k.startswith("model.") and hasattr(v, "chunks")}
-    assert chunks and max(chunks.values()) == 2
-    assert sorted(p.name for p in (straight / "checkpoints" / "checkpoint-4" / "fsdp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
-    # the export is the full trained model: equal to the gathered checkpoint, the same after a resume, and it loads
     exported = load_file(str(straight / "final" / weights_file))
     assert _same(exported, load_file(str(cut / "final" / weights_file)))
-    trained = {k: v for k, v in a["model"].items() if k in exported}
-    assert trained.keys() == exported.keys() and _same(exported, trained)
+    checkpoint = straight / "checkpoints" / "checkpoint-4"
+    if name == "fsdp_cpu":
+        assert "vistok train: FSDP on CPU" in stderr and "torch.distributed.fsdp.fully_shard (FSDP2)" in stderr
+        a, b = _checkpoint(checkpoint / "fsdp"), _checkpoint(cut / "checkpoints" / "checkpoint-4" / "fsdp")
+        assert _same(a, b)  # model and AdamW state, bit for bit
+        assert a["optimizer"]["state"] and json.loads((checkpoint / "fsdp" / "schedulers.json").read_text())
+        # the checkpoint is sharded: each weight matrix is stored as one chunk per rank
+        from torch.distributed.checkpoint import FileSystemReader
+
+        metadata = FileSystemReader(str(checkpoint / "fsdp")).read_metadata()
+        chunks = {k: len(v.chunks) for k, v in metadata.state_dict_metadata.items() if k.startswith("model.") and hasattr(v, "chunks")}
+        assert chunks and max(chunks.values()) == 2
+        assert sorted(p.name for p in (checkpoint / "fsdp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+        # the export is the full trained model: the gathered shards of the last checkpoint
+        trained = {k: v for k, v in a["model"].items() if k in exported}
+        assert trained.keys() == exported.keys() and _same(exported, trained)
+    else:  # ZeRO-2: the optimizer state is partitioned, one file per rank
+        assert sorted(p.name for p in (checkpoint / "pytorch_model").glob("*optim_states.pt")) == [
+            "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
     import vistok  # noqa: F401
     from transformers import AutoModel
 
@@ -160,8 +167,12 @@ def test_fsdp_or_deepspeed_that_cannot_run_is_an_error_not_ddp(tmp_path, imagefo
     assert "asked for FSDP (ACCELERATE_USE_FSDP=true) but accelerate runs DistributedType.NO on 1 process" in capsys.readouterr().err
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     AcceleratorState._reset_state(True)
     assert run_training("tokenizer", TokenizerTrainer, argv) == 2
-    assert "asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but this run is on CPU" in capsys.readouterr().err
+    assert "asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but this process was not started by a launcher" in capsys.readouterr().err
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    assert run_training("tokenizer", TokenizerTrainer, argv) == 2
+    assert "with use_cpu: true, which makes accelerate ignore DeepSpeed" in capsys.readouterr().err
     AcceleratorState._reset_state(True)
     assert not tmp_path.joinpath("checkpoints").exists()

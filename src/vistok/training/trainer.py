@@ -1,10 +1,11 @@
 """The training loop every vistok objective shares, on accelerate.
 
 What it owns: the accelerator (DDP/FSDP/DeepSpeed come from ``accelerate launch`` configs, mixed
-precision and gradient accumulation from the training config; an FSDP launch on CPU processes, which
-accelerate would run as DDP, shards with torch's fully_shard instead: torch_fsdp.py), data loading, optimizer-step counting,
-checkpoints, exact resume, fault handling, logging and image grids. An objective (tokenizer.py,
-generator.py) supplies the models, the loss of one batch, the grids and the export.
+precision and gradient accumulation from the training config; on CPU processes an FSDP launch, which
+accelerate would run as DDP, shards with torch's fully_shard instead, and DeepSpeed needs a gloo group:
+sharding.py), data loading, optimizer-step counting, checkpoints, exact resume, fault handling, logging
+and image grids. An objective (tokenizer.py, generator.py) supplies the models, the loss of one batch,
+the grids and the export.
 
 Exact resume: the sampler is seedable and re-seeded per epoch, augmentations draw from per-example
 generators seeded by (seed, epoch, index), and accelerate restores the global RNG, so a run resumed
@@ -32,7 +33,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 
 from ..data import ImageTransform, collate_examples, load_image_dataset
 from .models import EMAWeights
-from .torch_fsdp import FSDP_FOLDER, check_deepspeed_request, plain_class, torch_fsdp_for
+from .sharding import FSDP_FOLDER, accelerator_kwargs, plain_class, torch_fsdp_for
 
 CHECKPOINT_PREFIX = "checkpoint-"
 INDEX_COLUMN = "__vistok_index__"
@@ -68,11 +69,10 @@ class Trainer(ABC):
             except ImportError as err:
                 raise ValueError("training.report_to includes 'tensorboard' but the tensorboard package is not "
                                  "installed (pip install 'vistok[train]')") from err
-        cpu = not torch.cuda.is_available()
-        check_deepspeed_request(cpu)
         self.accelerator = Accelerator(
             # without a GPU, accelerate only forms a multi-process (gloo) group under torchrun when told cpu=True
-            cpu=cpu,
+            # (DeepSpeed: cpu=False and an explicit gloo group, see sharding.py)
+            **accelerator_kwargs(cpu=not torch.cuda.is_available()),
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             mixed_precision=t.mixed_precision,
             log_with="tensorboard" if "tensorboard" in t.report_to else None,

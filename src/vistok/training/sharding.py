@@ -1,22 +1,28 @@
-"""FSDP on CPU processes (gloo): torch's own ``fully_shard`` (FSDP2) when accelerate will not shard.
+"""FSDP and DeepSpeed on CPU processes (gloo), where accelerate alone would train DDP.
 
 accelerate (1.16) turns an FSDP launch into ``DistributedType.FSDP`` only for accelerator devices
 (MULTI_GPU/XPU/NPU/...). Without a GPU a multi-process (gloo) group needs ``Accelerator(cpu=True)``, and
 then accelerate sets MULTI_CPU and ignores the FSDP plugin: a run of ``accelerate launch --config_file
-configs/accelerate/fsdp*.yaml`` would train as DistributedDataParallel. (DeepSpeed is likewise selected
-only when ``not cpu``.)
+configs/accelerate/fsdp*.yaml`` would train as DistributedDataParallel.
 
-When the launch asked for FSDP (``ACCELERATE_USE_FSDP=true`` and the ``FSDP_*`` variables that
+FSDP: when the launch asked for it (``ACCELERATE_USE_FSDP=true`` and the ``FSDP_*`` variables that
 ``accelerate launch`` sets from the config's ``fsdp_config``) but accelerate's state is MULTI_CPU, the
-trainer shards the trained model here instead, with ``torch.distributed.fsdp.fully_shard`` on a CPU
-DeviceMesh over the process group accelerate formed, and says so in the log. Checkpoints hold the
-sharded model and optimizer state (torch.distributed.checkpoint, one file per rank); the export gathers
-the full state dict on rank 0. A launch that asked for FSDP or DeepSpeed and would get anything else is
-an error, never a silent DDP run.
+trainer shards the trained model here instead (TorchFSDP), with ``torch.distributed.fsdp.fully_shard``
+(FSDP2) on a CPU DeviceMesh over the process group accelerate formed, and says so in the log. Checkpoints
+hold the sharded model and optimizer state (torch.distributed.checkpoint, one file per rank); the export
+gathers the full state dict on rank 0.
+
+DeepSpeed: accelerate selects it only when ``not cpu``, and with ``cpu=False`` on a machine without an
+accelerator it finds no process-group backend. Asked for gloo explicitly (``InitProcessGroupKwargs``), it
+lets DeepSpeed initialise its communication on DeepSpeed's CPU accelerator and runs ZeRO through its usual
+DeepSpeed path (accelerator_kwargs below); needs the deepspeed package and ``use_cpu: false`` in the config.
+
+A launch that asked for FSDP or DeepSpeed and would get anything else is an error, never a silent DDP run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -34,13 +40,25 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "false").strip().lower() in ("1", "true", "yes")
 
 
-def check_deepspeed_request(cpu: bool) -> None:
-    """accelerate selects DeepSpeed only when ``not cpu``: refuse a DeepSpeed launch that would run on CPU."""
-    if _flag("ACCELERATE_USE_DEEPSPEED") and (cpu or _flag("ACCELERATE_USE_CPU")):
-        raise ValueError(
-            "the launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but this run is on CPU: accelerate "
-            "selects DeepSpeed only on an accelerator device and would train as DistributedDataParallel instead. "
-            "Run DeepSpeed configs on GPUs, or use configs/accelerate/fsdp_cpu.yaml (FSDP) or cpu_2proc.yaml (DDP) on CPU")
+def accelerator_kwargs(cpu: bool) -> dict:
+    """``cpu`` (and a gloo process group for DeepSpeed) for Accelerator: a DeepSpeed launch without a GPU runs
+    with cpu=False and an explicit gloo backend, since accelerate selects DeepSpeed only when ``not cpu``."""
+    if not (_flag("ACCELERATE_USE_DEEPSPEED") and cpu):
+        return {"cpu": cpu}
+    if _flag("ACCELERATE_USE_CPU"):
+        raise ValueError("the launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) with use_cpu: true, which makes "
+                         "accelerate ignore DeepSpeed and train as DistributedDataParallel; on CPU set use_cpu: false "
+                         "(configs/accelerate/deepspeed_cpu.yaml)")
+    if int(os.environ.get("LOCAL_RANK", -1)) == -1:
+        raise ValueError("the launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but this process was not started "
+                         "by a launcher; run `accelerate launch --config_file configs/accelerate/deepspeed_cpu.yaml -m "
+                         "vistok.training.tokenizer ...`")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ValueError("the launch asked for DeepSpeed but the deepspeed package is not installed "
+                         "(pip install deepspeed==0.19.8)")
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
 
 
 def torch_fsdp_for(accelerator) -> "TorchFSDP | None":
@@ -50,6 +68,9 @@ def torch_fsdp_for(accelerator) -> "TorchFSDP | None":
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
+    if _flag("ACCELERATE_USE_DEEPSPEED") and kind != DistributedType.DEEPSPEED:
+        raise ValueError(f"the launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but accelerate runs {kind} on "
+                         f"{accelerator.num_processes} process(es); vistok does not train a DeepSpeed config as anything else")
     if not _flag("ACCELERATE_USE_FSDP") or kind == DistributedType.FSDP:
         return None
     if kind == DistributedType.MULTI_CPU:
