@@ -47,7 +47,7 @@ def imagefolder(tmp_path_factory):
     rng = np.random.default_rng(0)
     for label, name in enumerate(("red", "blue")):
         (root / name).mkdir()
-        for i in range(4):
+        for i in range(6):  # 12 images: 3 batches of 2 per process and epoch, so a cut falls mid-epoch
             PIL.Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
     return root
 
@@ -77,7 +77,8 @@ def launched(request, tmp_path_factory, imagefolder):
     tokenizer = _config(tmp / "tok.yaml", model={"family": "one-d-piece", "config": dict(
         image_size=16, patch_size=8, decoder_patch_size=8, num_tokens=8, codebook_size=64, token_dim=4, is_legacy=False,
         encoder_hidden_size=32, encoder_num_layers=2, encoder_num_heads=2, decoder_hidden_size=32,
-        decoder_num_layers=2, decoder_num_heads=2)}, data={"dataset": str(imagefolder)}, loss={"reconstruction": "l2"})
+        decoder_num_layers=2, decoder_num_heads=2)}, data={"dataset": str(imagefolder)}, loss={"reconstruction": "l2"},
+        training={"gradient_accumulation_steps": 2})
     generator = _config(tmp / "gen.yaml", model={"family": "maskgit", "config": dict(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         sampling_defaults={"num_inference_steps": 2})},
