@@ -59,6 +59,9 @@ class TokenizerTrainer(Trainer):
             modules["discriminator"] = self.discriminator
         return modules
 
+    def fsdp_forward_methods(self):
+        return ("semantic_features",) if self.teacher is not None else ()
+
     def learning_rate_for(self, name: str) -> float:
         if name == "discriminator" and self.config.loss.discriminator_learning_rate is not None:
             return self.config.loss.discriminator_learning_rate

@@ -1,9 +1,11 @@
 """The training loop every vistok objective shares, on accelerate.
 
 What it owns: the accelerator (DDP/FSDP/DeepSpeed come from ``accelerate launch`` configs, mixed
-precision and gradient accumulation from the training config), data loading, optimizer-step counting,
-checkpoints, exact resume, fault handling, logging and image grids. An objective (tokenizer.py,
-generator.py) supplies the models, the loss of one batch, the grids and the export.
+precision and gradient accumulation from the training config; on CPU processes an FSDP launch, which
+accelerate would run as DDP, shards with torch's fully_shard instead, and DeepSpeed needs a gloo group:
+sharding.py), data loading, optimizer-step counting, checkpoints, exact resume, fault handling, logging
+and image grids. An objective (tokenizer.py, generator.py) supplies the models, the loss of one batch,
+the grids and the export.
 
 Exact resume: the sampler is seedable and re-seeded per epoch, augmentations draw from per-example
 generators seeded by (seed, epoch, index), and accelerate restores the global RNG, so a run resumed
@@ -31,6 +33,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 
 from ..data import ImageTransform, collate_examples, load_image_dataset
 from .models import EMAWeights
+from .sharding import FSDP_FOLDER, accelerator_kwargs, plain_class, torch_fsdp_for
 
 CHECKPOINT_PREFIX = "checkpoint-"
 INDEX_COLUMN = "__vistok_index__"
@@ -68,13 +71,20 @@ class Trainer(ABC):
                                  "installed (pip install 'vistok[train]')") from err
         self.accelerator = Accelerator(
             # without a GPU, accelerate only forms a multi-process (gloo) group under torchrun when told cpu=True
-            cpu=not torch.cuda.is_available(),
+            # (DeepSpeed: cpu=False and an explicit gloo group, see sharding.py)
+            **accelerator_kwargs(cpu=not torch.cuda.is_available()),
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             mixed_precision=t.mixed_precision,
             log_with="tensorboard" if "tensorboard" in t.report_to else None,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
+        # an FSDP launch that accelerate runs as MULTI_CPU: vistok shards with torch's fully_shard (or refuses)
+        self.torch_fsdp = torch_fsdp_for(self.accelerator)
+        if self.torch_fsdp is not None and self.accelerator.is_main_process:
+            import logging
+
+            logging.getLogger(__name__).warning("vistok train: FSDP on CPU: %s", self.torch_fsdp.describe())
         self.step = 0
         self.epoch = 0
         self.batches_in_epoch = 0
@@ -165,6 +175,10 @@ class Trainer(ABC):
     def learning_rate_for(self, name: str) -> float:
         return self.config.training.learning_rate
 
+    def fsdp_forward_methods(self) -> tuple[str, ...]:
+        """Methods of the main model, besides forward, that compute_loss calls (a sharded model gathers for them)."""
+        return ()
+
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """accelerate state + trainer state into a scratch folder, renamed into place when complete."""
@@ -177,7 +191,9 @@ class Trainer(ABC):
             scratch.mkdir(parents=True)
         acc.wait_for_everyone()
         try:
-            acc.save_state(str(scratch))
+            acc.save_state(str(scratch))  # with torch_fsdp: RNG and sampler states (the model is not prepared)
+            if self.torch_fsdp is not None:
+                self.torch_fsdp.save(scratch / FSDP_FOLDER, self.model, self.optimizers, self.schedulers, acc.is_main_process)
             if acc.is_main_process:
                 self.save_extra_state(scratch)
                 state = {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch}
@@ -214,6 +230,8 @@ class Trainer(ABC):
                 raise ValueError(f"resume_from_checkpoint={target!r} is not a complete vistok checkpoint folder "
                                  "(no trainer_state.json); pass 'latest' or a checkpoints/checkpoint-N folder")
         self.accelerator.load_state(str(folder))
+        if self.torch_fsdp is not None:
+            self.torch_fsdp.load(folder / FSDP_FOLDER, self.model, self.optimizers, self.schedulers)
         state = json.loads((folder / "trainer_state.json").read_text())
         self.step, self.epoch, self.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
         self.load_extra_state(folder)
@@ -232,20 +250,31 @@ class Trainer(ABC):
             raise ValueError("training.ema_decay > 0 is not supported with FSDP/DeepSpeed (the EMA would see only "
                              "this rank's shard); train with DDP or set training.ema_decay: 0")
         self.ema = EMAWeights(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        optimizers, schedulers = self._optimizers()
         modules = self.trainable_modules()
         if t.gradient_checkpointing:
             for module in modules.values():
                 if getattr(module, "supports_gradient_checkpointing", False):
                     module.activation_checkpointing_enable()  # (transformers 5 name)
-        prepared = acc.prepare(*modules.values(), *optimizers, *schedulers,
-                               *([loader] if self._streaming is None else []))
-        count = len(modules)
-        self.prepared_modules = dict(zip(modules, prepared[:count]))
-        self.model = self.prepared_modules["model"]
-        self.optimizers = list(prepared[count: 2 * count])
-        self.schedulers = list(prepared[2 * count: 3 * count])
-        loader = prepared[-1] if self._streaming is None else loader
+        if self.torch_fsdp is not None:
+            self._check_torch_fsdp(modules)
+            # before the optimizer: it must hold the sharded parameters
+            self.torch_fsdp.shard(self.model, forward_methods=self.fsdp_forward_methods())
+        optimizers, schedulers = self._optimizers()
+        if self.torch_fsdp is not None:
+            # accelerate prepares only the loader: it would wrap the model in DDP and save the optimizer from rank 0
+            # alone; step_optimizer keeps accelerate's accumulation and scheduler semantics
+            self.prepared_modules = dict(modules)
+            self.optimizers, self.schedulers = optimizers, schedulers
+            loader = acc.prepare(loader) if self._streaming is None else loader
+        else:
+            prepared = acc.prepare(*modules.values(), *optimizers, *schedulers,
+                                   *([loader] if self._streaming is None else []))
+            count = len(modules)
+            self.prepared_modules = dict(zip(modules, prepared[:count]))
+            self.model = self.prepared_modules["model"]
+            self.optimizers = list(prepared[count: 2 * count])
+            self.schedulers = list(prepared[2 * count: 3 * count])
+            loader = prepared[-1] if self._streaming is None else loader
         set_seed(t.seed, device_specific=True)  # decorrelate ranks' masking/dropout draws; a resume restores the saved RNG
         self._resume(loader)
         if acc.is_main_process:
@@ -268,7 +297,7 @@ class Trainer(ABC):
         if not summary["interrupted"] and t.export and self.step >= t.max_steps:
             acc.wait_for_everyone()
             # FSDP/DeepSpeed hold shards: gathering the full state dict is a collective on every rank
-            self._gathered_state = acc.get_state_dict(self.model) if self._sharded else None
+            self._gathered_state = self._gather_full_state()
             if acc.is_main_process:
                 from ..utils.io import atomic_output_dir
 
@@ -322,8 +351,12 @@ class Trainer(ABC):
         if self.step >= t.max_steps:
             progress.close()
             return
+        import contextlib
+
+        # a prepared model runs forward under the mixed-precision autocast; the torch_fsdp model is not prepared
+        autocast = acc.autocast if self.torch_fsdp is not None else contextlib.nullcontext
         for batch in self._batches(loader):
-            with acc.accumulate(*self.prepared_modules.values()):
+            with acc.accumulate(*self.prepared_modules.values()), autocast():
                 terms = self.compute_loss(batch)
             local_bad = torch.tensor(0.0 if all(torch.isfinite(v).all() for v in terms.values()) else 1.0, device=acc.device)
             if float(acc.reduce(local_bad, reduction="sum")) > 0:
@@ -352,10 +385,14 @@ class Trainer(ABC):
                 summary["last"] = record
                 window_images, window_start = 0, time.perf_counter()
             logged = {}
-            if self.step % t.image_every == 0 and acc.is_main_process:
-                path = self.output_dir / "images" / f"step-{self.step:07d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.save_images(path)
+            if self.step % t.image_every == 0:
+                # a sharded model runs forward only on every rank together: gather a full copy first
+                self._gathered_state = self._gather_full_state()
+                if acc.is_main_process:
+                    path = self.output_dir / "images" / f"step-{self.step:07d}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self.save_images(path)
+                self._gathered_state = None
             if self.step_callback is not None:
                 self.step_callback(self, self.step)
             stop = torch.tensor(float(self._stop_signal is not None), device=acc.device)
@@ -374,6 +411,18 @@ class Trainer(ABC):
         """Clip, step and zero the ``index``-th optimizer (accelerate makes these no-ops while accumulating)."""
         acc, t = self.accelerator, self.config.training
         module = list(self.prepared_modules.values())[index]
+        if self.torch_fsdp is not None:
+            # what accelerate's AcceleratedOptimizer/Scheduler do: act only on the synchronising micro-batch and
+            # step the scheduler once per process (its warmup and length count process-steps)
+            if not acc.sync_gradients:
+                return
+            if t.max_grad_norm:
+                acc.clip_grad_norm_(module.parameters(), t.max_grad_norm)  # DTensor-aware: the norm of all shards
+            self.optimizers[index].step()
+            for _ in range(acc.num_processes):
+                self.schedulers[index].step()
+            self.optimizers[index].zero_grad(set_to_none=True)
+            return
         if acc.sync_gradients and t.max_grad_norm:
             acc.clip_grad_norm_(module.parameters(), t.max_grad_norm)
         self.optimizers[index].step()
@@ -397,7 +446,8 @@ class Trainer(ABC):
         """The trained model for export and grids: a copy holding the EMA weights when EMA is on."""
         model = self.accelerator.unwrap_model(self.model)
         if self._sharded and getattr(self, "_gathered_state", None) is not None:
-            full = type(model)(model.config)
+            with torch.random.fork_rng(devices=[]):  # building the copy must not draw from rank 0's global RNG
+                full = plain_class(model)(model.config)
             full.load_state_dict(self._gathered_state)
             return full
         if self.ema is None:
@@ -412,7 +462,21 @@ class Trainer(ABC):
     def _sharded(self) -> bool:
         from accelerate.utils import DistributedType
 
-        return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        return self.torch_fsdp is not None or self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+    def _gather_full_state(self):
+        """The main model's full state dict on the main process (a collective on every rank) when sharded, else None."""
+        if not self._sharded:
+            return None
+        if self.torch_fsdp is not None:
+            return self.torch_fsdp.full_state_dict(self.model)
+        return self.accelerator.get_state_dict(self.model)
+
+    def _check_torch_fsdp(self, modules: dict) -> None:
+        """The CPU FSDP path shards one trained model and runs it through forward only."""
+        if len(modules) > 1:
+            raise ValueError(f"FSDP on CPU processes trains one model; this run also trains {sorted(modules)[1:]} "
+                             "(e.g. loss.discriminator_weight > 0): use DDP (configs/accelerate/cpu_2proc.yaml) for it")
 
 
 class _ColumnsOnly:
