@@ -92,6 +92,46 @@ def test_bad_input_and_config_errors(converted):
         GigaTokModel(small).semantic_features(torch.zeros(1, 4, 8))
 
 
+def test_encode_decode_frees_each_feature_map_once_it_is_used():
+    """Issue 21 (peak memory 1.7x the original's in the S-B benchmark): with no grad graph, a ResNet block frees
+    conv1's output before conv2 runs, and the CNN decoder frees the map an adaptive GroupNorm reads before the level
+    after it runs (the original's ``h = f(h)`` steps); each kept one full-resolution map too many at the peak."""
+    import weakref
+
+    from vistok.modeling.layers.conv_autoencoder import ConvResnetBlock
+
+    torch.manual_seed(0)
+    model = GigaTokModel(GigaTokConfig(
+        image_size=16, num_latent_tokens=4, codebook_size=32, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
+        z_channels=32, num_res_blocks=1, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+        decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, distill_depth=None)).eval()
+    alive, checked = {}, []
+
+    def remember(key):
+        def hook(module, args, output):
+            alive[key] = weakref.ref(output)
+        return hook
+
+    def expect_freed(key):
+        def hook(module, args):
+            assert alive.pop(key)() is None, f"{key} still alive"
+            checked.append(key)
+        return hook
+
+    blocks = [m for m in model.modules() if isinstance(m, ConvResnetBlock)]
+    for i, block in enumerate(blocks):
+        block.conv1.register_forward_hook(remember(f"block {i} conv1 output"))
+        block.conv2.register_forward_pre_hook(expect_freed(f"block {i} conv1 output"))
+    decoder = model.decoder
+    before = [decoder.mid, *decoder.up_levels[:-1]]
+    for i, (previous, level) in enumerate(zip(before, decoder.up_levels)):
+        previous.register_forward_hook(remember(f"decoder level {i} input before its norm"))
+        level.register_forward_pre_hook(expect_freed(f"decoder level {i} input before its norm"))
+    with torch.inference_mode():
+        model.decode(model.encode(torch.rand(1, 3, 16, 16) * 2 - 1).token_ids)
+    assert len(checked) == len(blocks) + len(decoder.up_levels) and len(blocks) >= 6
+
+
 def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path):
     meta, _ = load("gigatok_1d")
     state = original_weights(meta)
