@@ -167,18 +167,32 @@ def sample_like_original(pipe, meta, setting):
                               generator=torch.Generator().manual_seed(s["seed"]), **extra)
 
 
-@pytest.fixture(scope="module")
-def c2i(converted):
-    """The gpt_1d fixture's weights (a training checkpoint: {"model", "ema"}, the GPT evaluated with "model")
-    converted with the converted 1D tokenizer, loaded as an AutoregressiveImagePipeline."""
+def converted_gpt(converted, name: str, tokenizer: str, output: str):
+    """The ``name`` fixture's weights (a training checkpoint: {"model", "ema"}, the GPT evaluated with "model")
+    converted with the converted ``tokenizer``, loaded as an AutoregressiveImagePipeline."""
     from vistok import AutoregressiveImagePipeline
 
-    meta, _ = load("gpt_1d")
+    meta, _ = load(name)
     weights = original_weights(meta)
-    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_1d.pt")
-    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_1d.pt"), "--tokenizer",
-                     str(converted / "gigatok_1d"), "--num-heads", "4", "--output", str(converted / "c2i")]) == 0
-    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i")
+    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / f"{name}.pt")
+    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / f"{name}.pt"), "--tokenizer",
+                     str(converted / tokenizer), "--num-heads", "4", "--output", str(converted / output)]) == 0
+    return AutoregressiveImagePipeline.from_pretrained(converted / output)
+
+
+def assert_gpt_logits_match_original(model, expected):
+    """Conditional and null-class logits of the fixture's ids and labels."""
+    ids, labels = expected["input_ids"], expected["class_labels"]
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
+    drop = torch.ones_like(labels, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
+                            expected["logits_uncond"], "null-class logits")
+
+
+@pytest.fixture(scope="module")
+def c2i(converted):
+    """The gpt_1d fixture (gpt_1d.py) converted with the converted 1D tokenizer."""
+    return converted_gpt(converted, "gpt_1d", "gigatok_1d", "c2i")
 
 
 def test_gpt_logits_match_original(c2i):
@@ -187,11 +201,7 @@ def test_gpt_logits_match_original(c2i):
     _, expected = load("gpt_1d")
     model = c2i.transformer
     assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "learned"
-    ids, labels = expected["input_ids"], expected["class_labels"]
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
-    drop = torch.ones_like(labels, dtype=torch.bool)
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
-                            expected["logits_uncond"], "null-class logits")
+    assert_gpt_logits_match_original(model, expected)
 
 
 @pytest.mark.parametrize("setting", GPT_SETTINGS)
@@ -242,15 +252,8 @@ def test_guidance_schedule_errors(c2i):
 # -- 2D generator ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def c2i_2d(converted):
-    """The gpt_2d fixture's weights (gpt.py: LlamaGen's GPT with 2D RoPE) converted with the converted 2D tokenizer."""
-    from vistok import AutoregressiveImagePipeline
-
-    meta, _ = load("gpt_2d")
-    weights = original_weights(meta)
-    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_2d.pt")
-    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_2d.pt"), "--tokenizer",
-                     str(converted / "gigatok_2d"), "--num-heads", "4", "--output", str(converted / "c2i_2d")]) == 0
-    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i_2d")
+    """The gpt_2d fixture (gpt.py: LlamaGen's GPT with 2D RoPE) converted with the converted 2D tokenizer."""
+    return converted_gpt(converted, "gpt_2d", "gigatok_2d", "c2i_2d")
 
 
 def test_2d_gpt_logits_match_original(c2i_2d):
@@ -260,11 +263,7 @@ def test_2d_gpt_logits_match_original(c2i_2d):
     model = c2i_2d.transformer
     assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "rope_2d"
     assert model.config.grid_size == 4 and model.config.sampling_defaults["decode_feeds_condition"] is True
-    ids, labels = expected["input_ids"], expected["class_labels"]
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
-    drop = torch.ones_like(labels, dtype=torch.bool)
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
-                            expected["logits_uncond"], "null-class logits")
+    assert_gpt_logits_match_original(model, expected)
 
 
 @pytest.mark.parametrize("setting", GPT_2D_SETTINGS)
