@@ -28,7 +28,7 @@ for both on every call, ids compared.
 Usage (from the repository root; the upstream checkout is imported from ``--upstream``, nothing of it is committed):
 
     python benchmarks/bench_gigatok.py --upstream /tmp/gigatok [--layout 1d|2d] [--batch 1] [--repeats 3]
-    python benchmarks/bench_gigatok.py --upstream /tmp/gigatok --layout 2d --smoke   # a quick check that it runs
+    python benchmarks/bench_gigatok.py --upstream /tmp/gigatok --layout 2d --smoke   # a check that it runs end to end
     python benchmarks/bench_gigatok.py --upstream /tmp/gigatok --part gpt [--batch 2] [--gpt-tokens 64] [--repeats 2]
 """
 
@@ -212,8 +212,8 @@ def main() -> None:
     parser.add_argument("--worker", choices=("time", "memory"))
     parser.add_argument("--impl", choices=("vistok", "original"))
     parser.add_argument("--smoke", action="store_true",
-                        help="a quick check that the script runs: the transformers at the original's 'tiny' size, 1 repeat; "
-                             "the result is printed, and written only with --out")
+                        help="a check that the script runs end to end: the transformers at the original's 'tiny' size (the "
+                             "CNNs as released), 1 repeat; the result is printed, and written only with --out")
     args = parser.parse_args()
     if args.smoke:
         SB.update(encoder_size="tiny", decoder_size="tiny")
