@@ -12,6 +12,11 @@ model.encode(x); model.decode_code(ids, shape)``; vistok ``model.decode(model.en
 two interleaved (alternating which goes first); medians. The token ids of both are compared on every call.
 Peak memory: a fresh process per implementation resets the kernel's RSS high-water mark after building and one
 warm-up call and reports the peak above the RSS before one timed call (activations and workspace; weights excluded).
+Both processes run with ``MALLOC_MMAP_THRESHOLD_=65536``: every block of 64 KiB or more is mapped when allocated and
+unmapped when freed, so the RSS peak is the peak of live activations. With glibc's default (a threshold that moves
+with what was freed) the warm-up leaves freed memory resident that the timed call reuses unseen, by an amount that
+depends on each side's allocation history (issue 21: 200 vs 32 MiB reported, where the torch profiler's allocator
+peaks, S-B with a small decoder, were 224.8 vs 129.3 MiB).
 
 ``--part gpt``: GPT-B sampling (autoregressive/models/gpt_1d.py, 768 wide, 12 layers, 12 heads, 16384 codes,
 learned positions, the original's initialisation under seed 256 with the zero-initialised head drawn N(0, 0.02)),
@@ -22,7 +27,8 @@ for both on every call, ids compared.
 
 Usage (from the repository root; the upstream checkout is imported from ``--upstream``, nothing of it is committed):
 
-    python benchmarks/bench_gigatok.py --upstream /tmp/gigatok [--layout 1d] [--batch 1] [--repeats 3]
+    python benchmarks/bench_gigatok.py --upstream /tmp/gigatok [--layout 1d|2d] [--batch 1] [--repeats 3]
+    python benchmarks/bench_gigatok.py --upstream /tmp/gigatok --layout 2d --smoke   # a check that it runs end to end
     python benchmarks/bench_gigatok.py --upstream /tmp/gigatok --part gpt [--batch 2] [--gpt-tokens 64] [--repeats 2]
 """
 
@@ -40,6 +46,7 @@ from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, rese
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_THREADS = 2
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # the memory children: RSS follows the live blocks (see above)
 GOAL_RATIO = 1.0
 SB = dict(codebook_size=16384, codebook_embed_dim=8, codebook_l2_norm=True, codebook_show_usage=True, commit_loss_beta=0.25,
           entropy_loss_ratio=0.0, encoder_ch_mult=[1, 1, 2, 2, 4], decoder_ch_mult=[1, 1, 2, 2, 4], model_size=None,
@@ -206,7 +213,13 @@ def main() -> None:
     parser.add_argument("--gpt-tokens", type=int, default=256)
     parser.add_argument("--worker", choices=("time", "memory"))
     parser.add_argument("--impl", choices=("vistok", "original"))
+    parser.add_argument("--smoke", action="store_true",
+                        help="a check that the script runs end to end: the transformers at the original's 'tiny' size (the "
+                             "CNNs as released), 1 repeat; the result is printed, and written only with --out")
     args = parser.parse_args()
+    if args.smoke:
+        SB.update(encoder_size="tiny", decoder_size="tiny")
+        args.repeats = 1
     if args.worker == "time":
         print(json.dumps(worker_time(args.upstream, args.layout, args.batch, args.repeats)))
         return
@@ -224,21 +237,25 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
         return
-    common = ["--upstream", str(args.upstream), "--layout", args.layout, "--batch", str(args.batch)]
+    common = ["--upstream", str(args.upstream), "--layout", args.layout, "--batch", str(args.batch)] + ["--smoke"] * args.smoke
     timing = run_child(__file__, [*common, "--repeats", str(args.repeats), "--worker", "time"], timeout=3000)
-    memory = [run_child(__file__, [*common, "--worker", "memory", "--impl", impl], timeout=1500) for impl in ("vistok", "original")]
+    memory = [run_child(__file__, [*common, "--worker", "memory", "--impl", impl], timeout=1500, env=MALLOC_ENV)
+              for impl in ("vistok", "original")]
     result = {
         "benchmark": f"gigatok_cpu: S-B {args.layout.upper()} tokenizer encode+decode, vistok vs the original code",
         "machine": machine_info(), "versions": versions("torch", "transformers", "einops"),
         "settings": {"torch_num_threads": NUM_THREADS, "dtype": "float32", "image_size": 256, "layout": args.layout,
-                     "config": "configs/vq/VQ_SB256" + ("_2d" if args.layout == "2d" else "") + ".yaml",
+                     "config": "configs/vq/VQ_SB256" + ("_2d" if args.layout == "2d" else "") + ".yaml"
+                               + (" with tiny transformers (--smoke)" if args.smoke else ""),
+                     "memory_children_env": MALLOC_ENV,
                      "weights": "tests/_random_weights.random_state_dict(seed 0), converted by build_tokenizer",
                      "goal": f"vistok >= {GOAL_RATIO}x the original's throughput"},
         "timing": timing, "peak_memory": memory,
         "goal_met": timing.get("median_pair_ratio", 0) >= GOAL_RATIO,
     }
-    out = args.out or REPO_ROOT / "benchmarks" / "results" / f"gigatok_{args.layout}_cpu.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = args.out or (None if args.smoke else REPO_ROOT / "benchmarks" / "results" / f"gigatok_{args.layout}_cpu.json")
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 

@@ -92,6 +92,46 @@ def test_bad_input_and_config_errors(converted):
         GigaTokModel(small).semantic_features(torch.zeros(1, 4, 8))
 
 
+def test_encode_decode_frees_each_feature_map_once_it_is_used():
+    """Issue 21 (peak memory 1.7x the original's in the S-B benchmark): with no grad graph, a ResNet block frees
+    conv1's output before conv2 runs, and the CNN decoder frees the map an adaptive GroupNorm reads before the level
+    after it runs (the original's ``h = f(h)`` steps); each kept one full-resolution map too many at the peak."""
+    import weakref
+
+    from vistok.modeling.layers.conv_autoencoder import ConvResnetBlock
+
+    torch.manual_seed(0)
+    model = GigaTokModel(GigaTokConfig(
+        image_size=16, num_latent_tokens=4, codebook_size=32, token_dim=4, hidden_channels=32, encoder_channel_mult=[1, 2],
+        z_channels=32, num_res_blocks=1, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+        decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2, distill_depth=None)).eval()
+    alive, checked = {}, []
+
+    def remember(key):
+        def hook(module, args, output):
+            alive[key] = weakref.ref(output)
+        return hook
+
+    def expect_freed(key):
+        def hook(module, args):
+            assert alive.pop(key)() is None, f"{key} still alive"
+            checked.append(key)
+        return hook
+
+    blocks = [m for m in model.modules() if isinstance(m, ConvResnetBlock)]
+    for i, block in enumerate(blocks):
+        block.conv1.register_forward_hook(remember(f"block {i} conv1 output"))
+        block.conv2.register_forward_pre_hook(expect_freed(f"block {i} conv1 output"))
+    decoder = model.decoder
+    before = [decoder.mid, *decoder.up_levels[:-1]]
+    for i, (previous, level) in enumerate(zip(before, decoder.up_levels)):
+        previous.register_forward_hook(remember(f"decoder level {i} input before its norm"))
+        level.register_forward_pre_hook(expect_freed(f"decoder level {i} input before its norm"))
+    with torch.inference_mode():
+        model.decode(model.encode(torch.rand(1, 3, 16, 16) * 2 - 1).token_ids)
+    assert len(checked) == len(blocks) + len(decoder.up_levels) and len(blocks) >= 6
+
+
 def test_converter_errors_name_the_problem_and_leave_nothing(converted, tmp_path):
     meta, _ = load("gigatok_1d")
     state = original_weights(meta)
@@ -127,18 +167,32 @@ def sample_like_original(pipe, meta, setting):
                               generator=torch.Generator().manual_seed(s["seed"]), **extra)
 
 
-@pytest.fixture(scope="module")
-def c2i(converted):
-    """The gpt_1d fixture's weights (a training checkpoint: {"model", "ema"}, the GPT evaluated with "model")
-    converted with the converted 1D tokenizer, loaded as an AutoregressiveImagePipeline."""
+def converted_gpt(converted, name: str, tokenizer: str, output: str):
+    """The ``name`` fixture's weights (a training checkpoint: {"model", "ema"}, the GPT evaluated with "model")
+    converted with the converted ``tokenizer``, loaded as an AutoregressiveImagePipeline."""
     from vistok import AutoregressiveImagePipeline
 
-    meta, _ = load("gpt_1d")
+    meta, _ = load(name)
     weights = original_weights(meta)
-    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_1d.pt")
-    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_1d.pt"), "--tokenizer",
-                     str(converted / "gigatok_1d"), "--num-heads", "4", "--output", str(converted / "c2i")]) == 0
-    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i")
+    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / f"{name}.pt")
+    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / f"{name}.pt"), "--tokenizer",
+                     str(converted / tokenizer), "--num-heads", "4", "--output", str(converted / output)]) == 0
+    return AutoregressiveImagePipeline.from_pretrained(converted / output)
+
+
+def assert_gpt_logits_match_original(model, expected):
+    """Conditional and null-class logits of the fixture's ids and labels."""
+    ids, labels = expected["input_ids"], expected["class_labels"]
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
+    drop = torch.ones_like(labels, dtype=torch.bool)
+    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
+                            expected["logits_uncond"], "null-class logits")
+
+
+@pytest.fixture(scope="module")
+def c2i(converted):
+    """The gpt_1d fixture (gpt_1d.py) converted with the converted 1D tokenizer."""
+    return converted_gpt(converted, "gpt_1d", "gigatok_1d", "c2i")
 
 
 def test_gpt_logits_match_original(c2i):
@@ -147,11 +201,7 @@ def test_gpt_logits_match_original(c2i):
     _, expected = load("gpt_1d")
     model = c2i.transformer
     assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "learned"
-    ids, labels = expected["input_ids"], expected["class_labels"]
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
-    drop = torch.ones_like(labels, dtype=torch.bool)
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
-                            expected["logits_uncond"], "null-class logits")
+    assert_gpt_logits_match_original(model, expected)
 
 
 @pytest.mark.parametrize("setting", GPT_SETTINGS)
@@ -202,15 +252,8 @@ def test_guidance_schedule_errors(c2i):
 # -- 2D generator ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def c2i_2d(converted):
-    """The gpt_2d fixture's weights (gpt.py: LlamaGen's GPT with 2D RoPE) converted with the converted 2D tokenizer."""
-    from vistok import AutoregressiveImagePipeline
-
-    meta, _ = load("gpt_2d")
-    weights = original_weights(meta)
-    torch.save({"model": weights, "ema": {k: v + 1.0 for k, v in weights.items()}}, converted / "gpt_2d.pt")
-    assert cli_main(["convert", "gigatok-gpt", "--original", str(converted / "gpt_2d.pt"), "--tokenizer",
-                     str(converted / "gigatok_2d"), "--num-heads", "4", "--output", str(converted / "c2i_2d")]) == 0
-    return AutoregressiveImagePipeline.from_pretrained(converted / "c2i_2d")
+    """The gpt_2d fixture (gpt.py: LlamaGen's GPT with 2D RoPE) converted with the converted 2D tokenizer."""
+    return converted_gpt(converted, "gpt_2d", "gigatok_2d", "c2i_2d")
 
 
 def test_2d_gpt_logits_match_original(c2i_2d):
@@ -220,11 +263,7 @@ def test_2d_gpt_logits_match_original(c2i_2d):
     model = c2i_2d.transformer
     assert isinstance(model, LlamaGenTransformer) and model.config.position_embedding == "rope_2d"
     assert model.config.grid_size == 4 and model.config.sampling_defaults["decode_feeds_condition"] is True
-    ids, labels = expected["input_ids"], expected["class_labels"]
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels).logits, expected["logits_cond"], "cond logits")
-    drop = torch.ones_like(labels, dtype=torch.bool)
-    assert_matches_original(model, lambda m: m(ids, class_labels=labels, drop_condition=drop).logits,
-                            expected["logits_uncond"], "null-class logits")
+    assert_gpt_logits_match_original(model, expected)
 
 
 @pytest.mark.parametrize("setting", GPT_2D_SETTINGS)

@@ -262,6 +262,19 @@ def test_ar_text_path_matches_original(ar_pipeline):
                                                 OlmoModel(OlmoConfig(**{**meta["olmo_config"], "num_hidden_layers": 3})), tokenizer)
 
 
+def snapshot_built_models(monkeypatch, training_module) -> list[dict]:
+    """The state dict of every model the trainer of ``training_module`` builds, as built (before any step)."""
+    built, build_model = [], training_module.build_model
+
+    def build_and_snapshot(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        built.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(training_module, "build_model", build_and_snapshot)
+    return built
+
+
 def test_tokenizer_trains_with_vistok_train(tmp_path, monkeypatch):
     """`vistok train tokenizer` on the binary tokenizer: training-mode Bernoulli bits, straight-through gradients;
     the export loads with AutoModel and its weights moved."""
@@ -287,15 +300,7 @@ def test_tokenizer_trains_with_vistok_train(tmp_path, monkeypatch):
                      "image_every": 1000, "checkpointing_steps": 1000}, "loss": {"reconstruction": "l2"}})
     from vistok.training import tokenizer as tokenizer_training
 
-    built = []
-
-    def build_and_snapshot(*args, **kwargs):  # the model as the trainer builds it, before any step
-        model = build_model(*args, **kwargs)
-        built.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return model
-
-    build_model = tokenizer_training.build_model
-    monkeypatch.setattr(tokenizer_training, "build_model", build_and_snapshot)
+    built = snapshot_built_models(monkeypatch, tokenizer_training)
     try:
         TokenizerTrainer(config).train()
     finally:
@@ -499,15 +504,7 @@ def test_generators_train_on_captions_and_export_a_pipeline(tmp_path, instella_b
         "loss": {"tokenizer": str(instella_bae_folder), "text_encoder": str(tmp_path / "olmo")}})
     from vistok.training import generator as generator_training
 
-    built = []
-
-    def build_and_snapshot(*args, **kwargs):  # the model as the trainer builds it, before any step
-        model = build_model(*args, **kwargs)
-        built.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return model
-
-    build_model = generator_training.build_model
-    monkeypatch.setattr(generator_training, "build_model", build_and_snapshot)
+    built = snapshot_built_models(monkeypatch, generator_training)
     try:
         trainer = GeneratorTrainer(config)
         summary = trainer.train()

@@ -271,7 +271,8 @@ class GigaTokConvDecoder(nn.Module):
     def forward(self, latents):
         hidden = self.mid(self.conv_in(latents))
         for norm, level in zip(self.adaptive_norms, self.up_levels):
-            hidden = level(norm(hidden, latents))
+            hidden = norm(hidden, latents)  # its own statement: the un-normed map is freed before the level runs
+            hidden = level(hidden)
         return self.conv_out(F.silu(self.norm_out(hidden)))
 
 

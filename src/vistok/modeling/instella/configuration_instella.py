@@ -122,6 +122,28 @@ def _set_text_training_fields(config, caption_dropout_prob, kwargs: dict) -> Non
     config.codebook_size = 2**config.num_bits
 
 
+def _set_generator_sizes(config, num_bits, num_tokens, hidden_size, num_hidden_layers, num_attention_heads,
+                         text_hidden_size, mlp_ratio, rms_norm_eps, initializer_range, layer_norm_eps=None) -> None:
+    """Checks and sets the sizes both generators share (``layer_norm_eps``: the diffusion generator's)."""
+    check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
+    epsilons = {"rms_norm_eps": rms_norm_eps} if layer_norm_eps is None else \
+        {"rms_norm_eps": rms_norm_eps, "layer_norm_eps": layer_norm_eps}
+    check_positive_numbers(mlp_ratio=mlp_ratio, **epsilons, initializer_range=initializer_range)
+    if hidden_size % num_attention_heads:
+        raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+    config.num_bits = num_bits
+    config.num_tokens = num_tokens
+    config.hidden_size = hidden_size
+    config.num_hidden_layers = num_hidden_layers
+    config.num_attention_heads = num_attention_heads
+    config.text_hidden_size = text_hidden_size
+    config.mlp_ratio = mlp_ratio
+    for name, value in epsilons.items():
+        setattr(config, name, value)
+    config.initializer_range = initializer_range
+
+
 class InstellaARConfig(PreTrainedConfig):
     """Instella-T2I's autoregressive generator: a causal transformer over ``num_tokens`` bit vectors
     (``num_bits`` each) after a learned split token; block ``i`` attends over the projected hidden state ``i+1``
@@ -142,20 +164,8 @@ class InstellaARConfig(PreTrainedConfig):
                  num_attention_heads: int = 16, text_hidden_size: int = 2048, mlp_ratio: float = 4.0,
                  rms_norm_eps: float = 1e-6, initializer_range: float = 0.02, sampling_defaults: dict | None = None,
                  caption_dropout_prob: float = 0.1, **kwargs):
-        check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                    num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
-        check_positive_numbers(mlp_ratio=mlp_ratio, rms_norm_eps=rms_norm_eps, initializer_range=initializer_range)
-        if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
-        self.num_bits = num_bits
-        self.num_tokens = num_tokens
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.text_hidden_size = text_hidden_size
-        self.mlp_ratio = mlp_ratio
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
+        _set_generator_sizes(self, num_bits, num_tokens, hidden_size, num_hidden_layers, num_attention_heads,
+                             text_hidden_size, mlp_ratio, rms_norm_eps, initializer_range)
         self.sampling_defaults = dict(sampling_defaults or {"guidance_scale": 7.5, "temperature": 1.0})
         _set_text_training_fields(self, caption_dropout_prob, kwargs)
         super().__init__(**kwargs)
@@ -186,26 +196,12 @@ class InstellaDiffusionConfig(PreTrainedConfig):
                  num_attention_heads: int = 16, text_hidden_size: int = 2048, mlp_ratio: float = 4.0,
                  rms_norm_eps: float = 1e-6, layer_norm_eps: float = 1e-6, initializer_range: float = 0.02,
                  sampling_defaults: dict | None = None, caption_dropout_prob: float = 0.1, **kwargs):
-        check_sizes(num_bits=num_bits, num_tokens=num_tokens, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                    num_attention_heads=num_attention_heads, text_hidden_size=text_hidden_size)
-        check_positive_numbers(mlp_ratio=mlp_ratio, rms_norm_eps=rms_norm_eps, layer_norm_eps=layer_norm_eps,
-                               initializer_range=initializer_range)
-        if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+        _set_generator_sizes(self, num_bits, num_tokens, hidden_size, num_hidden_layers, num_attention_heads,
+                             text_hidden_size, mlp_ratio, rms_norm_eps, initializer_range, layer_norm_eps)
         defaults = {"guidance_scale": 7.5, "temperature": 1.0, "num_inference_steps": 20, "rho": 1.0, "step_rule": "protocol_1"}
         defaults.update(sampling_defaults or {})
         if defaults["step_rule"] not in DIFFUSION_STEP_RULES:
             raise ValueError(f"sampling_defaults['step_rule'] must be one of {DIFFUSION_STEP_RULES}, got {defaults['step_rule']!r}")
-        self.num_bits = num_bits
-        self.num_tokens = num_tokens
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.text_hidden_size = text_hidden_size
-        self.mlp_ratio = mlp_ratio
-        self.rms_norm_eps = rms_norm_eps
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
         self.sampling_defaults = defaults
         _set_text_training_fields(self, caption_dropout_prob, kwargs)
         super().__init__(**kwargs)

@@ -82,16 +82,30 @@ class InstellaARMLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
+def add_text_attention_parts(block: nn.Module, config, positions: int) -> None:
+    """What every Instella generator block holds after its norms: ``proj_cond`` (text width -> width), ``pos_emb``
+    over ``positions`` image positions, the joint text/image ``attn`` and the GELU-tanh ``mlp``."""
+    width = config.hidden_size
+    block.proj_cond = nn.Linear(config.text_hidden_size, width)
+    block.pos_emb = nn.Parameter(torch.zeros(1, positions, width))
+    block.attn = InstellaARAttention(config)
+    block.mlp = InstellaARMLP(width, int(width * config.mlp_ratio))
+
+
+def clip_float16(hidden_states: torch.Tensor) -> torch.Tensor:
+    """The originals' block tail: fp16 activations clipped to the finite fp16 range."""
+    if hidden_states.dtype == torch.float16:
+        hidden_states = hidden_states.clip(-65504, 65504)
+    return hidden_states
+
+
 class InstellaARBlock(GradientCheckpointingLayer):
     def __init__(self, config: InstellaARConfig):
         super().__init__()
         width = config.hidden_size
         self.input_layernorm = RMSNorm(width, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(width, eps=config.rms_norm_eps)
-        self.proj_cond = nn.Linear(config.text_hidden_size, width)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.num_tokens + 1, width))
-        self.attn = InstellaARAttention(config)
-        self.mlp = InstellaARMLP(width, int(width * config.mlp_ratio))
+        add_text_attention_parts(self, config, config.num_tokens + 1)
 
     def forward(self, hidden_states, text_states, attention_mask, cache=None, cache_position=None, key_length=None,
                 layer_idx: int = 0, image_position: int = 0):
@@ -102,29 +116,25 @@ class InstellaARBlock(GradientCheckpointingLayer):
         joint = normed if text_states is None else torch.cat([self.proj_cond(text_states), normed], dim=1)
         hidden_states = hidden_states + self.attn(joint, length, attention_mask, cache, cache_position, key_length, layer_idx)[0]
         hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
-        if hidden_states.dtype == torch.float16:
-            hidden_states = hidden_states.clip(-65504, 65504)
-        return hidden_states
+        return clip_float16(hidden_states)
 
 
-class InstellaARPreTrainedModel(PreTrainedModel):
-    config_class = InstellaARConfig
-    base_model_prefix = "instella_ar"
+class InstellaGeneratorPreTrainedModel(PreTrainedModel):
+    """What the AR and diffusion generators share: bits in, attention through ``ALL_ATTENTION_FUNCTIONS``, and the
+    initialisation (``pos_emb`` of the blocks zero, RMSNorm weights one, linear layers N(0, initializer_range))."""
+
     main_input_name = "input_bits"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["InstellaARBlock"]
     _supports_sdpa = True
     _supports_flex_attn = False
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": InstellaARBlock, "attentions": OutputRecorder(InstellaARAttention, index=1)}
+    _block_class: type[nn.Module]
 
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, InstellaARModel):
-            init.normal_(module.split_token, std=0.02)
-        elif isinstance(module, InstellaARBlock):
+        if isinstance(module, self._block_class):
             init.zeros_(module.pos_emb)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
@@ -132,6 +142,43 @@ class InstellaARPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
+
+
+class InstellaARPreTrainedModel(InstellaGeneratorPreTrainedModel):
+    config_class = InstellaARConfig
+    base_model_prefix = "instella_ar"
+    _no_split_modules = ["InstellaARBlock"]
+    _block_class = InstellaARBlock
+    _can_record_outputs = {"hidden_states": InstellaARBlock, "attentions": OutputRecorder(InstellaARAttention, index=1)}
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, InstellaARModel):
+            init.normal_(module.split_token, std=0.02)
+
+
+def check_text_inputs(config, text_hidden_states, text_attention_mask) -> int:
+    """Checks the text condition of a generator's forward (``[B, num_hidden_layers, T, text_hidden_size]`` hidden
+    states, a ``[B, T]`` mask or None); returns B."""
+    c = config
+    if not isinstance(text_hidden_states, torch.Tensor) or text_hidden_states.ndim != 4 \
+            or text_hidden_states.shape[1] != c.num_hidden_layers or text_hidden_states.shape[-1] != c.text_hidden_size:
+        shape = None if not isinstance(text_hidden_states, torch.Tensor) else tuple(text_hidden_states.shape)
+        raise ValueError(f"text_hidden_states must be [B, {c.num_hidden_layers}, T, {c.text_hidden_size}] (the text "
+                         f"encoder's hidden states 1..{c.num_hidden_layers}, stacked), got {shape}")
+    batch, _, length, _ = text_hidden_states.shape
+    if text_attention_mask is not None and tuple(text_attention_mask.shape) != (batch, length):
+        raise ValueError(f"text_attention_mask must be [{batch}, {length}], got {tuple(text_attention_mask.shape)}")
+    return batch
+
+
+def text_inputs(text_hidden_states: torch.Tensor, text_attention_mask: torch.Tensor | None, dtype, device):
+    """The checked text condition: the hidden states in ``dtype``, the mask as given or all ones on ``device``."""
+    if text_attention_mask is None:
+        batch, _, text_length, _ = text_hidden_states.shape
+        text_attention_mask = torch.ones(batch, text_length, dtype=torch.long, device=device)
+    return text_hidden_states.to(dtype), text_attention_mask
 
 
 def joint_attention_mask(text_attention_mask: torch.Tensor, image_length: int, dtype) -> torch.Tensor:
@@ -159,14 +206,7 @@ class InstellaARModel(InstellaARPreTrainedModel):
 
     def check_inputs(self, input_bits, text_hidden_states, text_attention_mask) -> None:
         c = self.config
-        if not isinstance(text_hidden_states, torch.Tensor) or text_hidden_states.ndim != 4 \
-                or text_hidden_states.shape[1] != c.num_hidden_layers or text_hidden_states.shape[-1] != c.text_hidden_size:
-            shape = None if not isinstance(text_hidden_states, torch.Tensor) else tuple(text_hidden_states.shape)
-            raise ValueError(f"text_hidden_states must be [B, {c.num_hidden_layers}, T, {c.text_hidden_size}] (the text "
-                             f"encoder's hidden states 1..{c.num_hidden_layers}, stacked), got {shape}")
-        batch, _, length, _ = text_hidden_states.shape
-        if text_attention_mask is not None and tuple(text_attention_mask.shape) != (batch, length):
-            raise ValueError(f"text_attention_mask must be [{batch}, {length}], got {tuple(text_attention_mask.shape)}")
+        batch = check_text_inputs(c, text_hidden_states, text_attention_mask)
         if input_bits is not None:
             if input_bits.ndim != 3 or input_bits.shape[0] != batch or input_bits.shape[-1] != c.num_bits:
                 raise ValueError(f"input_bits must be [{batch}, n, {c.num_bits}], got {tuple(input_bits.shape)}")
@@ -180,14 +220,12 @@ class InstellaARModel(InstellaARPreTrainedModel):
         ``[B, num_hidden_layers, T, text_hidden_size]`` (OLMo hidden states 1..L), ``text_attention_mask`` ``[B, T]``
         (1 = token, left padding) -> logits ``[B, n+1, num_bits]``."""
         self.check_inputs(input_bits, text_hidden_states, text_attention_mask)
-        batch, _, text_length, _ = text_hidden_states.shape
+        batch = text_hidden_states.shape[0]
         hidden = self.split_token.expand(batch, -1, -1).to(self.dtype)
         if input_bits is not None and input_bits.shape[1]:
             hidden = torch.cat([hidden, self.x_embedder(input_bits.to(self.dtype))], dim=1)
-        if text_attention_mask is None:
-            text_attention_mask = torch.ones(batch, text_length, dtype=torch.long, device=hidden.device)
+        text_hidden_states, text_attention_mask = text_inputs(text_hidden_states, text_attention_mask, self.dtype, hidden.device)
         mask = joint_attention_mask(text_attention_mask, hidden.shape[1], hidden.dtype)
-        text_hidden_states = text_hidden_states.to(self.dtype)
         for index, block in enumerate(self.transformer_blocks):
             hidden = block(hidden, text_hidden_states[:, index], mask)
         return InstellaAROutput(logits=self.proj_out(self.norm_out(hidden)))

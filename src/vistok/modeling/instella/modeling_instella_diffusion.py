@@ -19,15 +19,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
+from transformers import PreTrainedModel  # noqa: F401  (diffusers finds a pipeline component's loading class in its module)
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..layers.norms import RMSNorm
 from .configuration_instella import InstellaDiffusionConfig
-from .modeling_instella_ar import InstellaARAttention, InstellaARMLP
+from .modeling_instella_ar import (InstellaARAttention, InstellaGeneratorPreTrainedModel, add_text_attention_parts,
+                                   check_text_inputs, clip_float16, text_inputs)
 
 
 @dataclass
@@ -69,10 +68,7 @@ class InstellaDiffusionBlock(GradientCheckpointingLayer):
         width = config.hidden_size
         self.eps = config.layer_norm_eps
         self.norm1 = InstellaModulation(width, 6)
-        self.proj_cond = nn.Linear(config.text_hidden_size, width)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.num_tokens, width))
-        self.attn = InstellaARAttention(config)
-        self.mlp = InstellaARMLP(width, int(width * config.mlp_ratio))
+        add_text_attention_parts(self, config, config.num_tokens)
 
     def forward(self, hidden_states, temb, text_states, attention_mask):
         length, width = hidden_states.shape[1], hidden_states.shape[-1]
@@ -82,34 +78,15 @@ class InstellaDiffusionBlock(GradientCheckpointingLayer):
         hidden_states = hidden_states + gate_msa * self.attn(joint, length, attention_mask)[0]
         normed = F.layer_norm(hidden_states, (width,), eps=self.eps) * (1 + scale_mlp) + shift_mlp
         hidden_states = hidden_states + gate_mlp * self.mlp(normed)
-        if hidden_states.dtype == torch.float16:
-            hidden_states = hidden_states.clip(-65504, 65504)
-        return hidden_states
+        return clip_float16(hidden_states)
 
 
-class InstellaDiffusionPreTrainedModel(PreTrainedModel):
+class InstellaDiffusionPreTrainedModel(InstellaGeneratorPreTrainedModel):
     config_class = InstellaDiffusionConfig
     base_model_prefix = "instella_diffusion"
-    main_input_name = "input_bits"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["InstellaDiffusionBlock"]
-    _supports_sdpa = True
-    _supports_flex_attn = False
-    _supports_attention_backend = True
+    _block_class = InstellaDiffusionBlock
     _can_record_outputs = {"hidden_states": InstellaDiffusionBlock, "attentions": OutputRecorder(InstellaARAttention, index=1)}
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        std = self.config.initializer_range
-        if isinstance(module, InstellaDiffusionBlock):
-            init.zeros_(module.pos_emb)
-        elif isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif isinstance(module, nn.Linear):
-            init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
 
 
 def padded_text_mask(text_attention_mask: torch.Tensor, image_length: int, dtype) -> torch.Tensor:
@@ -137,14 +114,7 @@ class InstellaDiffusionModel(InstellaDiffusionPreTrainedModel):
 
     def check_inputs(self, input_bits, timestep, text_hidden_states, text_attention_mask) -> None:
         c = self.config
-        if not isinstance(text_hidden_states, torch.Tensor) or text_hidden_states.ndim != 4 \
-                or text_hidden_states.shape[1] != c.num_hidden_layers or text_hidden_states.shape[-1] != c.text_hidden_size:
-            shape = None if not isinstance(text_hidden_states, torch.Tensor) else tuple(text_hidden_states.shape)
-            raise ValueError(f"text_hidden_states must be [B, {c.num_hidden_layers}, T, {c.text_hidden_size}] (the text "
-                             f"encoder's hidden states 1..{c.num_hidden_layers}, stacked), got {shape}")
-        batch, _, length, _ = text_hidden_states.shape
-        if text_attention_mask is not None and tuple(text_attention_mask.shape) != (batch, length):
-            raise ValueError(f"text_attention_mask must be [{batch}, {length}], got {tuple(text_attention_mask.shape)}")
+        batch = check_text_inputs(c, text_hidden_states, text_attention_mask)
         if not isinstance(input_bits, torch.Tensor) or tuple(input_bits.shape) != (batch, c.num_tokens, c.num_bits):
             shape = None if not isinstance(input_bits, torch.Tensor) else tuple(input_bits.shape)
             raise ValueError(f"input_bits must be [{batch}, {c.num_tokens}, {c.num_bits}] (the noisy bits, 0/1), got {shape}")
@@ -162,13 +132,11 @@ class InstellaDiffusionModel(InstellaDiffusionPreTrainedModel):
         if isinstance(timestep, (int, float)) and not isinstance(timestep, bool):
             timestep = torch.tensor(float(timestep))
         self.check_inputs(input_bits, timestep, text_hidden_states, text_attention_mask)
-        batch, _, text_length, _ = text_hidden_states.shape
+        batch = text_hidden_states.shape[0]
         hidden = self.x_embedder(input_bits.to(self.dtype))
         temb = self.time_embed(timestep.to(hidden.device, self.dtype).reshape(-1).expand(batch))
-        if text_attention_mask is None:
-            text_attention_mask = torch.ones(batch, text_length, dtype=torch.long, device=hidden.device)
+        text_hidden_states, text_attention_mask = text_inputs(text_hidden_states, text_attention_mask, self.dtype, hidden.device)
         mask = padded_text_mask(text_attention_mask.to(hidden.device), hidden.shape[1], hidden.dtype)
-        text_hidden_states = text_hidden_states.to(self.dtype)
         for index, block in enumerate(self.transformer_blocks):
             hidden = block(hidden, temb, text_hidden_states[:, index], mask)
         scale, shift = self.norm_out(temb)

@@ -56,8 +56,11 @@ class ConvResnetBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # one step a statement, so that each intermediate map is freed as soon as the next exists (as the originals
+        # do): ``conv2(silu(norm2(conv1(...))))`` in one expression kept conv1's output alive through conv2
         h = self.conv1(F.silu(self.norm1(hidden_states)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = F.silu(self.norm2(h))
+        h = self.conv2(self.dropout(h))
         return self.shortcut(hidden_states) + h
 
 

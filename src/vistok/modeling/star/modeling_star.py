@@ -21,7 +21,8 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from ..layers.drop_path import drop_path
 from ..layers.rope import scale_normalized_rope_angles
 from ..layers.transformer import eager_attention_forward
-from ..var.modeling_var import VARAttention, VARMLP, _scale_layout, check_scale_inputs
+from ..var.modeling_var import (VARMLP, VARAttention, _scale_layout, add_scaled_attention_parts, check_scale_inputs,
+                                cosine_query_key, init_scaled_attention)
 from .configuration_star import STARConfig
 
 
@@ -46,26 +47,14 @@ class STARCrossAttention(nn.Module):
         self.is_causal = False
         self.q = nn.Linear(width, width, bias=False)
         self.kv = nn.Linear(config.text_hidden_size, 2 * width, bias=False)
-        self.q_bias = nn.Parameter(torch.zeros(width))
-        self.v_bias = nn.Parameter(torch.zeros(width))
-        if config.attn_l2_norm:
-            self.logit_scale = nn.Parameter(torch.full((1, heads, 1, 1), 4.0).log())
-            self.max_logit_scale = torch.log(torch.tensor(100, device="cpu")).item()
-            self.scaling = 1.0
-        else:
-            self.logit_scale = None
-            self.scaling = 0.25 / math.sqrt(self.head_dim)
-        self.out_proj = nn.Linear(width, width)
-        self.out_proj._var_init_role = "residual_out"
+        add_scaled_attention_parts(self, config, width, heads)
 
     def forward(self, hidden_states: torch.Tensor, text_states: torch.Tensor, text_bias: torch.Tensor | None = None):
         batch, length, width = hidden_states.shape
         query = F.linear(hidden_states, self.q.weight, self.q_bias).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         kv = F.linear(text_states, self.kv.weight, torch.cat((torch.zeros_like(self.v_bias), self.v_bias)))
         key, value = kv.view(batch, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.logit_scale is not None:
-            query = F.normalize(query, dim=-1).mul(self.logit_scale.clamp_max(self.max_logit_scale).exp())
-            key = F.normalize(key, dim=-1)
+        query, key = cosine_query_key(self, query, key)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         output, weights = attention(self, query, key, value, text_bias, scaling=self.scaling,
                                     dropout=self.config.attention_dropout if self.training else 0.0, is_causal=False)
@@ -132,10 +121,7 @@ class STARPreTrainedModel(PreTrainedModel):
             if module.sampler_start_embedding is not None:
                 init.trunc_normal_(module.sampler_start_embedding, std=std)
         elif isinstance(module, (VARAttention, STARCrossAttention)):
-            if module.logit_scale is not None:
-                init.constant_(module.logit_scale, math.log(4.0))
-            init.zeros_(module.q_bias)
-            init.zeros_(module.v_bias)
+            init_scaled_attention(module)
         elif isinstance(module, nn.Linear):
             role = getattr(module, "_var_init_role", None)
             scale = {"head": cfg.init_head, "residual_out": 1 / math.sqrt(2 * cfg.depth)}.get(role, 1.0)

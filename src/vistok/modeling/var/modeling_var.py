@@ -130,6 +130,40 @@ class VARVQVAE(VisualTokenizerMixin, VARVQVAEPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 
 
+def add_scaled_attention_parts(attention: nn.Module, config, width: int, heads: int) -> None:
+    """What VAR's self-attention and STAR's cross-attention hold after their bias-free projections: learned q and v
+    biases, the cosine-attention logit scale (``attn_l2_norm``) or the 0.25 / sqrt(head_dim) scaling, ``out_proj``."""
+    attention.q_bias = nn.Parameter(torch.zeros(width))
+    attention.v_bias = nn.Parameter(torch.zeros(width))
+    if config.attn_l2_norm:
+        attention.logit_scale = nn.Parameter(torch.full((1, heads, 1, 1), 4.0).log())
+        # log(100) computed as VAR does (a float32 log), so the clamp bites at the same value
+        attention.max_logit_scale = torch.log(torch.tensor(100, device="cpu")).item()
+        attention.scaling = 1.0
+    else:
+        attention.logit_scale = None
+        attention.scaling = 0.25 / math.sqrt(attention.head_dim)
+    attention.out_proj = nn.Linear(width, width)
+    attention.out_proj._var_init_role = "residual_out"
+
+
+def cosine_query_key(attention: nn.Module, query: torch.Tensor, key: torch.Tensor):
+    """With a logit scale (``attn_l2_norm``): q and k L2-normalised, q scaled by ``exp(min(logit_scale, log 100))``."""
+    if attention.logit_scale is not None:
+        query = F.normalize(query, dim=-1).mul(attention.logit_scale.clamp_max(attention.max_logit_scale).exp())
+        key = F.normalize(key, dim=-1)
+    return query, key
+
+
+@torch.no_grad()
+def init_scaled_attention(attention: nn.Module) -> None:
+    """VAR's initialisation of those parts: logit scale log(4), zero q and v biases."""
+    if attention.logit_scale is not None:
+        init.constant_(attention.logit_scale, math.log(4.0))
+    init.zeros_(attention.q_bias)
+    init.zeros_(attention.v_bias)
+
+
 class VARAttention(nn.Module):
     """Self-attention with a fused bias-free ``qkv`` projection plus learned q and v biases (k has
     none). With ``attn_l2_norm`` it is cosine attention: q and k are L2-normalised and q is scaled by
@@ -142,18 +176,7 @@ class VARAttention(nn.Module):
         self.num_heads, self.head_dim = heads, width // heads
         self.is_causal = False  # block-causal through the mask (training) or the KV cache (sampling)
         self.qkv = nn.Linear(width, 3 * width, bias=False)
-        self.q_bias = nn.Parameter(torch.zeros(width))
-        self.v_bias = nn.Parameter(torch.zeros(width))
-        if config.attn_l2_norm:
-            self.logit_scale = nn.Parameter(torch.full((1, heads, 1, 1), 4.0).log())
-            # log(100) computed as VAR does (a float32 log), so the clamp bites at the same value
-            self.max_logit_scale = torch.log(torch.tensor(100, device="cpu")).item()
-            self.scaling = 1.0
-        else:
-            self.logit_scale = None
-            self.scaling = 0.25 / math.sqrt(self.head_dim)
-        self.out_proj = nn.Linear(width, width)
-        self.out_proj._var_init_role = "residual_out"
+        add_scaled_attention_parts(self, config, width, heads)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 cache: DynamicCache | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -165,9 +188,7 @@ class VARAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, d] each
         if rotary is not None:
             query, key = (apply_interleaved_rope_heads_first(x, *rotary) for x in (query, key))
-        if self.logit_scale is not None:
-            query = F.normalize(query, dim=-1).mul(self.logit_scale.clamp_max(self.max_logit_scale).exp())
-            key = F.normalize(key, dim=-1)
+        query, key = cosine_query_key(self, query, key)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
@@ -265,10 +286,7 @@ class VARPreTrainedModel(PreTrainedModel):
                 table = nn.init.normal_(torch.empty_like(module.adaln_table), std=module.width ** -0.5)
                 init.copy_(module.adaln_table, _scale_adaln_rows(table, 2, cfg))
         elif isinstance(module, VARAttention):
-            if module.logit_scale is not None:
-                init.constant_(module.logit_scale, math.log(4.0))
-            init.zeros_(module.q_bias)
-            init.zeros_(module.v_bias)
+            init_scaled_attention(module)
         elif isinstance(module, nn.Linear):
             role = getattr(module, "_var_init_role", None)
             if role == "block_adaln":  # rows: gamma1, gamma2 | scale1, scale2, shift1, shift2
