@@ -101,11 +101,11 @@ class RecordedIdsTokenizer:
     already truncated) for the fixture's prompts, as ``open_clip_token_ids`` asks a tokenizer for them."""
 
     def __init__(self):
-        self.ids = {open_clip_clean(p): ids for p, ids in zip(META["prompts"], META["token_ids"])}
+        self.ids = {open_clip_clean(p): ids for p, ids in zip(FEATURE_PROMPTS, META["token_ids"])}
         self.calls = []
 
-    def __call__(self, prompts, padding, truncation, max_length, split_special_tokens):
-        assert padding is False and truncation is True and max_length == CONTEXT and split_special_tokens is True
+    def __call__(self, prompts, padding, truncation, max_length):
+        assert padding is False and truncation is True and max_length == CONTEXT
         self.calls.append(list(prompts))
         return {"input_ids": [self.ids[p] for p in prompts]}
 
@@ -249,3 +249,10 @@ def test_converter_layouts_and_refusals():
         convert_open_clip_text({**state, "transformer.resblocks.0.ls_1.gamma": torch.ones(WIDTH)}, num_attention_heads=2)
     with pytest.raises(ConversionError, match="text_projection"):
         convert_open_clip_text({**state, "text_projection": torch.zeros(3, 3)}, num_attention_heads=2)
+
+
+def test_open_clip_clean_without_the_vocabulary():
+    """OpenCLIP's cleaning that needs no ftfy: HTML entities unescaped twice, whitespace runs collapsed, ends stripped
+    (lower case is the tokenizer's)."""
+    assert open_clip_clean("  Tom &amp;amp; Jerry\t\n &lt;3  ") == "Tom & Jerry <3"
+    assert open_clip_clean("") == ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,9 @@ class CLIPTextFeatures:
     pooled: torch.Tensor | None
 
 
+_WARNED_NO_FTFY: list = []
+
+
 def open_clip_clean(text: str) -> str:
     """OpenCLIP ``SimpleTokenizer``'s text cleaning before BPE (transformers' ``CLIPTokenizer`` does only NFC,
     whitespace and lower case): ``ftfy.fix_text`` when ftfy is installed (it straightens curly quotes, splits
@@ -42,6 +46,11 @@ def open_clip_clean(text: str) -> str:
         ftfy = None
     if ftfy is not None:
         text = ftfy.fix_text(text)
+    elif not text.isascii() and not _WARNED_NO_FTFY:
+        _WARNED_NO_FTFY.append(True)
+        warnings.warn("ftfy is not installed: prompts with non-ASCII text may be tokenized differently from OpenCLIP "
+                      "(which applies ftfy.fix_text: quotes, ligatures, full-width forms, mojibake); pip install ftfy",
+                      stacklevel=3)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
 
@@ -57,8 +66,10 @@ def open_clip_token_ids(tokenizer, prompts, context_length: int = 77) -> torch.L
     prompts = [open_clip_clean(p) for p in prompts]
     # split_special_tokens: OpenCLIP's special tokens are <start_of_text>/<end_of_text>, so a "<|endoftext|>" typed in
     # a prompt is text to it, not CLIPTokenizer's special token
-    ids = tokenizer(prompts, padding=False, truncation=True, max_length=context_length,
-                    split_special_tokens=True)["input_ids"]
+    from transformers import PreTrainedTokenizerBase
+
+    extra = {"split_special_tokens": True} if isinstance(tokenizer, PreTrainedTokenizerBase) else {}
+    ids = tokenizer(prompts, padding=False, truncation=True, max_length=context_length, **extra)["input_ids"]
     out = torch.zeros(len(prompts), context_length, dtype=torch.long)
     for row, seq in enumerate(ids):
         out[row, : len(seq)] = torch.as_tensor(seq[:context_length], dtype=torch.long)
