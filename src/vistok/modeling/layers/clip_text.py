@@ -1,14 +1,20 @@
 """CLIP text features as OpenCLIP computes them, from transformers' CLIP text models.
 
 The bytedance/1d-tokenizer text-to-image models (TA-TiTok, MaskGen) read OpenCLIP ViT-L-14-336 (openai) text
-features; that text tower is the one of ``openai/clip-vit-large-patch14-336`` in transformers. The two
-differ in one detail that matters here: OpenCLIP pads every prompt to the context length with token id 0 and
-its consumers read all positions (no attention mask), so :func:`open_clip_token_ids` pads with 0 too.
+features; those weights are the text tower of ``openai/clip-vit-large-patch14-336`` in transformers. What differs:
+
+- padding: OpenCLIP pads every prompt to the context length with token id 0 and its consumers read all positions
+  (no attention mask), so :func:`open_clip_token_ids` pads with 0 too;
+- text cleaning: OpenCLIP's tokenizer applies ``ftfy.fix_text`` and HTML unescaping before BPE, and treats a typed
+  ``<|endoftext|>`` as text; :func:`open_clip_token_ids` does the same (ftfy only where it is installed);
+- the activation: the OpenAI weights were trained with QuickGELU (transformers' config), but
+  ``open_clip.create_model_and_transforms('ViT-L-14-336', pretrained='openai')``, the 1d-tokenizer's call, builds
+  ``nn.GELU`` since open_clip 2.29 (QuickGELU before); which one a release saw depends on its open_clip version.
 
 :func:`convert_open_clip_text` turns an OpenCLIP text tower's state dict (``open_clip.CLIP``: ``token_embedding``,
 ``positional_embedding``, ``transformer.resblocks.*``, ``ln_final``, ``text_projection``) into a transformers
-``CLIPTextModelWithProjection`` that computes the same features (tests/test_openclip_text.py checks it against
-OpenCLIP itself).
+``CLIPTextModelWithProjection`` with either activation (tests/test_openclip_text.py checks both against OpenCLIP
+and the 1d-tokenizer code).
 """
 
 from __future__ import annotations
