@@ -88,3 +88,14 @@ def paired_speedup(original_seconds: list[float], vistok_seconds: list[float]) -
     return {"pair_ratios_original_over_vistok": [round(r, 3) for r in ratios],
             "median_pair_ratio": round(statistics.median(ratios), 3),
             "pair_ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+
+
+def bench_threads(default: int = 2) -> int:
+    """Torch threads per benchmark process: ``VISTOK_BENCH_THREADS`` (e.g. 1 where another job holds a core, so that
+    both sides of a pair see the same free core), else ``default`` (this machine's 2 cores). Results record it."""
+    import os
+
+    value = os.environ.get("VISTOK_BENCH_THREADS", str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"VISTOK_BENCH_THREADS must be a positive integer, got {value!r}")
+    return int(value)

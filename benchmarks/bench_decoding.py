@@ -47,11 +47,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine_info, versions  # noqa: E402
+from _measure import bench_threads, machine_info, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "decoding_cpu.json"
-NUM_THREADS = 2
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 SETTINGS = dict(guidance_scale=4.0, cfg_interval=-1, temperature=1.0, top_k=2000, top_p=1.0)
 WEIGHTS_SEED = 256
 STRATEGIES = {"sjd": {"draft_length": 16}, "gsd": {"draft_length": 16}, "zipar": {"window": 8}}

@@ -42,10 +42,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import bench_threads, paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NUM_THREADS = 2
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # the memory children: RSS follows the live blocks (see above)
 GOAL_RATIO = 1.0
 SB = dict(codebook_size=16384, codebook_embed_dim=8, codebook_l2_norm=True, codebook_show_usage=True, commit_loss_beta=0.25,

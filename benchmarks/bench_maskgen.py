@@ -35,7 +35,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import bench_threads, paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "maskgen_cpu.json"
@@ -121,7 +123,7 @@ def _run(impl, original, pipe, feats, batch: int, steps: int, seed: int):
 def _worker_time(upstream, batch, steps, repeats):
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(NUM_THREADS)
     original, pipe, feats = _build(upstream, ("original", "vistok"), steps)
     times = {"original": [], "vistok": []}
     equal = []
@@ -145,7 +147,7 @@ def _worker_memory(upstream, impl, batch, steps):
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(NUM_THREADS)
     original, pipe, feats = _build(upstream, (impl,), steps)
     with torch.inference_mode():
         _run(impl, original, pipe, feats, batch, 1, 0)
@@ -184,7 +186,7 @@ def main() -> None:
 
     result = {
         "benchmark": "MaskGen-VQ-L token sampling (CLIP text model and tokenizer decode excluded)",
-        "device": "cpu", "dtype": "float32", "threads": 2, "machine": machine_info(),
+        "device": "cpu", "dtype": "float32", "threads": NUM_THREADS, "machine": machine_info(),
         "versions": versions("torch", "transformers", "diffusers", "vistok"),
         "upstream": {"repo": "bytedance/1d-tokenizer",
                      "commit": subprocess.check_output(["git", "-C", str(upstream), "rev-parse", "HEAD"], text=True).strip()},

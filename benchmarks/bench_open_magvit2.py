@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import bench_threads, paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "open_magvit2_cpu.json"
-NUM_THREADS = 2
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 GOAL_RATIO = 1.0
 WEIGHTS_SEED = 18
 DDCONFIG = dict(double_z=False, z_channels=18, resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=4)

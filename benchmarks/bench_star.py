@@ -33,12 +33,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import paired_speedup, fused_kernels_active, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
+from _measure import bench_threads, paired_speedup, fused_kernels_active, machine_info, peak_rss_since_reset_kb, reset_peak_rss, run_child, versions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "star_cpu.json"
-NUM_THREADS = 2
-MIN_CPU_PER_WALL = 1.6
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
+MIN_CPU_PER_WALL = 0.8 * NUM_THREADS
 MAX_ATTEMPTS = 3
 GOAL_RATIO = 1.0
 SETTINGS = {"cfg": 4.5, "top_k": 600, "top_p": 0.8}

@@ -36,10 +36,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _measure import paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, versions  # noqa: E402
+from _measure import bench_threads, paired_speedup, machine_info, peak_rss_since_reset_kb, reset_peak_rss, versions  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "tokenflow_cpu.json"
-NUM_THREADS = 2
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 RELEASE = dict(teacher="clipb_224", image_size=256, scales=[1, 2, 4, 6, 8, 10, 12, 14, 16], codebook_size=32768,
                semantic_code_dim=32, codebook_embed_dim=8, z_channels=256, encoder_ch=128, decoder_ch=256,
                enhanced_decoder=True, tower=dict(input_resolution=224, patch_size=16, width=768, layers=12, heads=12,

@@ -53,7 +53,7 @@ from upstream_stubs import install_stubs  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tokenizers_cpu.json"
 QUICK_OUT = Path(tempfile.gettempdir()) / "tokenizers_cpu_quick.json"
-NUM_THREADS = 2
+NUM_THREADS = bench_threads()  # VISTOK_BENCH_THREADS, default 2
 
 MODELS = {
     "titok-s128": {
