@@ -6,6 +6,7 @@ computed: logits within the float32 tolerances, seeded ``generate`` token ids id
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,41 @@ def test_logits_match_original(converted):
         a = model(e["input_ids"], e["encoder_hidden_states"], e["pooled_projections"], aesthetic_score=e["aesthetic_score"]).logits
         b = model(e["input_ids"], e["encoder_hidden_states"], e["pooled_projections"][:, 0], aesthetic_score=e["aesthetic_score"]).logits
     assert torch.equal(a, b)
+
+
+def test_reusing_condition_computes_the_condition_once_and_changes_no_result(converted, monkeypatch):
+    """MaskGenPipeline samples within ``reusing_condition()``: the text projection and the modulations are computed
+    once while the condition is unchanged (and again when it changes), the logits are those computed without it, and
+    the Linears are restored on exit."""
+    model = converted[0].transformer
+    e = EXPECTED
+    text, pooled, score = e["encoder_hidden_states"], e["pooled_projections"], e["aesthetic_score"]
+    ids = [e["input_ids"], e["input_ids"].flip(1)]
+    with torch.no_grad():
+        expected = [model(i, text, pooled, aesthetic_score=score).logits for i in ids]
+        expected.append(model(ids[0], text, pooled * 2, aesthetic_score=score).logits)
+    computed = Counter()
+    linear_forward = torch.nn.Linear.forward
+
+    def counting(self, x):
+        computed[self] += 1
+        return linear_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", counting)
+    modulations = [model.cond_pooled_proj, model.norm.linear] + [b.norm1.linear for b in model.blocks]
+    modulations += [b.norm1_context.linear for b in model.blocks]
+    with torch.no_grad(), model.reusing_condition():
+        got = [model(i, text, pooled, aesthetic_score=score).logits for i in ids]
+        assert [computed[m] for m in [model.text_embed_proj, *modulations]] == [1] * (1 + len(modulations))
+        assert computed[model.blocks[0].attn.to_q] == 2
+        got.append(model(ids[0], text, pooled * 2, aesthetic_score=score).logits)  # a new condition is computed
+        assert [computed[m] for m in modulations] == [2] * len(modulations) and computed[model.text_embed_proj] == 1
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    with torch.no_grad():
+        model(ids[0], text, pooled, aesthetic_score=score)
+    assert computed[model.text_embed_proj] == 2  # restored: computed again
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("run", ["cosine", "linear"])

@@ -177,41 +177,43 @@ class MaskGenPipeline(MaskGenTextMixin, VistokPipeline):
         both_text, both_pooled = torch.cat([cond, uncond]), torch.cat([pooled, uncond_pooled])
 
         ids = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
-        cfg_scale = g if schedule == "none" else 0.0
-        for step in self.progress_bar(range(steps)):
-            ratio = 1.0 * (step + 1) / steps
-            temperature = tau * (1.0 - ratio)
-            is_mask = ids == mask_id
-            if schedule in ("cosine", "flippedcosine"):  # in float32, as the original
-                scale_pow = torch.ones(1, device=device) * power
-                cos = torch.cos((ratio**scale_pow) * torch.pi)
-                scale_step = (1 - cos) * 1 / 2 if schedule == "cosine" else cos * 1 / 2
-                cfg_scale = (g - 1) * scale_step + 1
-            elif schedule == "linear":
-                cfg_scale = ratio * (g - 1) + 1
-            if cfg_scale != 0:
-                both = self.transformer(torch.cat([ids, ids]), both_text, both_pooled, aesthetic_score=scores).logits.float()
-                cond_logits, uncond_logits = both[:batch], both[batch:]
-                logits = cond_logits + (cond_logits - uncond_logits) * cfg_scale
-            else:
-                logits = self.transformer(ids, cond, pooled, aesthetic_score=None if scores is None else scores[:batch]).logits.float()
-            logits = logits / (0.5 + 0.8 * (1 - ratio) if anneal else temperature)
+        # the text projections and modulations are computed once, not every step (the same values)
+        with self.transformer.reusing_condition():
+            cfg_scale = g if schedule == "none" else 0.0
+            for step in self.progress_bar(range(steps)):
+                ratio = 1.0 * (step + 1) / steps
+                temperature = tau * (1.0 - ratio)
+                is_mask = ids == mask_id
+                if schedule in ("cosine", "flippedcosine"):  # in float32, as the original
+                    scale_pow = torch.ones(1, device=device) * power
+                    cos = torch.cos((ratio**scale_pow) * torch.pi)
+                    scale_step = (1 - cos) * 1 / 2 if schedule == "cosine" else cos * 1 / 2
+                    cfg_scale = (g - 1) * scale_step + 1
+                elif schedule == "linear":
+                    cfg_scale = ratio * (g - 1) + 1
+                if cfg_scale != 0:
+                    both = self.transformer(torch.cat([ids, ids]), both_text, both_pooled, aesthetic_score=scores).logits.float()
+                    cond_logits, uncond_logits = both[:batch], both[batch:]
+                    logits = cond_logits + (cond_logits - uncond_logits) * cfg_scale
+                else:
+                    logits = self.transformer(ids, cond, pooled, aesthetic_score=None if scores is None else scores[:batch]).logits.float()
+                logits = logits / (0.5 + 0.8 * (1 - ratio) if anneal else temperature)
 
-            sampled = (logits + temperature * gumbel_noise_from_uniform(logits.shape, generator, device)).argmax(dim=-1)
-            sampled_logits = torch.gather(logits, -1, sampled[..., None]).squeeze(-1)
-            sampled = torch.where(is_mask, sampled, ids)
-            sampled_logits = torch.where(is_mask, sampled_logits, np.inf).float()
-            mask_len = torch.floor(length * masking_ratio(ratio, cfg.mask_schedule)).to(device)
-            mask_len = torch.maximum(torch.ones(1, device=device),
-                                     torch.minimum(is_mask.sum(dim=-1, keepdim=True) - 1, mask_len))[0].squeeze()
-            confidence = sampled_logits + temperature * gumbel_noise_from_uniform(sampled_logits.shape, generator, device)
-            n = int(mask_len.long())
-            cut_off = confidence.sort(dim=-1).values[:, n - 1 : n]
-            if step == steps - 1:
-                ids = sampled
-            else:
-                ids = torch.where(confidence <= cut_off, torch.full_like(sampled, mask_id), sampled)
-            ids = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"token_ids": ids, "logits": logits})["token_ids"]
+                sampled = (logits + temperature * gumbel_noise_from_uniform(logits.shape, generator, device)).argmax(dim=-1)
+                sampled_logits = torch.gather(logits, -1, sampled[..., None]).squeeze(-1)
+                sampled = torch.where(is_mask, sampled, ids)
+                sampled_logits = torch.where(is_mask, sampled_logits, np.inf).float()
+                mask_len = torch.floor(length * masking_ratio(ratio, cfg.mask_schedule)).to(device)
+                mask_len = torch.maximum(torch.ones(1, device=device),
+                                         torch.minimum(is_mask.sum(dim=-1, keepdim=True) - 1, mask_len))[0].squeeze()
+                confidence = sampled_logits + temperature * gumbel_noise_from_uniform(sampled_logits.shape, generator, device)
+                n = int(mask_len.long())
+                cut_off = confidence.sort(dim=-1).values[:, n - 1 : n]
+                if step == steps - 1:
+                    ids = sampled
+                else:
+                    ids = torch.where(confidence <= cut_off, torch.full_like(sampled, mask_id), sampled)
+                ids = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"token_ids": ids, "logits": logits})["token_ids"]
         return ids, last
 
     @torch.no_grad()

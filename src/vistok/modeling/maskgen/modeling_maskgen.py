@@ -9,12 +9,13 @@ joint-attention blocks and the final adaptive norm are diffusers' own (``JointTr
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention import JointTransformerBlock
-from diffusers.models.normalization import AdaLayerNormContinuous
+from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -50,6 +51,50 @@ def check_text_condition(cfg, batch: int, encoder_hidden_states, pooled_projecti
         if score.ndim > 1 or (score.ndim == 1 and score.shape[0] != batch) or not torch.isfinite(score.float()).all():
             raise ValueError(f"aesthetic_score must be a finite number or a tensor of shape [{batch}]")
     return pooled_projections
+
+def _version(tensor) -> int | None:
+    try:
+        return tensor._version
+    except RuntimeError:  # an inference tensor has no version counter
+        return None
+
+
+@contextlib.contextmanager
+def reuse_linear_outputs(linears):
+    """Within the context, each of ``linears`` called outside autograd on an input equal (``torch.equal``: same shape,
+    dtype, device and values) to its previous input, with its weights unchanged, returns its previous output instead of
+    recomputing it: the same tensor the same computation gave, so results are unchanged. For the Linears that read only
+    a condition that stays fixed over a sampling loop (text projection, adaptive-norm modulations). The Linears'
+    ``forward`` is restored on exit (a forward set on the instance before, e.g. by an offload hook, is kept)."""
+    patched = []
+    try:
+        for linear in linears:
+            own = linear.__dict__.get("forward")
+            forward = linear.forward
+            memo = {}
+
+            def cached(x, forward=forward, linear=linear, memo=memo):
+                if torch.is_grad_enabled():
+                    return forward(x)
+                key = (_version(linear.weight), None if linear.bias is None else _version(linear.bias))
+                last = memo.get("input")
+                if (last is not None and None not in key and memo["key"] == key and last.shape == x.shape
+                        and last.dtype == x.dtype and last.device == x.device and torch.equal(last, x)):
+                    return memo["output"]
+                out = forward(x)
+                memo.update(input=x, key=key, output=out)
+                return out
+
+            linear.forward = cached
+            patched.append((linear, own))
+        yield
+    finally:
+        for linear, own in patched:
+            if own is None:
+                del linear.forward
+            else:
+                linear.forward = own
+
 
 class MaskGenPreTrainedModel(PreTrainedModel):
     config_class = MaskGenVQConfig
@@ -124,6 +169,15 @@ class MaskGenVQTransformer(MaskGenPreTrainedModel):
     def resize_token_embeddings(self, *args, **kwargs):
         raise ValueError("MaskGen's input vocabulary is [codes, mask token, unused class rows]: its size follows the "
                          "tokenizer's codebook_size (build a new config instead of resizing)")
+
+    def reusing_condition(self):
+        """A context in which the Linears that read only the text condition (``text_embed_proj``,
+        ``cond_pooled_proj`` and every block's and the final norm's modulation) reuse their previous output while their
+        input is unchanged (:func:`reuse_linear_outputs`): a sampling loop with a fixed prompt computes them once
+        instead of every step, with the same results. MaskGenPipeline samples within it."""
+        linears = [self.text_embed_proj, self.cond_pooled_proj]
+        linears += [m.linear for m in self.modules() if isinstance(m, (AdaLayerNormZero, AdaLayerNormContinuous))]
+        return reuse_linear_outputs(linears)
 
     def condition(self, pooled_projections: torch.Tensor, aesthetic_score) -> torch.Tensor:
         """The modulation vector: projected pooled text feature (with the aesthetic-score embedding)."""
