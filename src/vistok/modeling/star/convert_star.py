@@ -25,7 +25,7 @@ from .configuration_star import DEFAULT_SAMPLING, PATCH_NUMS_256, PATCH_NUMS_512
 from .modeling_star import STARTransformer
 
 HUB_REPO = "taocrayon/STAR"
-_PAPER = "STAR paper (arXiv:2412.03561)"
+_PAPER = "STAR paper (arXiv:2406.10797)"
 _LICENSE = {"license": "other"}
 PRESETS = {
     "star-256-d16": Release(HUB_REPO, "STAR d16, 256x256 text-to-image.", None, **_LICENSE,
