@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -120,6 +121,12 @@ def _run(impl, original, pipe, feats, batch: int, steps: int, seed: int):
     return ids
 
 
+def _upstream_commit(upstream: Path) -> str | None:
+    """The checkout's commit, or None for an exported tree (``git archive``) that is not a git checkout."""
+    done = subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def _worker_time(upstream, batch, steps, repeats):
     import torch
 
@@ -182,14 +189,13 @@ def main() -> None:
               "--repeats", str(args.repeats), "--memory-steps", str(args.memory_steps)]
     timing = run_child(script, [*common, "--_worker", "time"], timeout=3000)
     memory = {impl: run_child(script, [*common, "--_worker", "memory", impl], timeout=1200) for impl in ("original", "vistok")}
-    import subprocess
 
     result = {
         "benchmark": "MaskGen-VQ-L token sampling (CLIP text model and tokenizer decode excluded)",
         "device": "cpu", "dtype": "float32", "threads": NUM_THREADS, "machine": machine_info(),
         "versions": versions("torch", "transformers", "diffusers", "vistok"),
         "upstream": {"repo": "bytedance/1d-tokenizer",
-                     "commit": subprocess.check_output(["git", "-C", str(upstream), "rev-parse", "HEAD"], text=True).strip()},
+                     "commit": _upstream_commit(upstream)},
         "measured": "MaskGenPipeline.sample_tokens (vistok) vs MaskGen_VQ.generate (original)",
         "weights": "random (original constructor init, seed 1024); the same weights in both via vistok's converter, strict load",
         "settings": {"batch": args.batch, "num_inference_steps": args.steps, "guidance_scale": 12.0, "guidance_schedule": "cosine",
