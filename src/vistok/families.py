@@ -88,6 +88,8 @@ class Family:
     tokenizers: tuple[TokenizerSpec, ...] = ()
     generators: tuple[GeneratorSpec, ...] = ()
     converters: tuple[ConverterSpec, ...] = ()
+    # pipeline classes that live in the family folder (a family's own sampler); vistok.pipelines exports them by name
+    pipelines: tuple[type, ...] = ()
 
     @property
     def models(self) -> tuple:

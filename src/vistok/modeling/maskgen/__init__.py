@@ -15,6 +15,7 @@ from .modeling_maskgen import (
     MaskGenVQTransformer,
 )
 from .training_maskgen import diffusion_text_objective, masked_text_objective, unsupported_class_objective
+from .pipeline_maskgen import MaskGenKLPipeline, MaskGenPipeline
 
 FAMILY = Family(
     name="maskgen",
@@ -35,8 +36,9 @@ FAMILY = Family(
                               "a MaskGen-VQ generator and its TA-TiTok tokenizer -> a MaskGenPipeline folder"),
                 ConverterSpec("maskgen-kl", GENERATOR, convert_maskgen.convert_kl, convert_maskgen.KL_RELEASES, convert_maskgen.KL_CLI_OPTIONS,
                               "a MaskGen-KL generator and its TA-TiTok KL tokenizer -> a MaskGenKLPipeline folder"),),
+    pipelines=(MaskGenPipeline, MaskGenKLPipeline),
 )
 
-__all__ = ["FAMILY", "MaskGenVQConfig", "MaskGenVQTransformer", "MaskGenPreTrainedModel", "DEFAULT_SAMPLING", "GUIDANCE_SCHEDULES",
+__all__ = ["FAMILY", "MaskGenPipeline", "MaskGenKLPipeline", "MaskGenVQConfig", "MaskGenVQTransformer", "MaskGenPreTrainedModel", "DEFAULT_SAMPLING", "GUIDANCE_SCHEDULES",
            "MaskGenKLConfig", "MaskGenKLTransformer", "MaskGenKLPreTrainedModel", "MaskGenKLDiffusionHead", "DDPMTokenSampler",
            "KL_DEFAULT_SAMPLING"]

@@ -7,6 +7,7 @@ from . import convert_tokenflow
 from .configuration_tokenflow import DEFAULT_SAMPLING, NEGATIVE_PROMPT, TokenFlowConfig, TokenFlowT2IConfig
 from .modeling_tokenflow import (TokenFlowModel, TokenFlowPreTrainedModel, TokenFlowT2IForCausalLM, TokenFlowT2IModel,
                                  TokenFlowT2IPreTrainedModel)
+from .pipeline_tokenflow import TokenFlowTextToImagePipeline
 from .training_tokenflow import caption_objective, next_scale_text_objective
 
 FAMILY = Family(
@@ -28,8 +29,9 @@ FAMILY = Family(
                       "TokenFlow-t2i (ByteFlow-AI/TokenFlow-t2i) and its TokenFlow tokenizer -> a "
                       "TokenFlowTextToImagePipeline folder"),
     ),
+    pipelines=(TokenFlowTextToImagePipeline,),
 )
 
-__all__ = ["FAMILY", "TokenFlowConfig", "TokenFlowModel", "TokenFlowPreTrainedModel", "TokenFlowT2IConfig",
+__all__ = ["FAMILY", "TokenFlowTextToImagePipeline", "TokenFlowConfig", "TokenFlowModel", "TokenFlowPreTrainedModel", "TokenFlowT2IConfig",
            "TokenFlowT2IForCausalLM", "TokenFlowT2IModel", "TokenFlowT2IPreTrainedModel", "DEFAULT_SAMPLING",
            "NEGATIVE_PROMPT"]

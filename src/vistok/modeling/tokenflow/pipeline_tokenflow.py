@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from .base import VistokPipeline, check_number
-from .sampling import filter_top_k, filter_top_p_ascending
+from ...pipelines.base import VistokPipeline, check_number
+from ...pipelines.sampling import filter_top_k, filter_top_p_ascending
 
 # The release's multi-step strategies (t2i/llava_t2i/eval/run_llava_samples.py, ``--loop`` 2 and 3): one top-k and
 # one top-p per loop. One loop takes the transformer config's ``sampling_defaults`` (600 / 0.6 in the release).

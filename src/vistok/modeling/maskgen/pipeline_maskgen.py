@@ -19,11 +19,11 @@ import math
 import numpy as np
 import torch
 
-from ..modeling.layers.clip_text import clip_text_features
+from ..layers.clip_text import clip_text_features
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
-from .base import VistokPipeline, check_number
-from .sampling import gumbel_noise_from_uniform
+from ...pipelines.base import VistokPipeline, check_number
+from ...pipelines.sampling import gumbel_noise_from_uniform
 
 
 def masking_ratio(ratio: float, schedule: str) -> torch.Tensor:
