@@ -96,6 +96,22 @@ def reuse_linear_outputs(linears):
                 linear.forward = own
 
 
+
+def pooled_condition_width(config) -> int:
+    """Width of the pooled condition: the pooled text feature, plus the aesthetic-score embedding when on."""
+    return config.text_hidden_size + (config.micro_condition_embed_dim if config.micro_condition else 0)
+
+
+def joint_blocks(config) -> nn.ModuleList:
+    """MaskGen's MM-DiT trunk (VQ and KL alike): diffusers' joint-attention blocks, the last one image-only."""
+    width, heads = config.hidden_size, config.num_attention_heads
+    return nn.ModuleList(
+        JointTransformerBlock(dim=width, num_attention_heads=heads, attention_head_dim=width // heads,
+                              context_pre_only=i == config.num_hidden_layers - 1)
+        for i in range(config.num_hidden_layers)
+    )
+
+
 class MaskGenPreTrainedModel(PreTrainedModel):
     config_class = MaskGenVQConfig
     base_model_prefix = "maskgen"
@@ -142,15 +158,11 @@ class MaskGenVQTransformer(MaskGenPreTrainedModel):
 
     def __init__(self, config: MaskGenVQConfig):
         super().__init__(config)
-        width, heads = config.hidden_size, config.num_attention_heads
-        pooled_in = config.text_hidden_size + (config.micro_condition_embed_dim if config.micro_condition else 0)
+        width = config.hidden_size
+        pooled_in = pooled_condition_width(config)
         self.text_embed_proj = nn.Linear(config.text_hidden_size, width)
         self.cond_pooled_proj = nn.Linear(pooled_in, width)
-        self.blocks = nn.ModuleList(
-            JointTransformerBlock(dim=width, num_attention_heads=heads, attention_head_dim=width // heads,
-                                  context_pre_only=i == config.num_hidden_layers - 1)
-            for i in range(config.num_hidden_layers)
-        )
+        self.blocks = joint_blocks(config)
         self.norm = AdaLayerNormContinuous(width, width, elementwise_affine=False, eps=1e-6)
         self.embeddings = nn.Embedding(config.vocab_size, width)
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, width))
@@ -464,15 +476,11 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
 
     def __init__(self, config: MaskGenKLConfig):
         super().__init__(config)
-        width, heads = config.hidden_size, config.num_attention_heads
-        pooled_in = config.text_hidden_size + (config.micro_condition_embed_dim if config.micro_condition else 0)
+        width = config.hidden_size
+        pooled_in = pooled_condition_width(config)
         self.text_emb = nn.Linear(config.text_hidden_size, width)
         self.text_pooled_emb = nn.Linear(pooled_in, width)
-        self.decoder_blocks = nn.ModuleList(
-            JointTransformerBlock(dim=width, num_attention_heads=heads, attention_head_dim=width // heads,
-                                  context_pre_only=i == config.num_hidden_layers - 1)
-            for i in range(config.num_hidden_layers)
-        )
+        self.decoder_blocks = joint_blocks(config)
         self.decoder_norm = AdaLayerNormContinuous(width, width, elementwise_affine=False, eps=1e-6)
         self.z_proj = nn.Linear(config.token_dim, width)
         self.z_proj_ln = nn.LayerNorm(width, eps=1e-6)
