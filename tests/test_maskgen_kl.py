@@ -9,6 +9,7 @@ exports, samples and resumes."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,41 @@ def test_seeded_samples_equal_original_sample_tokens(converted, run, monkeypatch
     # so the check is equality up to 1e-4 of the sample's scale (a wrong draw or step is off by the scale itself)
     assert latents.shape == expected.shape
     assert ((latents - expected).abs() <= 1e-4 * expected.abs().max()).all()
+
+
+def test_reusing_condition_computes_the_modulations_once_and_changes_no_result(converted, monkeypatch):
+    """MaskGenKLPipeline samples within ``reusing_condition()``: with the projected condition fixed over the rounds,
+    every adaptive norm's modulation Linear runs once (again when the condition changes), the other Linears every
+    round, the outputs are those computed without it, and the Linears are restored on exit."""
+    model = converted[0].transformer
+    e = EXPECTED
+    with torch.no_grad():
+        pooled = e["pooled_projections"]
+        pooled = pooled[:, 0] if pooled.ndim == 3 else pooled  # (the original's [B, 1, D] layout)
+        condition = model.project_condition(e["encoder_hidden_states"], pooled, e["aesthetic_score"])
+        other = (condition[0], condition[1] * 2)
+        rounds = [(e["latents"], e["mask"], condition), (e["latents"] * 2, e["mask"], condition),
+                  (e["latents"], e["mask"], other)]
+        expected = [model(x, m, projected_condition=c).last_hidden_state for x, m, c in rounds]
+    computed = Counter()
+    linear_forward = torch.nn.Linear.forward
+
+    def counting(self, x):
+        computed[self] += 1
+        return linear_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", counting)
+    modulations = [model.decoder_norm.linear] + [b.norm1.linear for b in model.decoder_blocks]
+    with torch.no_grad(), model.reusing_condition():
+        got = [model(*rounds[0][:2], projected_condition=rounds[0][2]).last_hidden_state,
+               model(*rounds[1][:2], projected_condition=rounds[1][2]).last_hidden_state]
+        assert [computed[m] for m in modulations] == [1] * len(modulations)
+        assert computed[model.z_proj] == 2
+        got.append(model(*rounds[2][:2], projected_condition=rounds[2][2]).last_hidden_state)  # a new condition
+        assert [computed[m] for m in modulations] == [2] * len(modulations)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
 
 
 def test_released_sampling_defaults_and_respacing(converted):

@@ -97,6 +97,11 @@ def reuse_linear_outputs(linears):
 
 
 
+def modulation_linears(model: nn.Module) -> list[nn.Linear]:
+    """The Linears of every adaptive norm in ``model`` (they read only the modulation vector)."""
+    return [m.linear for m in model.modules() if isinstance(m, (AdaLayerNormZero, AdaLayerNormContinuous))]
+
+
 def pooled_condition_width(config) -> int:
     """Width of the pooled condition: the pooled text feature, plus the aesthetic-score embedding when on."""
     return config.text_hidden_size + (config.micro_condition_embed_dim if config.micro_condition else 0)
@@ -187,9 +192,7 @@ class MaskGenVQTransformer(MaskGenPreTrainedModel):
         ``cond_pooled_proj`` and every block's and the final norm's modulation) reuse their previous output while their
         input is unchanged (:func:`reuse_linear_outputs`): a sampling loop with a fixed prompt computes them once
         instead of every step, with the same results. MaskGenPipeline samples within it."""
-        linears = [self.text_embed_proj, self.cond_pooled_proj]
-        linears += [m.linear for m in self.modules() if isinstance(m, (AdaLayerNormZero, AdaLayerNormContinuous))]
-        return reuse_linear_outputs(linears)
+        return reuse_linear_outputs([self.text_embed_proj, self.cond_pooled_proj, *modulation_linears(self)])
 
     def condition(self, pooled_projections: torch.Tensor, aesthetic_score) -> torch.Tensor:
         """The modulation vector: projected pooled text feature (with the aesthetic-score embedding)."""
@@ -519,6 +522,13 @@ class MaskGenKLTransformer(MaskGenKLPreTrainedModel):
             aesthetic_score = self.config.sampling_defaults["aesthetic_score"]
         return (self.text_emb(encoder_hidden_states.to(self.dtype)),
                 self.condition(pooled_projections.to(self.dtype), aesthetic_score))
+
+    def reusing_condition(self):
+        """A context in which every block's and the final norm's modulation Linear reuses its previous output while
+        its input (the modulation vector of :meth:`project_condition`, fixed over a sampling run) is unchanged
+        (:func:`reuse_linear_outputs`): computed once instead of every round, with the same results.
+        MaskGenKLPipeline samples within it."""
+        return reuse_linear_outputs(modulation_linears(self))
 
     @capture_outputs
     def forward(self, latents: torch.Tensor, mask: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,

@@ -333,30 +333,32 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         orders = self.generation_orders(batch, generator, device)
         mask = torch.ones(batch, length, dtype=torch.bool, device=device)
         tokens = torch.zeros(batch, length, cfg.token_dim, device=device, dtype=self.transformer.dtype)
-        for step in self.progress_bar(range(steps)):
-            both = torch.cat([tokens, tokens]) if guided else tokens
-            both_mask = torch.cat([mask, mask]) if guided else mask
-            z = self.transformer(both, both_mask, projected_condition=(text, temb)).last_hidden_state
-            # how many stay masked after this round, in the original's float32 arithmetic
-            mask_len = torch.tensor([np.floor(length * np.cos(math.pi / 2.0 * (step + 1) / steps))], dtype=torch.float32)
-            mask_len = torch.maximum(torch.ones(1), torch.minimum(mask.sum(dim=-1, keepdim=True).float().cpu() - 1, mask_len))[0]
-            mask_next = torch.zeros_like(mask).scatter(1, orders[:, : int(mask_len.long())], True)
-            to_predict = mask if step >= steps - 1 else mask ^ mask_next
-            if schedule == "linear":
-                scale = 1 + (g - 1) * (length - mask_len) / length
-            else:
-                scale = torch.tensor([float(g)])
-            rows = to_predict.sum(dim=1).tolist()
-            if sum(rows):
-                cond_rows = z[torch.cat([to_predict, to_predict]) if guided else to_predict]
-                noise_fn = self._noise_fn(generator, rows, cfg.token_dim, device, torch.float32)
-                sampled = self.transformer.sample_latents(cond_rows, noise_fn, diffusion_steps, temp,
-                                                          scale.to(device) if guided else None)
-                tokens = tokens.clone()
-                tokens[to_predict] = sampled.to(tokens.dtype)
-            mask = mask_next if step < steps - 1 else torch.zeros_like(mask)  # all generated after the last round
-            out = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"latents": tokens, "mask": mask})
-            tokens, mask = out["latents"], out["mask"]
+        # the modulations are computed once, not every round (the same values)
+        with self.transformer.reusing_condition():
+            for step in self.progress_bar(range(steps)):
+                both = torch.cat([tokens, tokens]) if guided else tokens
+                both_mask = torch.cat([mask, mask]) if guided else mask
+                z = self.transformer(both, both_mask, projected_condition=(text, temb)).last_hidden_state
+                # how many stay masked after this round, in the original's float32 arithmetic
+                mask_len = torch.tensor([np.floor(length * np.cos(math.pi / 2.0 * (step + 1) / steps))], dtype=torch.float32)
+                mask_len = torch.maximum(torch.ones(1), torch.minimum(mask.sum(dim=-1, keepdim=True).float().cpu() - 1, mask_len))[0]
+                mask_next = torch.zeros_like(mask).scatter(1, orders[:, : int(mask_len.long())], True)
+                to_predict = mask if step >= steps - 1 else mask ^ mask_next
+                if schedule == "linear":
+                    scale = 1 + (g - 1) * (length - mask_len) / length
+                else:
+                    scale = torch.tensor([float(g)])
+                rows = to_predict.sum(dim=1).tolist()
+                if sum(rows):
+                    cond_rows = z[torch.cat([to_predict, to_predict]) if guided else to_predict]
+                    noise_fn = self._noise_fn(generator, rows, cfg.token_dim, device, torch.float32)
+                    sampled = self.transformer.sample_latents(cond_rows, noise_fn, diffusion_steps, temp,
+                                                              scale.to(device) if guided else None)
+                    tokens = tokens.clone()
+                    tokens[to_predict] = sampled.to(tokens.dtype)
+                mask = mask_next if step < steps - 1 else torch.zeros_like(mask)  # all generated after the last round
+                out = self.run_callback(self, callback_on_step_end, step, tensor_inputs, {"latents": tokens, "mask": mask})
+                tokens, mask = out["latents"], out["mask"]
         return tokens, last
 
     @staticmethod
