@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import build_model, model_spec
+from .sharding import unpartitioned_loading
 from .trainer import Trainer
 
 
@@ -41,7 +42,8 @@ class GeneratorTrainer(Trainer):
         self.tokenizer = None
         derived = {}
         if loss.tokenizer:
-            self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
+            with unpartitioned_loading():  # frozen: ZeRO-3 must not partition it
+                self.tokenizer = AutoModel.from_pretrained(loss.tokenizer).eval().requires_grad_(False)
             self.tokenizer.to(self.accelerator.device)
             layout = getattr(self.tokenizer.config, "token_layout", None)
             if layout not in self.spec.token_layouts:
@@ -72,7 +74,8 @@ class GeneratorTrainer(Trainer):
             from transformers import AutoTokenizer
 
             encoder_class = getattr(transformers, self.spec.text_encoder_class)
-            encoder = encoder_class.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
+            with unpartitioned_loading():
+                encoder = encoder_class.from_pretrained(loss.text_encoder).eval().requires_grad_(False).to(self.accelerator.device)
             self.text_pipeline = self.spec.pipeline_class(text=True)(
                 image_tokenizer=self.tokenizer, transformer=self.model, text_encoder=encoder,
                 tokenizer=AutoTokenizer.from_pretrained(loss.text_encoder))

@@ -17,11 +17,20 @@ accelerator it finds no process-group backend. Asked for gloo explicitly (``Init
 lets DeepSpeed initialise its communication on DeepSpeed's CPU accelerator and runs ZeRO through its usual
 DeepSpeed path (accelerator_kwargs below); needs the deepspeed package and ``use_cpu: false`` in the config.
 
+ZeRO-3 partitions every parameter and gathers a module's own parameters only around that module's forward.
+Two things in vistok read parameters elsewhere, and are handled here: a quantizer reads its codebook
+(``embedding.weight``) in its own forward without calling the Embedding, so quantizers are marked ZeRO-3 leaf
+modules (their whole subtree is gathered on entering their forward: :func:`mark_zero3_leaf_modules`); and
+transformers' ``from_pretrained`` partitions any model loaded while a stage-3 DeepSpeed config is live, which would
+leave a generator's frozen tokenizer (never handed to DeepSpeed) with empty weights, so frozen helper models load
+outside it (:func:`unpartitioned_loading`).
+
 A launch that asked for FSDP or DeepSpeed and would get anything else is an error, never a silent DDP run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -59,6 +68,46 @@ def accelerator_kwargs(cpu: bool) -> dict:
     from accelerate.utils import InitProcessGroupKwargs
 
     return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+
+
+def deepspeed_zero_stage(accelerator) -> int | None:
+    """The ZeRO stage of a DeepSpeed run, else None."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return None
+    return int(accelerator.state.deepspeed_plugin.zero_stage)
+
+
+def mark_zero3_leaf_modules(module: torch.nn.Module) -> int:
+    """Mark every quantizer in ``module`` a ZeRO-3 leaf (gathered whole on its forward); returns how many."""
+    from deepspeed.utils import set_z3_leaf_modules
+
+    from ..modeling.quantizers.base import Quantizer
+
+    return len(set_z3_leaf_modules(module, [Quantizer], raise_if_not_found=False))
+
+
+@contextlib.contextmanager
+def unpartitioned_loading():
+    """``from_pretrained`` inside this block loads whole weights even while a ZeRO-3 DeepSpeed config is live
+    (transformers reads that config through a module-level weak reference, which accelerate sets whatever its
+    zero3_init_flag says); for frozen models DeepSpeed never trains. A no-op without DeepSpeed."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:
+        yield
+        return
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    live = reference() if reference is not None else None
+    if live is None or not hf_deepspeed.is_deepspeed_zero3_enabled():
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(live)
 
 
 def torch_fsdp_for(accelerator) -> "TorchFSDP | None":

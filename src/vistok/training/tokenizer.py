@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import PatchDiscriminator, build_model, last_decoder_weight, model_spec
+from .sharding import unpartitioned_loading
 from .trainer import Trainer
 
 
@@ -47,7 +48,8 @@ class TokenizerTrainer(Trainer):
                 raise ValueError("loss.semantic_weight > 0 needs loss.semantic_teacher: a local vision model folder (DINOv2)")
             from transformers import AutoModel
 
-            self.teacher = AutoModel.from_pretrained(loss.semantic_teacher).requires_grad_(False).eval()
+            with unpartitioned_loading():  # frozen: ZeRO-3 must not partition it
+                self.teacher = AutoModel.from_pretrained(loss.semantic_teacher).requires_grad_(False).eval()
         self._fixed_batch = None
 
     def image_size_and_range(self):

@@ -33,7 +33,8 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 
 from ..data import ImageTransform, collate_examples, load_image_dataset
 from .models import EMAWeights
-from .sharding import FSDP_FOLDER, accelerator_kwargs, plain_class, torch_fsdp_for
+from .sharding import (FSDP_FOLDER, accelerator_kwargs, deepspeed_zero_stage, mark_zero3_leaf_modules, plain_class,
+                       torch_fsdp_for)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 INDEX_COLUMN = "__vistok_index__"
@@ -255,10 +256,14 @@ class Trainer(ABC):
             for module in modules.values():
                 if getattr(module, "supports_gradient_checkpointing", False):
                     module.activation_checkpointing_enable()  # (transformers 5 name)
+        if self.torch_fsdp is not None or deepspeed_zero_stage(acc) is not None:
+            self._check_one_sharded_model(modules)
         if self.torch_fsdp is not None:
-            self._check_torch_fsdp(modules)
             # before the optimizer: it must hold the sharded parameters
             self.torch_fsdp.shard(self.model, forward_methods=self.fsdp_forward_methods())
+        if deepspeed_zero_stage(acc) == 3:
+            for module in modules.values():  # before DeepSpeed installs its gather hooks
+                mark_zero3_leaf_modules(module)
         optimizers, schedulers = self._optimizers()
         if self.torch_fsdp is not None:
             # accelerate prepares only the loader: it would wrap the model in DDP and save the optimizer from rank 0
@@ -472,10 +477,11 @@ class Trainer(ABC):
             return self.torch_fsdp.full_state_dict(self.model)
         return self.accelerator.get_state_dict(self.model)
 
-    def _check_torch_fsdp(self, modules: dict) -> None:
-        """The CPU FSDP path shards one trained model and runs it through forward only."""
+    def _check_one_sharded_model(self, modules: dict) -> None:
+        """Sharded runs (the CPU FSDP path, DeepSpeed through one accelerate plugin) train one model."""
         if len(modules) > 1:
-            raise ValueError(f"FSDP on CPU processes trains one model; this run also trains {sorted(modules)[1:]} "
+            kind = "FSDP" if self.torch_fsdp is not None else "DeepSpeed"
+            raise ValueError(f"{kind} trains one model here; this run also trains {sorted(modules)[1:]} "
                              "(e.g. loss.discriminator_weight > 0): use DDP (configs/accelerate/cpu_2proc.yaml) for it")
 
 

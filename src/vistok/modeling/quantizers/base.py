@@ -14,19 +14,22 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
 
 @dataclass
-class QuantizerOutput:
+class QuantizerOutput(ModelOutput):
     """quantized: straight-through codes, the input's shape ``[..., D]``.
     indices: ``[...]`` (one id per vector), or ``[..., Q]`` for residual stacks of Q quantizers.
     loss: the weighted sum of the terms below that apply (a 0-dim tensor).
     perplexity / codebook_usage: exp(entropy) of the batch's code histogram, and the fraction of codes used.
+    A transformers ModelOutput (a dict as well): hook-based sharding (DeepSpeed ZeRO-3 registers its backward
+    re-gather on the tensors it finds in a module's output) and pytree traversal see its tensors.
     """
 
     quantized: torch.Tensor
-    indices: torch.LongTensor
-    loss: torch.Tensor
+    indices: torch.LongTensor = None  # always given (ModelOutput wants defaults after the first field)
+    loss: torch.Tensor = None
     commitment_loss: torch.Tensor | None = None
     codebook_loss: torch.Tensor | None = None
     entropy_loss: torch.Tensor | None = None
