@@ -288,3 +288,36 @@ def test_photo_recipe_writes_an_imagefolder_and_leaves_nothing_when_a_package_is
     with pytest.raises(ImportError, match="sklearn"):
         photos.build_photo_dataset(tmp_path / "bad", crops_per_class=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # no partial folder, no scratch
+
+
+def test_dead_leaves_images_cover_the_square_with_many_anti_aliased_discs():
+    from vistok.demo.photos import dead_leaves
+
+    first = np.asarray(dead_leaves(48, np.random.default_rng(3)))
+    assert first.shape == (48, 48, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, np.asarray(dead_leaves(48, np.random.default_rng(3))))  # seeded: reproducible
+    assert not np.array_equal(first, np.asarray(dead_leaves(48, np.random.default_rng(4))))
+    colours = {tuple(p) for p in first.reshape(-1, 3)}
+    assert len(colours) > 20  # many discs of random colour, plus the anti-aliased mixtures along their edges
+    # big flat regions (the large discs) and sharp-but-smoothed edges: most neighbours equal, some differ a lot
+    step = np.abs(np.diff(first.astype(int), axis=1)).max(-1)
+    assert (step == 0).mean() > 0.3 and step.max() > 64  # noise would have almost no equal neighbours
+
+
+def test_photo_recipe_adds_dead_leaves_and_channel_swaps_only_when_asked(tmp_path, monkeypatch):
+    import vistok.demo.photos as photos
+
+    photo = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    monkeypatch.setattr(photos, "load_photo", lambda package, name: photo)
+    plain = photos.build_photo_dataset(tmp_path / "plain", crops_per_class=4, train_size=24)
+    mixed = photos.build_photo_dataset(tmp_path / "mixed", crops_per_class=4, train_size=24, dead_leaves_count=3,
+                                       permute_fraction=1.0)
+    assert "dead_leaves" not in plain["train_classes"] and mixed["train_classes"]["dead_leaves"] == 3
+    assert len(list((tmp_path / "mixed" / "train" / "dead_leaves").glob("*.png"))) == 3
+    first_class = next(iter(photos.TRAIN_PHOTOS))
+    a = np.asarray(PIL.Image.open(tmp_path / "plain" / "train" / first_class / "0000.png"))
+    b = np.asarray(PIL.Image.open(tmp_path / "mixed" / "train" / first_class / "0000.png"))
+    # the same crop (the permutation draws come after it) with its channels in another order
+    assert not np.array_equal(a, b) and sorted(a.reshape(-1, 3).sum(0)) == sorted(b.reshape(-1, 3).sum(0))
+    with pytest.raises(ValueError, match="permute_fraction"):
+        photos.build_photo_dataset(tmp_path / "bad", permute_fraction=1.5)

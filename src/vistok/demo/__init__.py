@@ -159,13 +159,14 @@ def _summary(tokenizer_report: dict, pipeline_report: dict, ar_report: dict) -> 
     }
 
 
-def evaluate_per_photograph(folder: str | os.PathLike, tokenizer=None) -> dict:
+def evaluate_per_photograph(folder: str | os.PathLike, tokenizer=None, processor=None) -> dict:
     """The shipped tokenizer against JPEG's lowest-rate settings, per held-out photograph, whole and cropped apart.
 
     ``folder`` holds files named as ``vistok.demo.photos.write_heldout`` names them. Each entry is one photograph's
     whole image or its crops: the mean PSNR (dB, per image then averaged) and bytes per image at every token count
     and at JPEG qualities ``LOWEST_JPEG_QUALITIES``, and whether the full token count beats each (more PSNR in no
-    more bytes). ``by_kind`` pools the images of every photograph, whole and crops apart."""
+    more bytes). ``by_kind`` pools the images of every photograph, whole and crops apart. ``tokenizer`` and its
+    ``processor`` default to the shipped ones (a candidate for the default: its own folder's processor)."""
     import numpy as np
     import PIL.Image
     import torch
@@ -177,7 +178,7 @@ def evaluate_per_photograph(folder: str | os.PathLike, tokenizer=None) -> dict:
     from .photos import HELDOUT_PHOTOS, heldout_kind
 
     tokenizer = (tokenizer or load_default_tokenizer()).eval()
-    processor = VistokImageProcessor.from_pretrained(str(DEFAULT_TOKENIZER))
+    processor = processor or VistokImageProcessor.from_pretrained(str(DEFAULT_TOKENIZER))
     low, high = processor.pixel_range
     config = tokenizer.config
     counts, full = default_token_counts(config), int(config.num_tokens)

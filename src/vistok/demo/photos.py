@@ -5,7 +5,10 @@ recipe runs offline once those are installed. The split is by photograph: the he
 (ten: a cat, a still life, faces, text, a page, a clock, a cell) never appear in training, in any crop. Training classes are the source
 photographs, which is what the class-conditional generators are conditioned on. ``--whole-fraction`` makes a share of
 each photograph's training crops the whole photograph (the shipped model was trained with none; see the README for
-what a retrain with a quarter of whole photographs measured).
+what a retrain with a quarter of whole photographs measured). For a tokenizer that has to generalise beyond 14
+photographs: ``--dead-leaves N`` adds a class of N synthetic "dead leaves" images (occluding discs of random colour
+and size, sizes power-law distributed as in natural images: every colour and edge a photograph can hold), and
+``--permute-fraction`` swaps the colour channels of that share of the photographs' crops.
 
     pip install scikit-image scikit-learn matplotlib
     python -m vistok.demo.photos --output data/demo-photos
@@ -163,15 +166,58 @@ def random_crops(image: PIL.Image.Image, count: int, size: int, rng: np.random.G
     return crops
 
 
+def dead_leaves(size: int, rng: np.random.Generator, *, min_radius: float | None = None, max_radius: float | None = None,
+                oversample: int = 4, max_discs: int = 20000) -> PIL.Image.Image:
+    """A "dead leaves" image (Lee, Mumford & Huang 2001): opaque discs of uniformly random RGB colour dropped on top of
+    each other until they cover the square, radii drawn with density ~ r^-3 between ``min_radius`` and ``max_radius``
+    (default 1/32 and 1/2 of the side: every octave of sizes covers about the same area, the scale-invariant
+    statistics of natural images; smaller leaves would make confetti no downsampled photograph looks like). Drawn front to back (a
+    disc only fills what the ones in front left uncovered) at ``oversample`` x the size, then box-filtered down, so
+    edges are anti-aliased like a resized photograph's."""
+    side = size * oversample
+    max_radius = (max_radius or size / 2) * oversample
+    min_radius = (min_radius or size / 32) * oversample
+    canvas = np.zeros((side, side, 3), dtype=np.float64)
+    uncovered = np.ones((side, side), dtype=bool)
+    colour = np.full(3, 0.5)
+    for _ in range(max_discs):
+        # inverse CDF of p(r) ~ r^-3 on [min_radius, max_radius]
+        u = rng.random()
+        radius = (min_radius ** -2 - u * (min_radius ** -2 - max_radius ** -2)) ** -0.5
+        cy, cx = rng.uniform(-radius, side + radius, size=2)
+        top, bottom = max(0, int(cy - radius)), min(side, int(cy + radius) + 1)
+        left, right = max(0, int(cx - radius)), min(side, int(cx + radius) + 1)
+        if top >= bottom or left >= right:
+            continue
+        yy, xx = np.ogrid[top:bottom, left:right]  # only the disc's bounding box
+        window = uncovered[top:bottom, left:right]
+        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2) & window
+        colour = rng.random(3)
+        canvas[top:bottom, left:right][disc] = colour
+        window &= ~disc
+        if not uncovered.any():
+            break
+    else:  # the last specks no disc happened to reach: a background in the last disc's colour
+        canvas[uncovered] = colour
+    pixels = canvas.reshape(size, oversample, size, oversample, 3).mean(axis=(1, 3))
+    return PIL.Image.fromarray(np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8), "RGB")
+
+
 def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320, train_size: int = 80,
-                        heldout_size: int = 64, min_side: int = 48, whole_fraction: float = 0.0, seed: int = 0,
-                        overwrite: bool = False) -> dict:
+                        heldout_size: int = 64, min_side: int = 48, whole_fraction: float = 0.0, dead_leaves_count: int = 0,
+                        permute_fraction: float = 0.0, seed: int = 0, overwrite: bool = False) -> dict:
     """Write ``output/train/<class>/*.png`` (an imagefolder: labels are the class folders) and
     ``output/heldout/<photo>_<i>.png``; returns (and writes) the recipe as ``recipe.json``. ``whole_fraction`` of
-    each photograph's crops are whole photographs (its full shorter edge)."""
+    each photograph's crops are whole photographs (its full shorter edge); ``dead_leaves_count`` synthetic images
+    make a class ``dead_leaves``; ``permute_fraction`` of the crops get their colour channels swapped (a random
+    non-identity permutation). With both at 0 the recipe draws exactly what it drew before they existed."""
     from ..utils.io import atomic_output_dir
 
+    if not 0.0 <= permute_fraction <= 1.0 or not 0.0 <= whole_fraction <= 1.0 or dead_leaves_count < 0:
+        raise ValueError(f"whole_fraction and permute_fraction must lie in [0, 1] and dead_leaves_count be >= 0, got "
+                         f"{whole_fraction}, {permute_fraction}, {dead_leaves_count}")
     rng = np.random.default_rng(seed)
+    permutations = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
     counts = {}
     with atomic_output_dir(output, overwrite=overwrite) as scratch:  # a missing package part-way leaves nothing behind
         for name, sources in TRAIN_PHOTOS.items():
@@ -181,12 +227,21 @@ def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320
             index = 0
             for (package, photo), count in zip(sources, per_photo):
                 for crop in random_crops(load_photo(package, photo), count, train_size, rng, min_side, whole_fraction):
+                    if permute_fraction and rng.random() < permute_fraction:  # (no draw at 0: the old recipe's stream)
+                        crop = PIL.Image.fromarray(np.asarray(crop)[..., list(permutations[rng.integers(5)])])
                     crop.save(folder / f"{index:04d}.png")
                     index += 1
             counts[name] = index
+        if dead_leaves_count:
+            folder = scratch / "train" / "dead_leaves"
+            folder.mkdir(parents=True)
+            for index in range(dead_leaves_count):
+                dead_leaves(train_size, rng).save(folder / f"{index:04d}.png")
+            counts["dead_leaves"] = dead_leaves_count
         write_heldout(scratch / "heldout", heldout_size)
         recipe = {"train_classes": counts, "train_size": train_size, "heldout_size": heldout_size, "min_side": min_side,
-                  "whole_fraction": whole_fraction, "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_whole_size": WHOLE_SIZE,
+                  "whole_fraction": whole_fraction, "dead_leaves": dead_leaves_count, "permute_fraction": permute_fraction,
+                  "seed": seed, "heldout_photos": list(HELDOUT_PHOTOS), "heldout_whole_size": WHOLE_SIZE,
                   "heldout_crop_grids": {name: list(grids) for name, grids in HELDOUT_CROP_GRIDS.items()}}
         (scratch / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
@@ -196,14 +251,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--crops-per-class", type=int, default=320)
+    parser.add_argument("--train-size", type=int, default=80,
+                        help="side of the stored training crops in px (default 80, for the shipped 32 px tokenizer)")
     parser.add_argument("--whole-fraction", type=float, default=0.0,
                         help="share of each photograph's crops that are the whole photograph (default 0, the shipped model)")
+    parser.add_argument("--dead-leaves", type=int, default=0,
+                        help="synthetic dead-leaves images to add as a class 'dead_leaves' (default 0, the shipped model)")
+    parser.add_argument("--permute-fraction", type=float, default=0.0,
+                        help="share of the photographs' crops with their colour channels swapped (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
     try:
-        recipe = build_photo_dataset(args.output, crops_per_class=args.crops_per_class,
-                                     whole_fraction=args.whole_fraction, seed=args.seed,
+        recipe = build_photo_dataset(args.output, crops_per_class=args.crops_per_class, train_size=args.train_size,
+                                     whole_fraction=args.whole_fraction, dead_leaves_count=args.dead_leaves,
+                                     permute_fraction=args.permute_fraction, seed=args.seed,
                                      overwrite=args.overwrite)
     except (ValueError, ImportError) as err:
         raise SystemExit(f"vistok.demo.photos: error: {err}") from err
