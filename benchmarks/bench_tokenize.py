@@ -6,12 +6,14 @@ Data: a generated imagefolder of ``--sizes`` images (256 px smooth random gradie
 Tokenizer: TiTok-S-128-shaped (ViT-S encoder/decoder, 128 tokens, 4096 x 12 codebook, 256 px; random weights:
 no download) or, with ``--tokenizer tiny``, a small TiTok for a quick check.
 
-Each configuration runs in a fresh process (torchrun for 2 processes, ``OMP_NUM_THREADS`` = cores / processes);
+Each configuration runs in a fresh process (torchrun for 2 processes): at the largest size the in-memory baseline
+and the sharded writer on 1 process using every core, the sharded writer on 1 process with half the cores and on 2
+processes with half the cores each (the scaling figure); at the smaller sizes only the first two (memory growth);
 peak RSS is ``ru_maxrss`` of each process (the largest one is reported, and their sum for 2 processes);
 images/s counts from the first encoded batch to the end (model loading and dataset indexing excluded the same way
 for every configuration). The token ids of every configuration are compared with the in-memory baseline's.
 
-    python benchmarks/bench_tokenize.py [--sizes 2500 5000] [--tokenizer s128|tiny] [--out benchmarks/results/tokenize_cpu.json]
+    python benchmarks/bench_tokenize.py [--sizes 1000 5000] [--tokenizer s128|tiny] [--out benchmarks/results/tokenize_cpu.json]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from _measure import machine_info, versions  # noqa: E402
 S128 = dict(image_size=256, patch_size=16, decoder_patch_size=16, num_tokens=128, codebook_size=4096, token_dim=12,
             encoder_hidden_size=512, encoder_num_layers=8, encoder_num_heads=8, decoder_hidden_size=512,
             decoder_num_layers=8, decoder_num_heads=8, is_legacy=False)
-TINY = dict(image_size=64, patch_size=16, decoder_patch_size=16, num_tokens=32, codebook_size=1024, token_dim=12,
+TINY = dict(image_size=64, patch_size=16, decoder_patch_size=16, num_tokens=128, codebook_size=1024, token_dim=12,
             encoder_hidden_size=128, encoder_num_layers=2, encoder_num_heads=4, decoder_hidden_size=128,
             decoder_num_layers=2, decoder_num_heads=4, is_legacy=False)
 
@@ -84,6 +86,19 @@ def child(mode: str, tokenizer: str, dataset: str, output: str, batch_size: int)
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    import vistok.data
+
+    # peak RSS once the dataset is indexed (datasets' imagefolder index grows with the number of files), to tell that
+    # growth apart from the tokenization's own
+    after_load = {}
+    load = vistok.data.load_image_dataset
+
+    def load_and_measure(*args, **kwargs):
+        dataset = load(*args, **kwargs)
+        after_load.setdefault("max_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return dataset
+
+    vistok.data.load_image_dataset = load_and_measure
     begin = time.perf_counter()
     if mode == "in_memory":
         first = tokenize_in_memory(tokenizer, dataset, output, batch_size=batch_size)
@@ -106,13 +121,13 @@ def child(mode: str, tokenizer: str, dataset: str, output: str, batch_size: int)
     end = time.perf_counter()
     rank = int(os.environ.get("RANK", 0))
     record = {"rank": rank, "seconds": end - first, "total_seconds": end - begin,
-              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "max_rss_mib_after_dataset_load": after_load.get("max_rss_mib")}
     # one file per rank: two ranks printing at once can interleave their lines on a shared stdout
     Path(f"{output}.rank{rank}.json").write_text(json.dumps(record))
 
 
-def run(mode: str, processes: int, tokenizer: str, dataset: Path, output: Path, batch_size: int) -> dict:
-    threads = max(1, (os.cpu_count() or 2) // processes)
+def run(mode: str, processes: int, threads: int, tokenizer: str, dataset: Path, output: Path, batch_size: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     args = [__file__, "--child", mode, tokenizer, str(dataset), str(output), str(batch_size)]
     if processes == 1:
@@ -127,7 +142,11 @@ def run(mode: str, processes: int, tokenizer: str, dataset: Path, output: Path, 
     return {"processes": processes, "threads_per_process": threads,
             "seconds": max(r["seconds"] for r in ranks),
             "peak_rss_mib_largest_process": round(max(r["max_rss_mib"] for r in ranks), 1),
-            "peak_rss_mib_all_processes": round(sum(r["max_rss_mib"] for r in ranks), 1)}
+            "peak_rss_mib_all_processes": round(sum(r["max_rss_mib"] for r in ranks), 1),
+            # the tokenization's own peak: above the peak reached once the dataset was indexed
+            "peak_rss_mib_above_dataset_index": round(max(r["max_rss_mib"] - (r["max_rss_mib_after_dataset_load"] or 0)
+                                                          for r in ranks), 1),
+            "peak_rss_mib_after_dataset_index": round(max(r["max_rss_mib_after_dataset_load"] or 0 for r in ranks), 1)}
 
 
 def token_ids(output: Path) -> list:
@@ -141,7 +160,7 @@ def token_ids(output: Path) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--tokenizer", choices=["s128", "tiny"], default="s128")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default="benchmarks/results/tokenize_cpu.json")
@@ -168,9 +187,17 @@ def main() -> None:
         for size in args.sizes:
             data = make_images(tmp / f"images{size}", size, side=config["image_size"])
             reference = None
-            for mode, processes in (("in_memory", 1), ("sharded", 1), ("sharded", 2)):
-                out = tmp / f"out-{size}-{mode}-{processes}"
-                record = {"images": size, "mode": mode, **run(mode, processes, str(tmp / "tokenizer"), data, out, args.batch_size)}
+            cores = os.cpu_count() or 2
+            # 1 process on every core (what one user's machine gains), 1 process on one core and 2 processes on one
+            # core each (the scaling figure: resources per process fixed, as with one GPU per process)
+            configs = [("in_memory", 1, cores), ("sharded", 1, cores), ("sharded", 1, max(1, cores // 2)),
+                       ("sharded", 2, max(1, cores // 2))]
+            if size != max(args.sizes):  # the smaller size only shows how peak memory grows with the dataset
+                configs = configs[:2]
+            for mode, processes, threads in configs:
+                out = tmp / f"out-{size}-{mode}-{processes}-{threads}"
+                record = {"images": size, "mode": mode,
+                          **run(mode, processes, threads, str(tmp / "tokenizer"), data, out, args.batch_size)}
                 if "error" not in record:
                     record["images_per_s"] = round(size / record["seconds"], 2)
                     ids = token_ids(out)
@@ -178,19 +205,30 @@ def main() -> None:
                     record["ids_equal_in_memory"] = ids == reference
                 results["runs"].append(record)
                 print(json.dumps(record), flush=True)
-    by = {(r["images"], r["mode"], r.get("processes")): r for r in results["runs"] if "error" not in r}
+    by = {(r["images"], r["mode"], r.get("processes"), r.get("threads_per_process")): r
+          for r in results["runs"] if "error" not in r}
     summary = {}
+    cores = os.cpu_count() or 2
     for size in args.sizes:
-        one, two = by.get((size, "sharded", 1)), by.get((size, "sharded", 2))
+        one, all_cores = by.get((size, "sharded", 1, max(1, cores // 2))), by.get((size, "sharded", 1, cores))
+        two = by.get((size, "sharded", 2, max(1, cores // 2)))
         if one and two:
-            summary[f"speedup_2_over_1_processes_at_{size}"] = round(two["images_per_s"] / one["images_per_s"], 3)
+            summary[f"speedup_2_over_1_processes_same_threads_each_at_{size}"] = round(
+                two["images_per_s"] / one["images_per_s"], 3)
+        if all_cores and two:
+            summary[f"speedup_2_processes_over_1_process_on_all_cores_at_{size}"] = round(
+                two["images_per_s"] / all_cores["images_per_s"], 3)
     if len(args.sizes) >= 2:
         small, large = min(args.sizes), max(args.sizes)
         for mode in ("in_memory", "sharded"):
-            a, b = by.get((small, mode, 1)), by.get((large, mode, 1))
+            a, b = by.get((small, mode, 1, cores)), by.get((large, mode, 1, cores))
             if a and b:
                 summary[f"{mode}_peak_rss_growth_mib_{small}_to_{large}"] = round(
                     b["peak_rss_mib_largest_process"] - a["peak_rss_mib_largest_process"], 1)
+                summary[f"{mode}_dataset_index_rss_growth_mib_{small}_to_{large}"] = round(
+                    b["peak_rss_mib_after_dataset_index"] - a["peak_rss_mib_after_dataset_index"], 1)
+                summary[f"{mode}_peak_rss_above_index_growth_mib_{small}_to_{large}"] = round(
+                    b["peak_rss_mib_above_dataset_index"] - a["peak_rss_mib_above_dataset_index"], 1)
     results["summary"] = summary
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
