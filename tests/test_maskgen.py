@@ -67,6 +67,19 @@ def tiny_clip(folder: Path) -> Path:
     return folder
 
 
+def count_linear_calls(monkeypatch) -> Counter:
+    """Counts, per nn.Linear, the calls that reach its own forward (a reused output does not)."""
+    computed = Counter()
+    linear_forward = torch.nn.Linear.forward
+
+    def counting(self, x):
+        computed[self] += 1
+        return linear_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", counting)
+    return computed
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """(pipeline without a text encoder, pipeline with the tiny CLIP, folders)."""
@@ -117,14 +130,7 @@ def test_reusing_condition_computes_the_condition_once_and_changes_no_result(con
     with torch.no_grad():
         expected = [model(i, text, pooled, aesthetic_score=score).logits for i in ids]
         expected.append(model(ids[0], text, pooled * 2, aesthetic_score=score).logits)
-    computed = Counter()
-    linear_forward = torch.nn.Linear.forward
-
-    def counting(self, x):
-        computed[self] += 1
-        return linear_forward(self, x)
-
-    monkeypatch.setattr(torch.nn.Linear, "forward", counting)
+    computed = count_linear_calls(monkeypatch)
     modulations = [model.cond_pooled_proj, model.norm.linear] + [b.norm1.linear for b in model.blocks]
     modulations += [b.norm1_context.linear for b in model.blocks]
     with torch.no_grad(), model.reusing_condition():

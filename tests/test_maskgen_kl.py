@@ -9,7 +9,6 @@ exports, samples and resumes."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from vistok.modeling.titok import TiTokConfig, TiTokModel
 from vistok.pipelines import MaskGenKLPipeline
 from _random_weights import random_state_dict
 from _tolerances import assert_close_to_fp32_fixture, assert_matches_original, float64_copy, rounding_error
-from test_maskgen import TEXT_DIM, TEXT_LENGTH, tiny_clip
+from test_maskgen import TEXT_DIM, TEXT_LENGTH, count_linear_calls, tiny_clip
 from _captioned import captioned_image_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "maskgen"
@@ -131,14 +130,7 @@ def test_reusing_condition_computes_the_modulations_once_and_changes_no_result(c
         rounds = [(e["latents"], e["mask"], condition), (e["latents"] * 2, e["mask"], condition),
                   (e["latents"], e["mask"], other)]
         expected = [model(x, m, projected_condition=c).last_hidden_state for x, m, c in rounds]
-    computed = Counter()
-    linear_forward = torch.nn.Linear.forward
-
-    def counting(self, x):
-        computed[self] += 1
-        return linear_forward(self, x)
-
-    monkeypatch.setattr(torch.nn.Linear, "forward", counting)
+    computed = count_linear_calls(monkeypatch)
     modulations = [model.decoder_norm.linear] + [b.norm1.linear for b in model.decoder_blocks]
     with torch.no_grad(), model.reusing_condition():
         got = [model(*rounds[0][:2], projected_condition=rounds[0][2]).last_hidden_state,
