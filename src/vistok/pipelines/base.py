@@ -44,6 +44,13 @@ def check_number(name: str, value, *, minimum: float | None = None, above: float
     return value
 
 
+def with_sampling_defaults(config, **settings) -> list:
+    """The values of ``settings`` in order, each left ``None`` replaced by ``config.sampling_defaults[name]`` (the
+    release's sampling settings a converted transformer carries)."""
+    defaults = config.sampling_defaults
+    return [defaults[name] if value is None else value for name, value in settings.items()]
+
+
 class VistokPipeline(DiffusionPipeline):
     """diffusers cannot resolve third-party components from a hub repo id by itself: ``from_pretrained``
     downloads the repo with huggingface_hub first (served from the cache when offline)."""

@@ -22,7 +22,7 @@ import torch
 from ..layers.clip_text import clip_text_features
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
-from ...pipelines.base import VistokPipeline, check_number
+from ...pipelines.base import VistokPipeline, check_number, with_sampling_defaults
 from ...pipelines.sampling import gumbel_noise_from_uniform
 
 
@@ -149,14 +149,11 @@ class MaskGenPipeline(MaskGenTextMixin, VistokPipeline):
         """``(token_ids [B * num_images_per_prompt, num_tokens], last hidden state of the prompts or None)``;
         unset settings take the release's defaults (``transformer.config.sampling_defaults``)."""
         cfg = self.transformer.config
-        defaults = cfg.sampling_defaults
-        steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
-        g = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-        schedule = defaults["guidance_schedule"] if guidance_schedule is None else guidance_schedule
-        power = defaults["guidance_scale_pow"] if guidance_scale_pow is None else guidance_scale_pow
-        tau = defaults["randomize_temperature"] if randomize_temperature is None else randomize_temperature
-        anneal = defaults["softmax_temperature_annealing"] if softmax_temperature_annealing is None else softmax_temperature_annealing
-        score = defaults["aesthetic_score"] if aesthetic_score is None else aesthetic_score
+        steps, g, schedule, power, tau, anneal, score = with_sampling_defaults(
+            cfg, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            guidance_schedule=guidance_schedule, guidance_scale_pow=guidance_scale_pow,
+            randomize_temperature=randomize_temperature, softmax_temperature_annealing=softmax_temperature_annealing,
+            aesthetic_score=aesthetic_score)
         length = cfg.num_tokens
         check_number("num_inference_steps", steps, minimum=1, maximum=length, integer=True)
         check_number("guidance_scale", g, minimum=0)
@@ -298,13 +295,10 @@ class MaskGenKLPipeline(MaskGenTextMixin, VistokPipeline):
         """``(latents [B * num_images_per_prompt, num_tokens, token_dim] in the transformer's (scaled) space, last
         hidden state of the prompts or None)``; unset settings take ``transformer.config.sampling_defaults``."""
         cfg = self.transformer.config
-        defaults = cfg.sampling_defaults
-        steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
-        diffusion_steps = defaults["num_diffusion_steps"] if num_diffusion_steps is None else num_diffusion_steps
-        g = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-        schedule = defaults["guidance_schedule"] if guidance_schedule is None else guidance_schedule
-        temp = defaults["temperature"] if temperature is None else temperature
-        score = defaults["aesthetic_score"] if aesthetic_score is None else aesthetic_score
+        steps, diffusion_steps, g, schedule, temp, score = with_sampling_defaults(
+            cfg, num_inference_steps=num_inference_steps, num_diffusion_steps=num_diffusion_steps,
+            guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature,
+            aesthetic_score=aesthetic_score)
         length = cfg.num_tokens
         # more rounds than tokens is allowed, as upstream: the surplus rounds generate nothing
         check_number("num_inference_steps", steps, minimum=1, integer=True)
