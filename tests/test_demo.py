@@ -321,3 +321,22 @@ def test_photo_recipe_adds_dead_leaves_and_channel_swaps_only_when_asked(tmp_pat
     assert not np.array_equal(a, b) and sorted(a.reshape(-1, 3).sum(0)) == sorted(b.reshape(-1, 3).sum(0))
     with pytest.raises(ValueError, match="permute_fraction"):
         photos.build_photo_dataset(tmp_path / "bad", permute_fraction=1.5)
+
+
+@pytest.mark.parametrize("path", sorted((demo.ASSETS.parents[2] / "configs").glob("demo_*.yaml")), ids=lambda p: p.stem)
+def test_demo_training_recipes_load_and_their_tokenizers_stay_under_16_mb(path):
+    """The documented recipes (the shipped models' and the retrain candidates') parse as training configs; a tokenizer
+    recipe builds a model whose fp32 weights stay under the 16 MB the package allows a default tokenizer."""
+    from vistok.training import load_train_config
+    from vistok.training.models import build_model
+
+    kind = "generator" if "generator" in path.stem else "tokenizer"
+    given = {"data": {"dataset": "data/demo-photos/train"}}  # the recipes take it on the command line
+    if kind == "generator":
+        given["loss"] = {"tokenizer": "runs/demo-tokenizer/final"}
+    config = load_train_config(kind, path, overrides=given)
+    assert config.training.max_steps > 0 and config.training.batch_size > 0
+    if kind == "tokenizer":
+        model = build_model(config.model, kind)
+        weight_bytes = sum(p.numel() * 4 for p in model.parameters())
+        assert weight_bytes <= 16 * 2**20, f"{path.name}: {weight_bytes / 2**20:.1f} MiB of fp32 weights"
