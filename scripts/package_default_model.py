@@ -6,7 +6,10 @@ src/vistok/demo/default_ar: LlamaGen) with cards.
 
     python scripts/package_default_model.py --ar-only --ar-generator-run runs/demo-ar-generator --photos data/demo-photos
 
-packages only the autoregressive run, trained over the tokenizer already shipped in the package.
+packages only the autoregressive run, trained over the tokenizer already shipped in the package. A tokenizer
+trained on its own data recipe (whole photographs, dead leaves: see configs/demo_tokenizer.yaml) adds
+``--tokenizer-photos data/demo-photos-tokenizer``, and the cards then give both recipes; ``--tokenizer-run`` is a
+run folder or its ``final`` export.
 
 Each pipeline folder is a generator run's export (model_index.json, image_tokenizer/, transformer/);
 its image_tokenizer must hold exactly the tokenizer run's exported weights. Each card gets the data
@@ -27,6 +30,7 @@ import inspect
 import json
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 
 import torch
@@ -37,7 +41,7 @@ from vistok.utils.io import atomic_output_dir
 from vistok.demo import (DEFAULT_AR_PIPELINE, DEFAULT_PIPELINE, DEFAULT_TOKENIZER, DEMO_GRID_IMAGES, DEMO_RD_IMAGES,
                          HELDOUT_IMAGES, evaluate_per_photograph,
                          per_photograph_table)
-from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, WHOLE_SIZE, build_photo_dataset
+from vistok.demo.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, WHOLE_SIZE, build_photo_dataset, photos_command
 from vistok.evaluation import run_eval
 from vistok.evaluation.card import write_card_results
 
@@ -61,12 +65,10 @@ Data: crops of real photographs that ship inside PyPI packages, split by photogr
 
 ```bash
 pip install "vistok[photos]"      # scikit-image, scikit-learn, matplotlib: the photographs
-python -m vistok.demo.photos --output data/demo-photos
+{photos_commands}
 ```
 
-- Training: {crops} random square crops per class (side log-uniform between 48 px and the photograph's shorter
-  edge, bicubic-resized to 80 px; seed 0) of {n_train} classes, one class per photograph (the motorcycle class
-  is a stereo pair): {train}.
+{training_data}
 - Held out, never trained on: {n_heldout_photos} photographs ({heldout}): faces, text, a page, a cat, a still
   life, a clock, a cell; {n_heldout} images: each photograph whole, as the tokenizer's processor sees it
   ({whole_size} px), and crops tiling its centre square (n x n, n = 2..4 or 2..3, stored at 64 px, which the processor
@@ -75,14 +77,14 @@ python -m vistok.demo.photos --output data/demo-photos
 Commands, in order (2-core CPU):
 
 ```bash
-vistok train tokenizer --config configs/demo_tokenizer.yaml --data.dataset data/demo-photos/train \\
+vistok train tokenizer --config configs/demo_tokenizer.yaml --data.dataset {tokenizer_data}/train \\
     --training.output_dir=runs/demo-tokenizer
 vistok train generator --config configs/demo_generator.yaml --data.dataset data/demo-photos/train \\
     --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-generator
 vistok train generator --config configs/demo_ar_generator.yaml --data.dataset data/demo-photos/train \\
     --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-ar-generator
 python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer --generator-run runs/demo-generator \\
-    --ar-generator-run runs/demo-ar-generator --photos data/demo-photos
+    --ar-generator-run runs/demo-ar-generator --photos data/demo-photos{tokenizer_photos_option}
 ```
 
 Evaluation on the held-out images (`vistok demo` runs the same, and the per-photograph comparison below):
@@ -119,10 +121,55 @@ def results_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def card_section(report: dict, per_photograph: dict, crops_per_class: int) -> str:
+# where the cards' commands put the data: the generators' (and, unless it has its own, the tokenizer's) and the
+# tokenizer's own when its recipe differs
+GENERATOR_DATA, TOKENIZER_DATA = "data/demo-photos", "data/demo-photos-tokenizer"
+
+
+def default_recipe() -> dict:
+    """The training fields of the recipe.json ``python -m vistok.demo.photos`` writes with no options."""
+    defaults = {name: p.default for name, p in inspect.signature(build_photo_dataset).parameters.items()}
+    return {"train_classes": {name: defaults["crops_per_class"] for name in TRAIN_PHOTOS},
+            "train_size": defaults["train_size"], "heldout_size": defaults["heldout_size"],
+            "min_side": defaults["min_side"], "whole_fraction": defaults["whole_fraction"],
+            "dead_leaves": defaults["dead_leaves_count"], "permute_fraction": defaults["permute_fraction"],
+            "seed": defaults["seed"]}
+
+
+def describe_training_data(recipe: dict, who: str) -> str:
+    crops = next(n for name, n in recipe["train_classes"].items() if name != "dead_leaves")
+    text = (f"- {who}: {crops} random square crops per class (side log-uniform between {recipe['min_side']} px and "
+            "the photograph's shorter edge")
+    if recipe.get("whole_fraction"):
+        text += f", {recipe['whole_fraction']:.0%} of them the whole photograph (its full shorter edge)"
+    text += f", bicubic-resized to {recipe['train_size']} px"
+    if recipe.get("permute_fraction"):
+        text += f", {recipe['permute_fraction']:.0%} with their colour channels swapped"
+    text += (f"; seed {recipe['seed']}) of {len(TRAIN_PHOTOS)} classes, one class per photograph (the motorcycle "
+             f"class is a stereo pair): {', '.join(TRAIN_PHOTOS)}")
+    if recipe.get("dead_leaves"):
+        text += (f"; and {recipe['dead_leaves']} synthetic dead-leaves images (occluding discs of random colour, "
+                 "power-law sizes) as one more class")
+    return textwrap.fill(text + ".", width=115, subsequent_indent="  ", break_on_hyphens=False)
+
+
+def _training_fields(recipe: dict) -> dict:
+    return {k: v for k, v in recipe.items() if k in default_recipe()}
+
+
+def card_section(report: dict, per_photograph: dict, generator_recipe: dict, tokenizer_recipe: dict) -> str:
+    shared = _training_fields(generator_recipe) == _training_fields(tokenizer_recipe)
+    tokenizer_data = GENERATOR_DATA if shared else TOKENIZER_DATA
+    commands = [photos_command(generator_recipe, GENERATOR_DATA)]
+    training_data = describe_training_data(generator_recipe, "Training" if shared else
+                                           f"The generators' training data (`{GENERATOR_DATA}`)")
+    if not shared:
+        commands.append(photos_command(tokenizer_recipe, TOKENIZER_DATA))
+        training_data += "\n" + describe_training_data(tokenizer_recipe, f"The tokenizer's (`{TOKENIZER_DATA}`)")
     return RECIPE.format(
-        crops=crops_per_class, n_train=len(TRAIN_PHOTOS),
-        train=", ".join(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout_photos=len(HELDOUT_PHOTOS),
+        photos_commands="\n".join(commands), training_data=training_data, tokenizer_data=tokenizer_data,
+        tokenizer_photos_option="" if shared else f" \\\n    --tokenizer-photos {TOKENIZER_DATA}",
+        n_train=len(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout_photos=len(HELDOUT_PHOTOS),
         n_heldout=report["num_images"], whole_size=WHOLE_SIZE,
         tokenizer_path="$(python -c 'import vistok.demo as d; print(d.DEFAULT_TOKENIZER)')",
         heldout_path="$(python -c 'import vistok.demo as d; print(d.HELDOUT_IMAGES)')",
@@ -144,7 +191,7 @@ def evaluate(tokenizer_folder: Path) -> tuple[dict, dict]:
     return report, per_photograph
 
 
-def refresh_cards(dests: tuple[Path, ...], crops_per_class: int) -> None:
+def refresh_cards(dests: tuple[Path, ...], recipes: tuple[dict, dict]) -> None:
     """Rewrite the cards' evaluation sections (and the tokenizer cards' metadata) for the shipped weights."""
     with contextlib.ExitStack() as stack:
         for dest in dests:
@@ -152,7 +199,7 @@ def refresh_cards(dests: tuple[Path, ...], crops_per_class: int) -> None:
             for item in dest.iterdir():
                 (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
             report, per_photograph = evaluate(scratch / "image_tokenizer")
-            section = card_section(report, per_photograph, crops_per_class)
+            section = card_section(report, per_photograph, *recipes)
             tokenizer_card = scratch / "image_tokenizer" / "README.md"
             for card_path in (tokenizer_card, scratch / "README.md"):
                 text = card_path.read_text()
@@ -162,9 +209,11 @@ def refresh_cards(dests: tuple[Path, ...], crops_per_class: int) -> None:
             write_card_results(tokenizer_card, report, model_name="vistok default tokenizer")
 
 
-def package_run(scratch: Path, generator_run: Path, tokenizer: Path, photos: Path, section: str, report: dict) -> None:
+def package_run(scratch: Path, generator_run: Path, tokenizer: Path, photos: tuple[Path, Path], section: str,
+                report: dict) -> None:
     """Fill ``scratch`` with one generator run's pipeline export, the tokenizer's processor and card (``tokenizer``:
-    a tokenizer run's ``final`` export, or the shipped tokenizer folder), and the cards' default-model section."""
+    a tokenizer run's ``final`` export, or the shipped tokenizer folder; ``photos``: the generators' and the
+    tokenizer's data folders), and the cards' default-model section."""
     exported = generator_run / "final"
     tokenizer_weights = load_file(str(tokenizer / "model.safetensors"))
     shipped = load_file(str(exported / "image_tokenizer" / "model.safetensors"))
@@ -178,7 +227,9 @@ def package_run(scratch: Path, generator_run: Path, tokenizer: Path, photos: Pat
     shutil.copyfile(tokenizer / "README.md", tokenizer_card)
     # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
     tokenizer_run = tokenizer.parent if tokenizer.name == "final" else tokenizer
-    relative = {str(photos.resolve()): "data/demo-photos", str(tokenizer_run.resolve()): "runs/demo-tokenizer",
+    generator_photos, tokenizer_photos = photos
+    relative = {str(tokenizer_photos.resolve()): GENERATOR_DATA if tokenizer_photos == generator_photos else TOKENIZER_DATA,
+                str(generator_photos.resolve()): GENERATOR_DATA, str(tokenizer_run.resolve()): "runs/demo-tokenizer",
                 str(generator_run.resolve()): f"runs/{generator_run.name}"}
     for card_path in (tokenizer_card, scratch / "README.md"):
         card = ModelCard.load(card_path)
@@ -197,8 +248,10 @@ def main(argv=None) -> None:
     parser.add_argument("--tokenizer-run", type=Path)
     parser.add_argument("--generator-run", type=Path)
     parser.add_argument("--ar-generator-run", type=Path)
-    parser.add_argument("--photos", type=Path, help="the folder python -m vistok.demo.photos wrote (its recipe.json; "
-                        "--cards-only without it assumes the recipe's default crops per class)")
+    parser.add_argument("--photos", type=Path, help="the folder python -m vistok.demo.photos wrote for the generators "
+                        "(its recipe.json; --cards-only without it assumes the recipe's defaults)")
+    parser.add_argument("--tokenizer-photos", type=Path,
+                        help="the tokenizer's data folder when it was trained on another recipe (default: --photos)")
     parser.add_argument("--dest", type=Path, default=DEFAULT_PIPELINE)
     parser.add_argument("--ar-dest", type=Path, default=DEFAULT_AR_PIPELINE)
     parser.add_argument("--ar-only", action="store_true",
@@ -206,33 +259,35 @@ def main(argv=None) -> None:
     parser.add_argument("--cards-only", action="store_true",
                         help="keep the shipped weights; re-evaluate them and rewrite the cards' evaluation sections")
     args = parser.parse_args(argv)
-    if args.photos is not None:
-        crops_per_class = next(iter(json.loads((args.photos / "recipe.json").read_text())["train_classes"].values()))
-    elif args.cards_only:
-        crops_per_class = inspect.signature(build_photo_dataset).parameters["crops_per_class"].default
-    else:
+    if args.photos is None and not args.cards_only:
         parser.error("--photos is required to package new runs")
+    args.tokenizer_photos = args.tokenizer_photos or args.photos
+    recipes = tuple(json.loads((folder / "recipe.json").read_text()) if folder is not None else default_recipe()
+                    for folder in (args.photos, args.tokenizer_photos))
     if args.cards_only:
-        refresh_cards((args.dest, args.ar_dest), crops_per_class)
+        refresh_cards((args.dest, args.ar_dest), recipes)
         print(f"refreshed the cards in {args.dest} and {args.ar_dest}")
         return
+    photos = (args.photos, args.tokenizer_photos)
     if args.ar_only:
         if args.ar_generator_run is None:
             parser.error("--ar-only needs --ar-generator-run")
         report, per_photograph = evaluate(DEFAULT_TOKENIZER)
-        section = card_section(report, per_photograph, crops_per_class)
+        section = card_section(report, per_photograph, *recipes)
         with atomic_output_dir(args.ar_dest, overwrite=True) as scratch:
-            package_run(scratch, args.ar_generator_run, DEFAULT_TOKENIZER, args.photos, section, report)
+            package_run(scratch, args.ar_generator_run, DEFAULT_TOKENIZER, photos, section, report)
         print(f"wrote {args.ar_dest}")
         return
     if args.tokenizer_run is None or args.generator_run is None or args.ar_generator_run is None:
         parser.error("--tokenizer-run, --generator-run and --ar-generator-run are required (or --cards-only)")
-    report, per_photograph = evaluate(args.tokenizer_run / "final")
-    section = card_section(report, per_photograph, crops_per_class)
+    # a tokenizer run's folder or its from_pretrained export
+    tokenizer = args.tokenizer_run / "final" if (args.tokenizer_run / "final").is_dir() else args.tokenizer_run
+    report, per_photograph = evaluate(tokenizer)
+    section = card_section(report, per_photograph, *recipes)
     with contextlib.ExitStack() as stack:  # neither folder changes unless both are complete
         for dest, run in ((args.dest, args.generator_run), (args.ar_dest, args.ar_generator_run)):
-            package_run(stack.enter_context(atomic_output_dir(dest, overwrite=True)), run, args.tokenizer_run / "final",
-                        args.photos, section, report)
+            package_run(stack.enter_context(atomic_output_dir(dest, overwrite=True)), run, tokenizer, photos, section,
+                        report)
     print(f"wrote {args.dest} and {args.ar_dest}")
 
 

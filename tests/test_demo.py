@@ -323,6 +323,34 @@ def test_photo_recipe_adds_dead_leaves_and_channel_swaps_only_when_asked(tmp_pat
         photos.build_photo_dataset(tmp_path / "bad", permute_fraction=1.5)
 
 
+def test_photos_command_rebuilds_the_recipe_it_was_made_from(tmp_path, monkeypatch):
+    """Model cards print the data command from a recipe.json: running that command asks for the same recipe."""
+    import vistok.demo.photos as photos
+
+    photo = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    monkeypatch.setattr(photos, "load_photo", lambda package, name: photo)
+    asked = [dict(crops_per_class=4, train_size=24), dict(train_size=24),
+             dict(crops_per_class=6, train_size=24, whole_fraction=0.5, permute_fraction=0.25, dead_leaves_count=3, seed=7)]
+    build = photos.build_photo_dataset
+    for index, kwargs in enumerate(asked):
+        recipe = build(tmp_path / f"r{index}", **{"crops_per_class": 2, **kwargs})
+        if "crops_per_class" not in kwargs:  # the default's 320 crops per class, without writing them
+            recipe["train_classes"] = {name: 320 for name in photos.TRAIN_PHOTOS}
+        command = photos.photos_command(recipe, "data/out")
+        assert command.startswith("python -m vistok.demo.photos --output data/out")
+        called = {}
+        monkeypatch.setattr(photos, "build_photo_dataset", lambda output, **given: called.update(given) or {})
+        photos.main(command.split()[3:])
+        monkeypatch.setattr(photos, "build_photo_dataset", build)
+        defaults = {"crops_per_class": 320, "whole_fraction": 0.0, "dead_leaves_count": 0, "permute_fraction": 0.0,
+                    "seed": 0}
+        assert {k: called[k] for k in defaults} == {**defaults, **{k: v for k, v in kwargs.items() if k in defaults}}
+        assert called["train_size"] == 24
+    unequal = {**recipe, "train_classes": {"astronaut": 3, "rocket": 4}}
+    with pytest.raises(ValueError, match="not written by the command line"):
+        photos.photos_command(unequal, "data/out")
+
+
 @pytest.mark.parametrize("path", sorted((demo.ASSETS.parents[2] / "configs").glob("demo_*.yaml")), ids=lambda p: p.stem)
 def test_demo_training_recipes_load_and_their_tokenizers_stay_under_16_mb(path):
     """The documented recipes (the shipped models' and the retrain candidates') parse as training configs; a tokenizer

@@ -247,6 +247,32 @@ def build_photo_dataset(output: str | os.PathLike, *, crops_per_class: int = 320
     return recipe
 
 
+# recipe.json field -> (command-line option, build_photo_dataset parameter): what photos_command spells out
+_RECIPE_OPTIONS = {"train_size": ("--train-size", "train_size"), "whole_fraction": ("--whole-fraction", "whole_fraction"),
+                   "permute_fraction": ("--permute-fraction", "permute_fraction"),
+                   "dead_leaves": ("--dead-leaves", "dead_leaves_count"), "seed": ("--seed", "seed")}
+
+
+def photos_command(recipe: dict, output: str) -> str:
+    """The ``python -m vistok.demo.photos`` command that writes ``recipe`` (a recipe.json) into ``output``, naming
+    the options that differ from the defaults: model cards give exactly the data their model was trained on."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(build_photo_dataset).parameters.items()}
+    photo_counts = {n for name, n in recipe["train_classes"].items() if name != "dead_leaves"}
+    fixed = {field: recipe.get(field, defaults[field]) for field in ("heldout_size", "min_side")}
+    if len(photo_counts) != 1 or any(value != defaults[field] for field, value in fixed.items()):
+        raise ValueError(f"recipe ({recipe['train_classes']}, {fixed}) was not written by the command line of "
+                         "vistok.demo.photos")
+    parts = ["python -m vistok.demo.photos", f"--output {output}"]
+    if photo_counts != {defaults["crops_per_class"]}:
+        parts.append(f"--crops-per-class {photo_counts.pop()}")
+    for field, (option, parameter) in _RECIPE_OPTIONS.items():
+        if recipe.get(field, defaults[parameter]) != defaults[parameter]:
+            parts.append(f"{option} {recipe[field]}")
+    return " ".join(parts)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True)
