@@ -125,6 +125,34 @@ def test_tokenizer_trains_resumes_exactly_after_sigterm_and_exports(tmp_path, im
     assert len(losses) == 8 and np.mean(losses[-2:]) < np.mean(losses[:2])
 
 
+def test_decoder_retrain_keeps_the_frozen_encoder_and_so_its_token_ids(tmp_path, imagefolder):
+    """model.freeze: [encoder, quantizer] on a pretrained tokenizer trains only its decoder (TiTok's second stage):
+    the token ids, which generators were trained on, are those of the pretrained model."""
+    import vistok  # noqa: F401
+    from transformers import AutoModel
+
+    TokenizerTrainer(tokenizer_config(tmp_path / "base", imagefolder, max_steps=2)).train()
+    pretrained = tmp_path / "base" / "final"
+
+    def decoder_config(freeze):
+        config = tokenizer_config(tmp_path / "decoder", imagefolder, max_steps=3, ema_decay=0.5)
+        config.model = type(config.model)(pretrained=str(pretrained), freeze=freeze)
+        return config
+
+    TokenizerTrainer(decoder_config(["encoder", "quantizer"])).train()
+    before, after = weights(pretrained), weights(tmp_path / "decoder" / "final")
+    fixed = [k for k in before if not k.startswith("decoder.")]
+    assert before.keys() == after.keys() and fixed and all(torch.equal(before[k], after[k]) for k in fixed)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    pixels = torch.rand(2, 3, 16, 16)  # the model's pixel_range is [0, 1]
+    old, new = (AutoModel.from_pretrained(folder).eval() for folder in (pretrained, tmp_path / "decoder" / "final"))
+    assert torch.equal(old.encode(pixels).token_ids, new.encode(pixels).token_ids)
+    with pytest.raises(ValueError, match="'encodr' is no module or parameter"):
+        TokenizerTrainer(decoder_config(["encodr"])).train()
+    with pytest.raises(ValueError, match="freezes every parameter"):
+        TokenizerTrainer(decoder_config(["encoder", "quantizer", "decoder"])).train()
+
+
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, imagefolder, monkeypatch):
     trainer = TokenizerTrainer(tokenizer_config(tmp_path, imagefolder, max_steps=4, checkpointing_steps=2))
     original = trainer.accelerator.save_state

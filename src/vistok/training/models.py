@@ -36,8 +36,30 @@ def build_model(section, kind: str, **config_overrides):
 
     spec = model_spec(section, kind)  # registers the Auto classes too
     if section.pretrained:
-        return AutoModel.from_pretrained(section.pretrained)
-    return AutoModel.from_config(spec.config_class(**{**section.config, **config_overrides}))
+        model = AutoModel.from_pretrained(section.pretrained)
+    else:
+        model = AutoModel.from_config(spec.config_class(**{**section.config, **config_overrides}))
+    freeze_parameters(model, section.freeze)
+    return model
+
+
+def freeze_parameters(model: nn.Module, names: list[str]) -> None:
+    """Turn off gradients under each of ``names`` (a submodule path such as ``encoder`` or a parameter's name); the
+    optimizer then skips them. A name that is neither, or freezing every parameter, is an error."""
+    parameters = dict(model.named_parameters())
+    for name in names:
+        if name not in parameters:
+            try:
+                model.get_submodule(name)
+            except AttributeError:
+                top = sorted({n.split(".")[0] for n in parameters})
+                raise ValueError(f"model.freeze: {name!r} is no module or parameter of {type(model).__name__} "
+                                 f"(its top-level modules: {top})") from None
+    frozen = [p for n, p in parameters.items() if any(n == name or n.startswith(name + ".") for name in names)]
+    if names and len(frozen) == len(parameters):
+        raise ValueError(f"model.freeze={names} freezes every parameter: nothing would train")
+    for p in frozen:
+        p.requires_grad_(False)
 
 
 class EMAWeights:
