@@ -11,6 +11,12 @@ trained on its own data recipe (whole photographs, dead leaves: see configs/demo
 ``--tokenizer-photos data/demo-photos-tokenizer``, and the cards then give both recipes; ``--tokenizer-run`` is a
 run folder or its ``final`` export.
 
+    python scripts/package_default_model.py --decoder-run runs/demo-tokenizer-decoder --photos data/demo-photos \
+        --tokenizer-photos data/demo-photos-tokenizer
+
+puts a retrain of the shipped tokenizer's decoder (configs/demo_tokenizer_decoder.yaml: encoder and quantizer
+frozen) into both pipelines, keeping their generators: their token ids are unchanged, which is checked.
+
 Each pipeline folder is a generator run's export (model_index.json, image_tokenizer/, transformer/);
 its image_tokenizer must hold exactly the tokenizer run's exported weights. Each card gets the data
 recipe and every command, the held-out evaluation (all images, and per photograph against JPEG), and the
@@ -84,7 +90,7 @@ vistok train generator --config configs/demo_generator.yaml --data.dataset data/
 vistok train generator --config configs/demo_ar_generator.yaml --data.dataset data/demo-photos/train \\
     --loss.tokenizer runs/demo-tokenizer/final --training.output_dir=runs/demo-ar-generator
 python scripts/package_default_model.py --tokenizer-run runs/demo-tokenizer --generator-run runs/demo-generator \\
-    --ar-generator-run runs/demo-ar-generator --photos data/demo-photos{tokenizer_photos_option}
+    --ar-generator-run runs/demo-ar-generator --photos data/demo-photos{tokenizer_photos_option}{decoder_commands}
 ```
 
 Evaluation on the held-out images (`vistok demo` runs the same, and the per-photograph comparison below):
@@ -157,18 +163,31 @@ def _training_fields(recipe: dict) -> dict:
     return {k: v for k, v in recipe.items() if k in default_recipe()}
 
 
-def card_section(report: dict, per_photograph: dict, generator_recipe: dict, tokenizer_recipe: dict) -> str:
+DECODER_COMMANDS = f"""
+vistok train tokenizer --config configs/demo_tokenizer_decoder.yaml --data.dataset {TOKENIZER_DATA}/train \\
+    --model.pretrained runs/demo-tokenizer/final --training.output_dir=runs/demo-tokenizer-decoder
+python scripts/package_default_model.py --decoder-run runs/demo-tokenizer-decoder --photos {GENERATOR_DATA} \\
+    --tokenizer-photos {TOKENIZER_DATA}"""
+
+
+def card_section(report: dict, per_photograph: dict, generator_recipe: dict, tokenizer_recipe: dict,
+                 decoder_retrain: bool = False) -> str:
+    """The cards' default-model section. ``decoder_retrain``: the tokenizer's encoder was trained on the generators'
+    data and its decoder retrained on ``tokenizer_recipe`` (configs/demo_tokenizer_decoder.yaml)."""
     shared = _training_fields(generator_recipe) == _training_fields(tokenizer_recipe)
-    tokenizer_data = GENERATOR_DATA if shared else TOKENIZER_DATA
+    tokenizer_data = GENERATOR_DATA if shared or decoder_retrain else TOKENIZER_DATA
     commands = [photos_command(generator_recipe, GENERATOR_DATA)]
-    training_data = describe_training_data(generator_recipe, "Training" if shared else
-                                           f"The generators' training data (`{GENERATOR_DATA}`)")
+    first = ("Training" if shared else "The generators' and the tokenizer encoder's training data" if decoder_retrain
+             else "The generators' training data")
+    training_data = describe_training_data(generator_recipe, first if shared else f"{first} (`{GENERATOR_DATA}`)")
     if not shared:
         commands.append(photos_command(tokenizer_recipe, TOKENIZER_DATA))
-        training_data += "\n" + describe_training_data(tokenizer_recipe, f"The tokenizer's (`{TOKENIZER_DATA}`)")
+        second = "The tokenizer decoder's retrain" if decoder_retrain else "The tokenizer's"
+        training_data += "\n" + describe_training_data(tokenizer_recipe, f"{second} (`{TOKENIZER_DATA}`)")
     return RECIPE.format(
         photos_commands="\n".join(commands), training_data=training_data, tokenizer_data=tokenizer_data,
-        tokenizer_photos_option="" if shared else f" \\\n    --tokenizer-photos {TOKENIZER_DATA}",
+        tokenizer_photos_option="" if shared or decoder_retrain else f" \\\n    --tokenizer-photos {TOKENIZER_DATA}",
+        decoder_commands=DECODER_COMMANDS if decoder_retrain else "",
         n_train=len(TRAIN_PHOTOS), heldout=", ".join(HELDOUT_PHOTOS), n_heldout_photos=len(HELDOUT_PHOTOS),
         n_heldout=report["num_images"], whole_size=WHOLE_SIZE,
         tokenizer_path="$(python -c 'import vistok.demo as d; print(d.DEFAULT_TOKENIZER)')",
@@ -199,7 +218,9 @@ def refresh_cards(dests: tuple[Path, ...], recipes: tuple[dict, dict]) -> None:
             for item in dest.iterdir():
                 (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
             report, per_photograph = evaluate(scratch / "image_tokenizer")
-            section = card_section(report, per_photograph, *recipes)
+            # a card whose recipe has the decoder retrain keeps it
+            decoder_retrain = "demo_tokenizer_decoder.yaml" in (dest / "README.md").read_text()
+            section = card_section(report, per_photograph, *recipes, decoder_retrain=decoder_retrain)
             tokenizer_card = scratch / "image_tokenizer" / "README.md"
             for card_path in (tokenizer_card, scratch / "README.md"):
                 text = card_path.read_text()
@@ -223,14 +244,48 @@ def package_run(scratch: Path, generator_run: Path, tokenizer: Path, photos: tup
         (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
     # the pipeline export carries no image processor: ship the tokenizer run's, for AutoImageProcessor
     shutil.copyfile(tokenizer / "preprocessor_config.json", scratch / "image_tokenizer" / "preprocessor_config.json")
+    tokenizer_run = tokenizer.parent if tokenizer.name == "final" else tokenizer
+    write_cards(scratch, tokenizer, photos, {tokenizer_run: "runs/demo-tokenizer",
+                                             generator_run: f"runs/{generator_run.name}"}, section, report)
+
+
+def package_decoder(scratch: Path, shipped: Path, tokenizer: Path, photos: tuple[Path, Path], section: str,
+                    report: dict) -> None:
+    """Fill ``scratch`` with the shipped pipeline folder ``shipped``, its image_tokenizer replaced by ``tokenizer``: a
+    retrain of the shipped tokenizer's decoder only, so the generators' token ids stay valid (checked: every weight
+    outside the decoder, and the config, are the shipped ones)."""
+    old = load_file(str(shipped / "image_tokenizer" / "model.safetensors"))
+    new = load_file(str(tokenizer / "model.safetensors"))
+    changed = sorted(k for k in old.keys() & new.keys() if not k.startswith("decoder.") and not torch.equal(old[k], new[k]))
+    if old.keys() != new.keys() or changed:
+        raise SystemExit(f"{tokenizer} is not a decoder retrain of {shipped}/image_tokenizer (weights outside the "
+                         f"decoder differ: {changed[:3] or sorted(old.keys() ^ new.keys())[:3]}): the generators' token "
+                         "ids would change; package it with new generator runs (--tokenizer-run ...) instead")
+    from transformers import AutoConfig
+
+    volatile = ("_name_or_path", "transformers_version")  # loaded, so that fields added since compare at their defaults
+    configs = [{k: v for k, v in AutoConfig.from_pretrained(str(folder)).to_dict().items() if k not in volatile}
+               for folder in (shipped / "image_tokenizer", tokenizer)]
+    if configs[0] != configs[1]:
+        raise SystemExit(f"{tokenizer}/config.json differs from the shipped tokenizer's")
+    for item in shipped.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copyfile)(item, scratch / item.name)
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
+        shutil.copyfile(tokenizer / name, scratch / "image_tokenizer" / name)
+    decoder_run = tokenizer.parent if tokenizer.name == "final" else tokenizer
+    write_cards(scratch, tokenizer, photos, {decoder_run: "runs/demo-tokenizer-decoder"}, section, report)
+
+
+def write_cards(scratch: Path, tokenizer: Path, photos: tuple[Path, Path], runs: dict[Path, str], section: str,
+                report: dict) -> None:
+    """The tokenizer run's card into ``scratch/image_tokenizer`` and, in both cards, the default-model section."""
     tokenizer_card = scratch / "image_tokenizer" / "README.md"
     shutil.copyfile(tokenizer / "README.md", tokenizer_card)
     # the runs' own folders appear in the cards as the recipe's relative paths; the data is no hub dataset
-    tokenizer_run = tokenizer.parent if tokenizer.name == "final" else tokenizer
     generator_photos, tokenizer_photos = photos
     relative = {str(tokenizer_photos.resolve()): GENERATOR_DATA if tokenizer_photos == generator_photos else TOKENIZER_DATA,
-                str(generator_photos.resolve()): GENERATOR_DATA, str(tokenizer_run.resolve()): "runs/demo-tokenizer",
-                str(generator_run.resolve()): f"runs/{generator_run.name}"}
+                str(generator_photos.resolve()): GENERATOR_DATA,
+                **{str(run.resolve()): short for run, short in runs.items()}}
     for card_path in (tokenizer_card, scratch / "README.md"):
         card = ModelCard.load(card_path)
         card.data.datasets = None
@@ -248,6 +303,9 @@ def main(argv=None) -> None:
     parser.add_argument("--tokenizer-run", type=Path)
     parser.add_argument("--generator-run", type=Path)
     parser.add_argument("--ar-generator-run", type=Path)
+    parser.add_argument("--decoder-run", type=Path,
+                        help="a decoder retrain of the shipped tokenizer (configs/demo_tokenizer_decoder.yaml): replaces "
+                        "the tokenizer in both pipelines, keeping their generators")
     parser.add_argument("--photos", type=Path, help="the folder python -m vistok.demo.photos wrote for the generators "
                         "(its recipe.json; --cards-only without it assumes the recipe's defaults)")
     parser.add_argument("--tokenizer-photos", type=Path,
@@ -269,6 +327,16 @@ def main(argv=None) -> None:
         print(f"refreshed the cards in {args.dest} and {args.ar_dest}")
         return
     photos = (args.photos, args.tokenizer_photos)
+    if args.decoder_run is not None:
+        tokenizer = args.decoder_run / "final" if (args.decoder_run / "final").is_dir() else args.decoder_run
+        report, per_photograph = evaluate(tokenizer)
+        section = card_section(report, per_photograph, *recipes, decoder_retrain=True)
+        with contextlib.ExitStack() as stack:  # neither folder changes unless both are complete
+            for dest in (args.dest, args.ar_dest):
+                scratch = stack.enter_context(atomic_output_dir(dest, overwrite=True))
+                package_decoder(scratch, dest, tokenizer, photos, section, report)
+        print(f"wrote the retrained decoder into {args.dest} and {args.ar_dest}")
+        return
     if args.ar_only:
         if args.ar_generator_run is None:
             parser.error("--ar-only needs --ar-generator-run")
