@@ -72,6 +72,11 @@ def test_config_overrides_and_errors(tmp_path):
         load_train_config("tokenizer")
     with pytest.raises(ValueError, match="training.mixed_precision must be"):
         load_train_config("tokenizer", overrides=["--training.mixed_precision=fp8", "--data.dataset=x"])
+    # `no` as written in the help (YAML 1.1 reads it as false), in a file and on the command line
+    (tmp_path / "fp32.yaml").write_text("training:\n  mixed_precision: no\n")
+    for config in (load_train_config("tokenizer", tmp_path / "fp32.yaml", overrides=["--data.dataset=x"]),
+                   load_train_config("tokenizer", overrides=["--training.mixed_precision", "no", "--data.dataset=x"])):
+        assert config.training.mixed_precision == "no"
     with pytest.raises(ValueError, match="loss.tokenizer"):
         load_train_config("generator", overrides=["--data.dataset=x"])
     with pytest.raises(ValueError, match="expected an override like"):

@@ -189,6 +189,8 @@ def _check(config) -> None:
     for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every", "image_every"):
         if not isinstance(getattr(t, name), int) or getattr(t, name) < 1:
             raise ValueError(f"training.{name} must be a positive integer, got {getattr(t, name)!r}")
+    if t.mixed_precision is False:  # YAML reads a bare `no` (the documented value) as a boolean
+        t.mixed_precision = "no"
     if t.mixed_precision not in ("no", "fp16", "bf16"):
         raise ValueError(f"training.mixed_precision must be 'no', 'fp16' or 'bf16', got {t.mixed_precision!r}")
     if t.lr_schedule not in ("constant", "cosine"):
