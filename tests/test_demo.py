@@ -351,6 +351,28 @@ def test_photos_command_rebuilds_the_recipe_it_was_made_from(tmp_path, monkeypat
         photos.photos_command(unequal, "data/out")
 
 
+def test_decoder_packaging_takes_only_a_tokenizer_with_the_shipped_encoder(tmp_path):
+    """scripts/package_default_model.py --decoder-run keeps the shipped generators, so it must refuse a tokenizer whose
+    token ids could differ from the shipped one's (any weight outside the decoder changed), before writing anything."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModel
+
+    script = demo.ASSETS.parents[2] / "scripts" / "package_default_model.py"
+    spec = importlib.util.spec_from_file_location("package_default_model", script)
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    model = AutoModel.from_pretrained(str(demo.DEFAULT_TOKENIZER))
+    with torch.no_grad():
+        model.encoder.latent_tokens.add_(1e-3)
+    model.save_pretrained(tmp_path / "encoder-changed")
+    with pytest.raises(SystemExit, match="not a decoder retrain.*encoder.latent_tokens"):
+        package.package_decoder(tmp_path / "scratch", demo.DEFAULT_PIPELINE, tmp_path / "encoder-changed",
+                                (tmp_path, tmp_path), section="", report={})
+    assert not (tmp_path / "scratch").exists()
+
+
 @pytest.mark.parametrize("path", sorted((demo.ASSETS.parents[2] / "configs").glob("demo_*.yaml")), ids=lambda p: p.stem)
 def test_demo_training_recipes_load_and_their_tokenizers_stay_under_16_mb(path):
     """The documented recipes (the shipped models' and the retrain candidates') parse as training configs; a tokenizer
