@@ -384,9 +384,9 @@ def test_demo_training_recipes_load_and_their_tokenizers_stay_under_16_mb(path):
     given = {"data": {"dataset": "data/demo-photos/train"}}  # the recipes take it on the command line
     if kind == "generator":
         given["loss"] = {"tokenizer": "runs/demo-tokenizer/final"}
-    if "pretrained:" in path.read_text():  # a retrain of a run's model: the shipped one stands in for that run
-        given["model"] = {"pretrained": str(demo.DEFAULT_TOKENIZER)}
     config = load_train_config(kind, path, overrides=given)  # raises on any unknown or invalid setting
+    if config.model.pretrained:  # a retrain of a run's model: the shipped one stands in for that run
+        config.model.pretrained = str(demo.DEFAULT_TOKENIZER)
     if kind == "tokenizer":
         model = build_model(config.model, kind)
         weight_bytes = sum(p.numel() * 4 for p in model.parameters())

@@ -131,7 +131,7 @@ def test_tokenizer_trains_resumes_exactly_after_sigterm_and_exports(tmp_path, im
 
 
 def test_decoder_retrain_keeps_the_frozen_encoder_and_so_its_token_ids(tmp_path, imagefolder):
-    """model.freeze: [encoder, quantizer] on a pretrained tokenizer trains only its decoder (TiTok's second stage):
+    """model.freeze: [encoder, quantizer] on a pretrained tokenizer trains only its decoder (a second training stage):
     the token ids, which generators were trained on, are those of the pretrained model."""
     import vistok  # noqa: F401
     from transformers import AutoModel

@@ -21,7 +21,7 @@ class ModelSection:
     config: dict = field(default_factory=dict)  # keyword arguments of the family's config class
     pretrained: str | None = None  # a vistok folder or hub id to fine-tune instead of a fresh model
     # modules (or parameters) kept fixed, by name: [encoder, quantizer] trains only the decoder of a pretrained
-    # tokenizer (TiTok's second stage), so its token ids, and generators trained on them, stay valid
+    # tokenizer (the second stage of 1D-tokenizer training), so its token ids, and generators trained on them, stay valid
     freeze: list = field(default_factory=list)
 
 
